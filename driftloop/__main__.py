@@ -1,0 +1,3 @@
+from driftloop.cli import main
+
+main()

@@ -1,0 +1,27 @@
+"""Shared pytest plumbing. Fixtures live in tests/fixtures/<area>.py, one module per real system."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the repository (ELEC2, NAB); tests may read it, never copy it in."""
+    if not SHARED_DATA.is_dir():
+        raise RuntimeError(f"{SHARED_DATA} not found: the tests expect ../shared beside the repository")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def driftloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An isolated DRIFTLOOP_HOME for one test."""
+    home = tmp_path / "driftloop-home"
+    home.mkdir()
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(home))
+    os.environ.pop("DRIFTLOOP_MLFLOW_TRACKING_URI", None)
+    return home
