@@ -1,4 +1,5 @@
-"""The event log: one small interface, two implementations (Kafka, embedded on local disk).
+"""The event log: one small interface, three implementations (Kafka, embedded on local disk, and
+in-memory for unit tests).
 
 Every arrow after serving is a topic. ``open_event_log`` picks Kafka when bootstrap servers are
 configured and the embedded log otherwise.
@@ -15,15 +16,28 @@ from driftloop.eventlog.base import (
     RecordMetadata,
     TopicPartition,
 )
+from driftloop.eventlog.delivery import CommitFailedError
+from driftloop.eventlog.factory import open_event_log
+from driftloop.eventlog.memory import MemoryEventLog
+from driftloop.eventlog.partitioner import murmur2, partition_for_key
+from driftloop.eventlog.validation import InvalidRecordError, InvalidTopicError, RecordTooLargeError
 
 __all__ = [
+    "CommitFailedError",
     "Consumer",
     "Delivery",
     "EventLog",
     "EventLogError",
     "Header",
+    "InvalidRecordError",
+    "InvalidTopicError",
+    "MemoryEventLog",
     "Producer",
     "Record",
     "RecordMetadata",
+    "RecordTooLargeError",
     "TopicPartition",
+    "murmur2",
+    "open_event_log",
+    "partition_for_key",
 ]
