@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = [
+    "tests.fixtures.kube",
+]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

@@ -1,0 +1,326 @@
+"""A real Kubernetes API server for tests, without Docker or a cluster.
+
+etcd plus ``k8s.io/apiextensions-apiserver`` (the CRD half of kube-apiserver, built by
+``.ci/setup.d/kube.sh``) on free 127.0.0.1 ports. It serves CustomResourceDefinitions and their custom
+resources for real: OpenAPI schema validation, defaulting/pruning, server-side apply, patches, watches,
+resourceVersions. It has no built-in resources (no Pods, Deployments, Namespaces) and runs no controllers.
+
+Example::
+
+    with LocalKubeAPIServer() as server:          # Seldon CRD installed and Established
+        client = SeldonDeploymentClient(server.connection())
+        subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig, "get", "sdep"], check=True)
+
+``python -m driftloop.kube.testserver`` runs one in the foreground and prints its kubeconfig path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import yaml
+
+from driftloop.kube.certs import CertPaths, write_test_pki
+from driftloop.kube.connection import KubeConnection, write_kubeconfig
+from driftloop.kube.errors import KubeError, raise_for_status
+
+# Keep in step with APISERVER_VERSION in .ci/setup.d/kube.sh (<= v0.34 while etcd is 3.4).
+KUBE_APISERVER_VERSION = "v0.33.13"
+BIN_DIR = Path(os.environ.get("DRIFTLOOP_BIN_DIR", Path.home() / ".cache" / "driftloop" / "bin"))
+CRD_DIR = Path(__file__).parent / "crds"
+SELDON_CRD = CRD_DIR / "seldondeployment-crd.yaml"
+# apiextensions-apiserver's admission chain; webhooks and policies need a full cluster, so all are off.
+ADMISSION_PLUGINS = (
+    "NamespaceLifecycle",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
+    "MutatingAdmissionPolicy",
+)
+SETUP_HINT = "run `bash .ci/setup.d/kube.sh` (or `make setup`) to install it"
+
+
+def find_apiserver() -> Path:
+    """``$DRIFTLOOP_KUBE_APISERVER``, else the binary built by ``.ci/setup.d/kube.sh``, else PATH."""
+    candidates = [
+        os.environ.get("DRIFTLOOP_KUBE_APISERVER"),
+        str(BIN_DIR / f"apiextensions-apiserver-{KUBE_APISERVER_VERSION}"),
+        shutil.which("apiextensions-apiserver"),
+    ]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    raise KubeError(f"apiextensions-apiserver {KUBE_APISERVER_VERSION} not found in {BIN_DIR}: {SETUP_HINT}")
+
+
+def find_etcd() -> Path:
+    """``$DRIFTLOOP_ETCD``, else ``etcd`` on PATH."""
+    found = os.environ.get("DRIFTLOOP_ETCD") or shutil.which("etcd")
+    if not found:
+        raise KubeError(f"etcd not found on PATH (Debian package etcd-server): {SETUP_HINT}")
+    return Path(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Process:
+    """A child in its own session (process group), logging to a file; stopped by its group id."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path) -> None:
+        self.name, self.log = name, log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        pgid = self.popen.pid  # start_new_session=True: the child leads its own group
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.popen.wait(wait_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+class LocalKubeAPIServer:
+    """etcd + apiextensions-apiserver on 127.0.0.1 with a fresh PKI, kubeconfig and the Seldon CRD."""
+
+    def __init__(
+        self,
+        crds: Sequence[Path] = (SELDON_CRD,),
+        start_timeout_s: float = 90.0,
+        keep_dir: bool = False,
+    ) -> None:
+        self.crds = tuple(crds)
+        self.start_timeout_s = start_timeout_s
+        self.keep_dir = keep_dir
+        self.dir: Path | None = None
+        self.url = ""
+        self.kubeconfig = Path()
+        self.certs: CertPaths | None = None
+        self._etcd: _Process | None = None
+        self._apiserver: _Process | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> LocalKubeAPIServer:
+        apiserver_bin, etcd_bin = find_apiserver(), find_etcd()
+        # etcd fsyncs every write: keep its data on tmpfs when there is one.
+        shm = Path("/dev/shm")
+        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+        self.dir = Path(tempfile.mkdtemp(prefix="driftloop-kube-", dir=parent))
+        try:
+            self._start_etcd(etcd_bin)
+            self._start_apiserver(apiserver_bin)
+            for crd in self.crds:
+                self.install_crd(crd)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for proc in (self._apiserver, self._etcd):
+            if proc is not None:
+                proc.stop()
+        self._apiserver = self._etcd = None
+        if self.dir is not None and not self.keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+    def __enter__(self) -> LocalKubeAPIServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in (self._etcd, self._apiserver) if p is not None and p.alive()]
+
+    def connection(self) -> KubeConnection:
+        return KubeConnection.from_kubeconfig(self.kubeconfig)
+
+    def kubectl_env(self) -> dict[str, str]:
+        """Environment for running ``kubectl`` against this server (``KUBECONFIG`` set)."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    # -- CRDs ------------------------------------------------------------------------------------------
+    def install_crd(self, path: Path, timeout_s: float = 60.0) -> str:
+        """Server-side apply the CRD in ``path`` and wait until it is Established; returns its name."""
+        crd = yaml.safe_load(path.read_text())
+        name = crd["metadata"]["name"]
+        url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        with self.connection().http_client(timeout_s=timeout_s) as http:
+            response = http.patch(
+                url,
+                params={"fieldManager": "driftloop-testserver", "force": "true"},
+                content=yaml.safe_dump(crd).encode(),
+                headers={"Content-Type": "application/apply-patch+yaml"},
+            )
+            raise_for_status(response)
+            deadline = time.monotonic() + timeout_s
+            while True:
+                response = http.get(url)
+                raise_for_status(response)
+                conditions = {
+                    c["type"]: c["status"] for c in response.json().get("status", {}).get("conditions", [])
+                }
+                if conditions.get("Established") == "True":
+                    return str(name)
+                if time.monotonic() > deadline:
+                    raise KubeError(f"CRD {name} not Established after {timeout_s:.0f} s: {conditions}")
+                time.sleep(0.1)
+
+    # -- internals -------------------------------------------------------------------------------------
+    def _start_etcd(self, etcd_bin: Path) -> None:
+        assert self.dir is not None
+        client_port, peer_port = free_port(), free_port()
+        client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+        self.etcd_url = client_url
+        self._etcd = _Process(
+            "etcd",
+            [
+                str(etcd_bin),
+                "--name=driftloop-test",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=driftloop-test={peer_url}",
+                "--initial-cluster-state=new",
+                "--listen-metrics-urls=",
+                "--log-level=warn",
+                "--logger=zap",
+            ],
+            self.dir / "etcd.log",
+        )
+        self._wait_healthy(self._etcd, f"{client_url}/health", None, lambda r: '"true"' in r.text)
+
+    def _start_apiserver(self, apiserver_bin: Path) -> None:
+        assert self.dir is not None
+        self.certs = write_test_pki(self.dir / "pki")
+        port = free_port()
+        self.url = f"https://127.0.0.1:{port}"
+        # The delegated authn/authz clients and the core-API client need a kubeconfig; nothing serves it.
+        # Requests in group system:masters are authorised without asking it.
+        dummy = write_kubeconfig(
+            self.dir / "unreachable.kubeconfig",
+            "https://127.0.0.1:1",
+            self.certs.ca_cert,
+            self.certs.client_cert,
+            self.certs.client_key,
+            name="unreachable",
+        )
+        self.kubeconfig = write_kubeconfig(
+            self.dir / "kubeconfig",
+            self.url,
+            self.certs.ca_cert,
+            self.certs.client_cert,
+            self.certs.client_key,
+        )
+        self._apiserver = _Process(
+            "apiextensions-apiserver",
+            [
+                str(apiserver_bin),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.dir / 'serving'}",
+                f"--tls-cert-file={self.certs.server_cert}",
+                f"--tls-private-key-file={self.certs.server_key}",
+                f"--client-ca-file={self.certs.ca_cert}",
+                "--authentication-skip-lookup",
+                f"--authentication-kubeconfig={dummy}",
+                f"--authorization-kubeconfig={dummy}",
+                f"--kubeconfig={dummy}",
+                "--enable-priority-and-fairness=false",
+                f"--disable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+            ],
+            self.dir / "apiserver.log",
+        )
+        self._wait_healthy(
+            self._apiserver, f"{self.url}/healthz", self.connection(), lambda r: r.text == "ok"
+        )
+
+    def _wait_healthy(
+        self,
+        proc: _Process,
+        url: str,
+        connection: KubeConnection | None,
+        check: Callable[[httpx.Response], bool],
+    ) -> None:
+        client = connection.http_client(timeout_s=2.0) if connection else httpx.Client(timeout=2.0)
+        deadline = time.monotonic() + self.start_timeout_s
+        last = "no answer yet"
+        with client:
+            while time.monotonic() < deadline:
+                if not proc.alive():
+                    raise KubeError(
+                        f"{proc.name} exited with code {proc.popen.returncode} while starting; "
+                        f"log {proc.log}:\n{proc.tail()}"
+                    )
+                try:
+                    response = client.get(url)
+                    if response.status_code == 200 and check(response):
+                        return
+                    last = f"{response.status_code} {response.text[:300]}"
+                except httpx.HTTPError as exc:
+                    last = repr(exc)
+                time.sleep(0.2)
+        raise KubeError(
+            f"{proc.name} not healthy at {url} after {self.start_timeout_s:.0f} s (last: {last}); "
+            f"log {proc.log}:\n{proc.tail()}"
+        )
+
+
+def main() -> None:
+    """Run a server in the foreground until Ctrl-C; print how to reach it."""
+    with LocalKubeAPIServer() as server:
+        print(f"API server {server.url}\nexport KUBECONFIG={server.kubeconfig}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
