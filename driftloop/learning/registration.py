@@ -1,0 +1,89 @@
+"""Publish a training result to the registry: the forecaster and both detectors, each as a new
+version of its pinned name (docs/CONTRACTS.md), optionally under an alias."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftloop.learning.training import TrainingResult
+from driftloop.registry import MlflowRegistry, ModelVersionRef
+
+MODEL_NAME = "pump-bearing-temp"
+OUTLIER_NAME = "pump-bearing-temp-outlier"
+DRIFT_NAME = "pump-bearing-temp-drift"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class PublishedVersions:
+    model: ModelVersionRef
+    outlier: ModelVersionRef
+    drift: ModelVersionRef
+
+
+def model_pip_requirements() -> list[str]:
+    """What an environment needs to unpickle the forecaster (its class lives in driftloop)."""
+    names = ("scikit-learn", "numpy", "driftloop")
+    return [f"{name}=={importlib.metadata.version(name)}" for name in names]
+
+
+def publish_model(
+    result: TrainingResult, registry: MlflowRegistry, *, name: str = MODEL_NAME, alias: str | None = CHAMPION
+) -> ModelVersionRef:
+    return registry.register_sklearn_model(
+        name,
+        result.model,
+        input_example=result.reference[:5],
+        pip_requirements=model_pip_requirements(),
+        params=result.params(),
+        metrics=result.metrics.as_dict(),
+        tags={"driftloop.kind": "forecaster", "driftloop.feature_names": ",".join(result.feature_names)},
+        alias=alias,
+    )
+
+
+def publish_detectors(
+    result: TrainingResult,
+    registry: MlflowRegistry,
+    *,
+    outlier_name: str = OUTLIER_NAME,
+    drift_name: str = DRIFT_NAME,
+    alias: str | None = CHAMPION,
+) -> tuple[ModelVersionRef, ModelVersionRef]:
+    from driftloop_servers.detectors import save_detector
+
+    refs = []
+    for name, detector, kind in (
+        (outlier_name, result.outlier_detector, "outlier"),
+        (drift_name, result.drift_detector, "drift"),
+    ):
+        with tempfile.TemporaryDirectory(prefix="driftloop-detector-") as tmp:
+            folder = Path(tmp)
+            save_detector(detector, folder)
+            params = {
+                "detector_kind": detector.kind,
+                "n_features": detector.n_features,
+                "reference_rows": len(result.reference),
+                "feature_names": ",".join(result.feature_names),
+            }
+            if hasattr(detector, "threshold"):
+                params["threshold"] = detector.threshold
+            refs.append(
+                registry.register_artifact_folder(
+                    name, folder, params=params, tags={"driftloop.kind": kind}, alias=alias
+                )
+            )
+    return refs[0], refs[1]
+
+
+def publish(
+    result: TrainingResult, registry: MlflowRegistry, *, alias: str | None = CHAMPION
+) -> PublishedVersions:
+    """Register the forecaster and both detectors; ``alias`` (default champion) points at the new ones."""
+    model = publish_model(result, registry, alias=alias)
+    outlier, drift = publish_detectors(result, registry, alias=alias)
+    return PublishedVersions(model=model, outlier=outlier, drift=drift)

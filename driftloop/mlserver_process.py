@@ -1,0 +1,213 @@
+"""Run ``mlserver start`` on a model repository as a real process bound to 127.0.0.1.
+
+Ports (HTTP, gRPC, metrics) are free ports picked at start; settings go in as ``MLSERVER_*`` environment
+variables, so nothing is written into the repository and nothing binds 0.0.0.0. The process runs in its
+own session (process group) and is stopped by that group, workers included.
+
+>>> with MLServerProcess(Path("models"), env={"DRIFTLOOP_HOME": "/abs/state"}) as server:  # doctest: +SKIP
+...     httpx.get(f"{server.url}/v2/health/ready")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import psutil
+
+from driftloop.errors import DriftloopError
+from driftloop.settings import StateSettings
+
+HOST = "127.0.0.1"
+
+
+class MLServerStartError(DriftloopError):
+    """MLServer did not become ready; the message holds the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _mlserver_executable() -> str:
+    beside = Path(sys.executable).parent / "mlserver"
+    if beside.exists():
+        return str(beside)
+    raise MLServerStartError(f"no `mlserver` next to {sys.executable}: run `make setup` (installs MLServer)")
+
+
+class MLServerProcess:
+    """One MLServer process serving ``repository``; ``start()``, ``url``, ``stop()`` or a ``with`` block."""
+
+    def __init__(
+        self,
+        repository: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        parallel_workers: int = 0,
+        run_dir: Path | None = None,
+        name: str = "mlserver",
+        startup_timeout_s: float = 120.0,
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.parallel_workers = parallel_workers
+        self.name = name
+        self.startup_timeout_s = startup_timeout_s
+        self._extra_env = dict(env or {})
+        self._run_dir = run_dir
+        self._process: subprocess.Popen[bytes] | None = None
+        self.http_port = self.grpc_port = self.metrics_port = 0
+        self.log_path: Path | None = None
+
+    # -- addresses -----------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{HOST}:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def _check_repository(self) -> None:
+        if not self.repository.is_dir():
+            raise MLServerStartError(f"model repository {self.repository} is not a folder")
+        settings_file = self.repository / "settings.json"
+        if settings_file.exists():
+            raise MLServerStartError(
+                f"{settings_file} exists: it would override the host/ports driftloop sets (127.0.0.1, "
+                "free ports); remove it and pass settings through the environment"
+            )
+
+    def start(self) -> MLServerProcess:
+        if self._process is not None:
+            raise MLServerStartError("this MLServerProcess is already started")
+        self._check_repository()
+        run_dir = self._run_dir or StateSettings().run_dir() / f"{self.name}-{os.getpid()}-{free_port()}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            **self._extra_env,
+            "MLSERVER_HOST": HOST,
+            "MLSERVER_HTTP_PORT": str(self.http_port),
+            "MLSERVER_GRPC_PORT": str(self.grpc_port),
+            "MLSERVER_METRICS_PORT": str(self.metrics_port),
+            "MLSERVER_PARALLEL_WORKERS": str(self.parallel_workers),
+            "MLSERVER_METRICS_DIR": str(run_dir / "metrics"),
+            "MLSERVER_ENVIRONMENTS_DIR": str(run_dir / "envs"),
+        }
+        self.log_path = run_dir / "mlserver.log"
+        with self.log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                [_mlserver_executable(), "start", str(self.repository)],
+                cwd=run_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (run_dir / "mlserver.json").write_text(
+            json.dumps(
+                {
+                    "pid": self._process.pid,
+                    "http": self.http_port,
+                    "grpc": self.grpc_port,
+                    "metrics": self.metrics_port,
+                    "repository": str(self.repository),
+                }
+            )
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise MLServerStartError(
+                        f"mlserver exited with code {self._process.returncode} while starting; "
+                        f"log {self.log_path}:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.get(f"{self.url}/v2/health/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        raise MLServerStartError(
+            f"mlserver not ready after {self.startup_timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the MLServer process and all its children (parallel workers)."""
+        if self._process is None or self._process.poll() is not None:
+            return 0
+        root = psutil.Process(self._process.pid)
+        total = 0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                total += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``timeout_s``."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait_s)
+                # the leader is gone; make sure no worker of the group survives it
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+            break
+        if process.poll() is None:
+            process.wait(timeout=5.0)
+
+    def __enter__(self) -> MLServerProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,218 @@
+"""The model registry port and its MLflow adapter.
+
+driftloop registers three kinds of things: the forecaster (an MLflow sklearn model, pickled so that
+mlserver-sklearn and driftloop's runtime can read it), and the outlier and drift detectors (a run
+artifact folder holding ``detector.joblib``, registered as a model version whose source is that folder).
+Serving resolves ``models:/<name>@<alias>``; the trainer and the rollout controller move aliases.
+
+Everything goes through an ``MlflowClient`` bound to one tracking URI: no global ``mlflow`` state is
+touched, so two registries (e.g. a test's and the user's) can live in one process.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from driftloop.errors import DriftloopError
+from driftloop.settings import StateSettings
+
+DEFAULT_EXPERIMENT = "driftloop"
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
+
+
+class RegistryError(DriftloopError):
+    """A registry operation failed; the message names the model/alias and what to check."""
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    """One registered model version."""
+
+    name: str
+    version: int
+    run_id: str | None
+    source: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, int | None]:
+    """``models:/name@alias`` -> (name, alias, None); ``models:/name/3`` -> (name, None, 3)."""
+    match = _MODELS_URI.match(uri)
+    if not match:
+        raise RegistryError(
+            f"{uri!r} is not a registry URI: use models:/<name>@<alias> or models:/<name>/<n>"
+        )
+    version = match.group("version")
+    return match.group("name"), match.group("alias"), int(version) if version else None
+
+
+class MlflowRegistry:
+    """Register models and detector folders in MLflow, move aliases, resolve ``models:/`` URIs."""
+
+    def __init__(
+        self, tracking_uri: str, artifact_root: Path | None = None, experiment: str = DEFAULT_EXPERIMENT
+    ) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._artifact_root = artifact_root
+        self._experiment = experiment
+        self._experiment_id: str | None = None
+
+    @classmethod
+    def from_state(cls, state: StateSettings | None = None) -> MlflowRegistry:
+        """The registry of ``DRIFTLOOP_MLFLOW_TRACKING_URI``, else of the state directory ``DRIFTLOOP_HOME``."""
+        state = state or StateSettings()
+        return cls(state.tracking_uri(), state.artifact_root())
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def _experiment_id_(self) -> str:
+        if self._experiment_id is None:
+            found = self._client.get_experiment_by_name(self._experiment)
+            if found is not None:
+                self._experiment_id = str(found.experiment_id)
+            else:
+                location = (self._artifact_root / self._experiment).as_uri() if self._artifact_root else None
+                self._experiment_id = str(self._client.create_experiment(self._experiment, location))
+        return self._experiment_id
+
+    def _start_run(
+        self, run_name: str, params: Mapping[str, Any], metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> str:
+        from mlflow.entities import Metric, Param, RunTag
+
+        run = self._client.create_run(self._experiment_id_(), run_name=run_name, tags=dict(tags))
+        run_id = str(run.info.run_id)
+        self._client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        return run_id
+
+    def _register(self, name: str, run_id: str, artifact_path: str, alias: str | None) -> ModelVersionRef:
+        from mlflow.exceptions import MlflowException
+
+        source = f"{self._client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        try:
+            self._client.get_registered_model(name)
+        except MlflowException:
+            self._client.create_registered_model(name)
+        mv = self._client.create_model_version(name, source=source, run_id=run_id)
+        self._client.set_terminated(run_id)
+        ref = ModelVersionRef(name=name, version=int(mv.version), run_id=run_id, source=source)
+        if alias:
+            self.set_alias(name, alias, ref.version)
+        return ref
+
+    # -- registering ---------------------------------------------------------------------------------
+    def register_sklearn_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        input_example: np.ndarray,
+        pip_requirements: Sequence[str],
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        alias: str | None = None,
+    ) -> ModelVersionRef:
+        """Log ``model`` as an MLflow sklearn model (pickle, explicit signature and requirements) in a new
+        run, register it as a new version of ``name`` and optionally point ``alias`` at it."""
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(input_example, np.asarray(model.predict(input_example)))
+        run_id = self._start_run(f"{name}-train", params or {}, metrics or {}, tags or {})
+        with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+            local = Path(tmp) / "model"
+            mlflow.sklearn.save_model(
+                model,
+                str(local),
+                signature=signature,
+                pip_requirements=list(pip_requirements),
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
+            )
+            self._client.log_artifacts(run_id, str(local), "model")
+        return self._register(name, run_id, "model", alias)
+
+    def register_artifact_folder(
+        self,
+        name: str,
+        folder: Path,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        alias: str | None = None,
+        artifact_path: str = "detector",
+    ) -> ModelVersionRef:
+        """Log every file of ``folder`` as a run artifact folder and register that folder as a version."""
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise RegistryError(f"{folder} is not a folder with files to register as {name!r}")
+        run_id = self._start_run(f"{name}-fit", params or {}, metrics or {}, tags or {})
+        self._client.log_artifacts(run_id, str(folder), artifact_path)
+        return self._register(name, run_id, artifact_path, alias)
+
+    # -- aliases and resolution ----------------------------------------------------------------------
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self._client.set_registered_model_alias(name, alias, str(version))
+
+    def get_alias(self, name: str, alias: str) -> ModelVersionRef:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException as exc:
+            raise RegistryError(
+                f"no version of {name!r} has alias {alias!r} in {self.tracking_uri}: "
+                "train and register first (`driftloop train --register`)"
+            ) from exc
+        return ModelVersionRef(name=name, version=int(mv.version), run_id=mv.run_id, source=str(mv.source))
+
+    def get_version(self, name: str, version: int) -> ModelVersionRef:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{name!r} has no version {version} in {self.tracking_uri}") from exc
+        return ModelVersionRef(name=name, version=int(mv.version), run_id=mv.run_id, source=str(mv.source))
+
+    def resolve(self, uri: str) -> ModelVersionRef:
+        """The version a ``models:/name@alias`` or ``models:/name/<n>`` URI points at now."""
+        name, alias, version = parse_models_uri(uri)
+        if alias is not None:
+            return self.get_alias(name, alias)
+        assert version is not None
+        return self.get_version(name, version)
+
+    def download(self, uri: str, dst: Path) -> Path:
+        """Download the artifacts of a ``models:/`` URI into ``dst``; returns the local folder."""
+        import mlflow.artifacts
+
+        ref = self.resolve(uri)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=ref.source, dst_path=str(dst), tracking_uri=self.tracking_uri
+        )
+        return Path(local)
+
+    def load_sklearn_model(self, uri: str) -> Any:
+        """Load the sklearn model a ``models:/`` URI points at (reads the pickle in the MLflow folder)."""
+        import mlflow.sklearn
+
+        ref = self.resolve(uri)
+        return mlflow.sklearn.load_model(ref.source)
