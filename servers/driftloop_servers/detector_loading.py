@@ -1,0 +1,26 @@
+"""Loading a detector artifact for a runtime: a local joblib file/folder or a ``models:/`` URI."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlserver.settings import ModelSettings
+
+from driftloop_servers.artifacts import ArtifactRef, artifact_uri, detector_path
+from driftloop_servers.detectors import DriftDetector, OutlierDetector, load_detector
+from driftloop_servers.errors import ArtifactError, DetectorError
+
+
+def load_runtime_detector(
+    setting: str | None, model_settings: ModelSettings, tracking_uri: str
+) -> tuple[OutlierDetector | DriftDetector, ArtifactRef]:
+    uri = artifact_uri(setting, model_settings, "detector_uri")
+    with tempfile.TemporaryDirectory(prefix="driftloop-detector-") as tmp:
+        ref = detector_path(uri, model_settings, tracking_uri, Path(tmp))
+        assert ref.local_path is not None
+        try:
+            detector = load_detector(ref.local_path)
+        except DetectorError as exc:
+            raise ArtifactError(f"model {model_settings.name!r}: detector {uri!r}: {exc}") from None
+    return detector, ArtifactRef(uri=ref.uri, version=ref.version, local_path=None)
