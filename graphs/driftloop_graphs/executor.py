@@ -1,0 +1,194 @@
+"""The graph executor: what Seldon Core v1's executor does for one predictor with protocol v2.
+
+Per node (recursively, as ``PredictorProcess.Predict``): MODEL / TRANSFORMER nodes are called on the
+way in, then the children (all of them concurrently; the first child's answer is kept), then
+OUTPUT_TRANSFORMER nodes on the way out. Before a node is called with a previous node's response, the
+response's ``outputs`` key is renamed ``inputs``, every other key kept. A request to
+``/v2/models/<m>/infer`` calls every node with model name ``<m>``; as on a cluster, where each node's
+container serves only its own model, a node asked for another model answers 404.
+
+Logging matches Seldon: a node with ``logger`` logs the message it receives (before the rename) and,
+on success, its response, keyed by ``Seldon-Puid``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
+from driftloop_graphs.metrics import IngressMetrics
+from driftloop_graphs.request_log import RequestLogger
+from driftloop_graphs.spec import Deployment, Node, Predictor
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Payload:
+    body: bytes
+    content_type: str = JSON
+
+
+@dataclass(frozen=True)
+class CallContext:
+    puid: str
+    model_override: str | None = None
+    skip_logging: bool = False
+
+
+class NodeFailure(Exception):
+    """A node answered non-200 (or could not be reached); the ingress returns ``status`` and ``body``."""
+
+    def __init__(self, node: str, status: int, body: bytes, reason: str) -> None:
+        super().__init__(f"graph node {node!r}: {reason}")
+        self.node = node
+        self.status = status
+        self.body = body
+        self.reason = reason
+
+
+def error_body(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+def chain(payload: Payload) -> Payload:
+    """Seldon's ``ChainKFserving``: rename the previous response's ``outputs`` to ``inputs``."""
+    try:
+        message = orjson.loads(payload.body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"response is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ValueError("response is not a JSON object")
+    if "inputs" in message:
+        return payload
+    if "outputs" not in message:
+        raise ValueError("response has neither 'outputs' nor 'inputs', so it cannot feed the next node")
+    message["inputs"] = message.pop("outputs")
+    return Payload(orjson.dumps(message), payload.content_type)
+
+
+class PredictorExecutor:
+    def __init__(
+        self,
+        deployment: Deployment,
+        predictor: Predictor,
+        base_url: str,
+        client: httpx.AsyncClient,
+        metrics: IngressMetrics,
+        request_logger: RequestLogger | None,
+    ) -> None:
+        self.deployment = deployment
+        self.predictor = predictor
+        self.base_url = base_url.rstrip("/")
+        self._client = client
+        self._metrics = metrics
+        self._logger = request_logger
+        self._labels = (deployment.name, predictor.name)
+
+    async def predict(self, request: Payload, ctx: CallContext) -> Payload:
+        return await self._predict(self.predictor.graph, request, ctx, from_node=False)
+
+    async def _predict(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
+        if node.transforms_input:
+            msg = await self._call(node, msg, ctx, from_node=from_node)
+            from_node = True
+        if node.children:
+            results = await asyncio.gather(
+                *(self._predict(child, msg, ctx, from_node=from_node) for child in node.children),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            first = results[0]
+            assert isinstance(first, Payload)
+            msg, from_node = first, True
+        if node.transforms_output:
+            msg = await self._call(node, msg, ctx, from_node=from_node)
+        return msg
+
+    async def _call(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
+        model = ctx.model_override or node.name
+        logs = node.logger is not None and not ctx.skip_logging
+        if logs and node.logger is not None and node.logger.logs_requests:
+            await self._log(TYPE_REQUEST, node, msg, ctx)
+        if model != node.name:
+            self._count(node, 404, 0.0)
+            raise NodeFailure(
+                node.name,
+                404,
+                error_body(
+                    f"Model {model} not found: graph node {node.name!r} of predictor "
+                    f"{self.predictor.name!r} serves only model {node.name!r}. Call "
+                    ".../v2/models/infer to run the whole graph."
+                ),
+                "model_not_served",
+            )
+        if from_node:
+            try:
+                msg = chain(msg)
+            except ValueError as exc:
+                self._count(node, 502, 0.0)
+                raise NodeFailure(
+                    node.name, 502, error_body(f"cannot chain into {node.name!r}: {exc}"), "chain"
+                ) from exc
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(
+                f"{self.base_url}/v2/models/{model}/infer",
+                content=msg.body,
+                headers={"content-type": msg.content_type, "seldon-puid": ctx.puid},
+            )
+        except httpx.HTTPError as exc:
+            self._count(node, 0, time.perf_counter() - started)
+            raise NodeFailure(
+                node.name,
+                503,
+                error_body(
+                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
+                ),
+                "unreachable",
+            ) from exc
+        self._count(node, response.status_code, time.perf_counter() - started)
+        if response.status_code != 200:
+            raise NodeFailure(
+                node.name, response.status_code, response.content, f"status_{response.status_code}"
+            )
+        result = Payload(response.content, response.headers.get("content-type", JSON))
+        if logs and node.logger is not None and node.logger.logs_responses:
+            await self._log(TYPE_RESPONSE, node, result, ctx)
+        return result
+
+    def _count(self, node: Node, status: int, seconds: float) -> None:
+        self._metrics.node_requests.labels(*self._labels, node.name, str(status)).inc()
+        if status:
+            self._metrics.node_latency.labels(*self._labels, node.name).observe(seconds)
+
+    async def _log(self, event_type: str, node: Node, msg: Payload, ctx: CallContext) -> None:
+        if self._logger is None:
+            return
+        event = LogEvent(
+            type=event_type,
+            request_id=ctx.puid,
+            model_id=node.name,
+            deployment=self.deployment.name,
+            namespace=self.deployment.namespace,
+            endpoint=self.predictor.name,
+            protocol=self.deployment.protocol,
+            content_type=msg.content_type,
+            payload=msg.body,
+        )
+        await self._logger.submit(self.predictor.log_topic, event)
+
+    async def get(self, path: str) -> tuple[int, bytes, str]:
+        """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable."""
+        try:
+            response = await self._client.get(f"{self.base_url}{path}")
+        except httpx.HTTPError as exc:
+            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc}"), JSON
+        return response.status_code, response.content, response.headers.get("content-type", JSON)

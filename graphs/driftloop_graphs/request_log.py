@@ -1,0 +1,112 @@
+"""Request/response logging in Seldon's Kafka logger format, off the request path, never silent.
+
+Handlers put :class:`LogEvent` objects on a bounded queue; one writer task hands batches to a
+thread that sends them to the event log and flushes. When the queue is full the policy decides:
+
+- ``block`` (default): the handler waits up to ``block_timeout_s`` for room (back-pressure on the
+  caller instead of loss); only past that deadline is the event dropped, and counted as ``dropped``;
+- ``sample``: the event is left out at once, never slowing the request, and counted as ``sampled``.
+
+Every outcome is counted in ``driftloop_request_log_events_total{outcome=...}``. Unlike Seldon's
+executor (which drops after a 2 s full queue with only a log line), nothing is lost without a count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from driftloop.eventlog.base import Producer
+from driftloop.seldon_log import LogEvent
+from driftloop_graphs.metrics import IngressMetrics
+
+logger = logging.getLogger(__name__)
+
+OverloadPolicy = Literal["block", "sample"]
+
+
+@dataclass(frozen=True)
+class RequestLogSettings:
+    queue_size: int = 10_000
+    policy: OverloadPolicy = "block"
+    block_timeout_s: float = 2.0
+    batch_size: int = 500
+
+
+class RequestLogger:
+    def __init__(self, producer: Producer, metrics: IngressMetrics, settings: RequestLogSettings) -> None:
+        self._producer = producer
+        self._metrics = metrics
+        self._settings = settings
+        self._queue: asyncio.Queue[tuple[str, LogEvent]] = asyncio.Queue(maxsize=settings.queue_size)
+        self._writer: asyncio.Task[None] | None = None
+        self._in_flight = 0
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._run(), name="request-log-writer")
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + self._in_flight
+
+    async def submit(self, topic: str, event: LogEvent) -> None:
+        try:
+            self._queue.put_nowait((topic, event))
+        except asyncio.QueueFull:
+            if self._settings.policy == "sample":
+                self._metrics.log_events.labels("sampled").inc()
+                return
+            try:
+                await asyncio.wait_for(self._queue.put((topic, event)), self._settings.block_timeout_s)
+            except TimeoutError:
+                self._metrics.log_events.labels("dropped").inc()
+                logger.error(
+                    "request log queue full for %.1f s: dropped one event", self._settings.block_timeout_s
+                )
+                return
+        self._metrics.log_queue_depth.set(self.depth)
+
+    def skipped(self, count: int) -> None:
+        self._metrics.log_events.labels("skipped").inc(count)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._settings.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._in_flight = len(batch)
+            try:
+                await asyncio.to_thread(self._write, batch)
+            finally:
+                self._in_flight = 0
+                self._metrics.log_queue_depth.set(self.depth)
+
+    def _write(self, batch: list[tuple[str, LogEvent]]) -> None:
+        try:
+            for topic, event in batch:
+                self._producer.send(topic, event.payload, headers=event.headers())
+            self._producer.flush(timeout_s=30)
+        except Exception as exc:  # the event log refused: count, say so, keep serving
+            self._metrics.log_events.labels("failed").inc(len(batch))
+            logger.error("request log: event log refused %d event(s): %s", len(batch), exc)
+            return
+        self._metrics.log_events.labels("written").inc(len(batch))
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until every queued event is written (used on shutdown and by tests)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.depth and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        await self.drain()
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        self._producer.close()

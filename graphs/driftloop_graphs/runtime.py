@@ -1,0 +1,269 @@
+"""The local runtime: MLServer processes per predictor, the ingress and the control API in one loop.
+
+``LocalRuntime(deployments, settings, event_log)``; ``await start()`` returns the seconds to ready;
+``await stop()`` stops everything it started (the MLServer process groups included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from driftloop.eventlog.base import EventLog
+from driftloop.mlserver_process import MLServerProcess
+from driftloop.settings import StateSettings
+from driftloop_graphs.control import ControlError, control_app
+from driftloop_graphs.executor import PredictorExecutor
+from driftloop_graphs.ingress import DeploymentRuntime, Ingress
+from driftloop_graphs.metrics import IngressMetrics
+from driftloop_graphs.repository import build_repository, set_model_uri
+from driftloop_graphs.request_log import RequestLogger, RequestLogSettings
+from driftloop_graphs.spec import Deployment
+from driftloop_graphs.traffic import TrafficTable
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class RuntimeSettings:
+    models_root: Path = Path("models")
+    run_dir: Path = field(default_factory=lambda: StateSettings().run_dir() / "local-runtime")
+    host: str = HOST
+    port: int = 0
+    control_host: str = HOST
+    control_port: int = 0
+    request_log: RequestLogSettings = field(default_factory=RequestLogSettings)
+    mlserver_env: dict[str, str] = field(default_factory=dict)
+    max_connections: int = 512
+
+
+def bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn server whose signals are handled by the runtime (two servers share one loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        deployments: list[Deployment],
+        settings: RuntimeSettings,
+        event_log: EventLog | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for deployment in deployments:
+            deployment.require_local_support()
+        self.deployments = deployments
+        self.settings = settings
+        self.event_log = event_log
+        self.clock = clock
+        self.metrics = IngressMetrics()
+        self.token = secrets.token_urlsafe(32)
+        self.runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
+        self.servers: dict[tuple[str, str, str], MLServerProcess] = {}
+        self.repositories: dict[tuple[str, str, str], Path] = {}
+        self.request_logger: RequestLogger | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._uvicorn: list[tuple[_QuietServer, asyncio.Task[None]]] = []
+        self._lock = asyncio.Lock()
+        self.port = self.control_port = 0
+
+    # -- start / stop --------------------------------------------------------------------------------
+    async def start(self) -> float:
+        started = self.clock()
+        try:
+            await self._start_mlservers()
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=5.0),
+                limits=httpx.Limits(
+                    max_connections=self.settings.max_connections,
+                    max_keepalive_connections=self.settings.max_connections,
+                ),
+            )
+            self._start_request_logger()
+            self._build_runtimes()
+            ingress = Ingress(self.runtimes, self.metrics, self.request_logger)
+            self.port = await self._serve(ingress.app(), self.settings.host, self.settings.port)
+            self.control_port = await self._serve(
+                control_app(self, self.token), self.settings.control_host, self.settings.control_port
+            )
+        except BaseException:
+            await self.stop()
+            raise
+        return self.clock() - started
+
+    async def _start_mlservers(self) -> None:
+        env = {
+            "DRIFTLOOP_HOME": str(StateSettings().resolved_home()),
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH", "")])),
+            **self.settings.mlserver_env,
+        }
+        for deployment in self.deployments:
+            for predictor in deployment.predictors:
+                key = (deployment.namespace, deployment.name, predictor.name)
+                base = self.settings.run_dir / f"{deployment.namespace}.{deployment.name}" / predictor.name
+                repository = build_repository(
+                    predictor, self.settings.models_root.resolve(), base / "repository"
+                )
+                self.repositories[key] = repository
+                self.servers[key] = MLServerProcess(
+                    repository, env=env, run_dir=base / "mlserver", name=f"{deployment.name}-{predictor.name}"
+                )
+        await asyncio.gather(*(asyncio.to_thread(server.start) for server in self.servers.values()))
+
+    def _start_request_logger(self) -> None:
+        logged = [
+            d for d in self.deployments for p in d.predictors for n in p.nodes() if n.logger is not None
+        ]
+        if not logged or self.event_log is None:
+            return
+        for deployment in self.deployments:
+            for predictor in deployment.predictors:
+                self.event_log.create_topic(predictor.log_topic)
+        self.request_logger = RequestLogger(
+            self.event_log.producer(), self.metrics, self.settings.request_log
+        )
+        self.request_logger.start()
+
+    def _build_runtimes(self) -> None:
+        assert self._client is not None
+        for deployment in self.deployments:
+            executors = {
+                p.name: PredictorExecutor(
+                    deployment,
+                    p,
+                    self.servers[(deployment.namespace, deployment.name, p.name)].url,
+                    self._client,
+                    self.metrics,
+                    self.request_logger,
+                )
+                for p in deployment.predictors
+            }
+            main = [p.name for p in deployment.main_predictors]
+            traffic = TrafficTable.build({p.name: p.traffic for p in deployment.main_predictors}, main)
+            shadow = executors[deployment.shadow.name] if deployment.shadow else None
+            runtime = DeploymentRuntime(deployment, {n: executors[n] for n in main}, traffic, shadow)
+            self.runtimes[(deployment.namespace, deployment.name)] = runtime
+            self._publish_traffic(runtime)
+
+    async def _serve(self, app: Any, host: str, port: int) -> int:
+        sock = bind(host, port)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, http="httptools")
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        self._uvicorn.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        return int(sock.getsockname()[1])
+
+    async def stop(self) -> None:
+        for server, _ in self._uvicorn:
+            server.should_exit = True
+        for _, task in self._uvicorn:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
+        self._uvicorn.clear()
+        for runtime in self.runtimes.values():
+            if runtime.shadow_tasks:
+                await asyncio.wait(list(runtime.shadow_tasks), timeout=10)
+        if self.request_logger is not None:
+            await self.request_logger.close()
+            self.request_logger = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        await asyncio.gather(*(asyncio.to_thread(server.stop) for server in self.servers.values()))
+
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers.values() if s.pid is not None]
+
+    def url(self, deployment: Deployment) -> str:
+        return f"http://{self.settings.host}:{self.port}/seldon/{deployment.namespace}/{deployment.name}"
+
+    # -- control -------------------------------------------------------------------------------------
+    def _runtime(self, namespace: str, name: str) -> DeploymentRuntime:
+        runtime = self.runtimes.get((namespace, name))
+        if runtime is None:
+            raise ControlError(404, f"no SeldonDeployment {namespace}/{name} is running here")
+        return runtime
+
+    def _publish_traffic(self, runtime: DeploymentRuntime) -> None:
+        for name, weight in runtime.traffic.as_dict().items():
+            self.metrics.traffic_weight.labels(runtime.deployment.name, name).set(weight)
+
+    def describe(self, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for (ns, dep_name), runtime in self.runtimes.items():
+            if (namespace, name) != (None, None) and (ns, dep_name) != (namespace, name):
+                continue
+            predictors = []
+            for p in runtime.deployment.predictors:
+                server = self.servers[(ns, dep_name, p.name)]
+                predictors.append(
+                    {
+                        "name": p.name,
+                        "shadow": p.shadow,
+                        "traffic": runtime.traffic.as_dict().get(p.name, 0),
+                        "mlserver": server.url,
+                        "nodes": {n.name: n.model_uri for n in p.nodes()},
+                    }
+                )
+            out.append({"namespace": ns, "name": dep_name, "predictors": predictors})
+        return out
+
+    async def set_traffic(self, namespace: str, name: str, weights: dict[str, int]) -> dict[str, Any]:
+        async with self._lock:
+            runtime = self._runtime(namespace, name)
+            main = [p.name for p in runtime.deployment.main_predictors]
+            runtime.traffic = TrafficTable.build(weights, main)  # one assignment: atomic for requests
+            self._publish_traffic(runtime)
+            return self.describe(namespace, name)[0]
+
+    async def set_model(
+        self, namespace: str, name: str, predictor: str, node: str, model_uri: str
+    ) -> dict[str, Any]:
+        async with self._lock:
+            runtime = self._runtime(namespace, name)
+            spec = runtime.deployment.predictor(predictor)
+            target = spec.graph.find(node) if spec else None
+            if spec is None or target is None:
+                raise ControlError(404, f"no node {node!r} in predictor {predictor!r} of {namespace}/{name}")
+            key = (namespace, name, predictor)
+            repository, server = self.repositories[key], self.servers[key]
+            settings_file = repository / node / "model-settings.json"
+            previous = settings_file.read_text()
+            set_model_uri(repository, target, model_uri)
+            assert self._client is not None
+            response = await self._client.post(f"{server.url}/v2/repository/models/{node}/load", timeout=300)
+            if response.status_code != 200:
+                settings_file.write_text(previous)  # the old version keeps serving
+                raise ControlError(
+                    502,
+                    f"MLServer could not load {model_uri!r} for node {node!r}; the previous model keeps "
+                    f"serving. MLServer said ({response.status_code}): {response.text[:500]}",
+                )
+            target.model_uri = model_uri
+            return self.describe(namespace, name)[0]
