@@ -9,7 +9,16 @@ from typing import Any
 import click
 
 # name -> "module:attribute" of a click command or group. Each area owns its own module.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "simulate": "driftloop.cli.data:simulate",
+    "train": "driftloop.cli.train:train",
+    "serve": "driftloop.cli.serve:serve",
+    "demo": "driftloop.cli.demo:demo",
+    "up": "driftloop.cli.up:up",
+    "down": "driftloop.cli.up:down",
+    "traffic": "driftloop.cli.up:traffic",
+    "validate": "driftloop.cli.validate:validate",
+}
 
 
 class LazyGroup(click.Group):
