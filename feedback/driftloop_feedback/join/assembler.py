@@ -1,0 +1,157 @@
+"""Turn Seldon request-logger events into prediction rows.
+
+A graph call logs one request and one response event per logged node (Seldon's executor; the local
+runtime writes the same). The features come from a request event carrying the features tensor (every
+node of the reference graph passes its inputs through unchanged, so the first that arrives is used),
+the prediction from the response that carries the prediction tensor (the MODEL node's). Events repeated
+with the same (requestid, modelid, type) are duplicates. A request id whose rows were already assembled
+is remembered by the caller (``JoinShard``), which drops its later events as duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from driftloop_feedback.records import PredictionRow
+
+from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
+
+
+@dataclass(frozen=True)
+class TensorNames:
+    features: str = "features"
+    prediction: str = "prediction"
+    asset_id: str = "asset_id"
+    event_time: str = "event_time"
+
+
+class UnusableEvent(ValueError):
+    """A request-log event whose payload is not V2 JSON or whose tensors do not fit."""
+
+
+@dataclass
+class _Partial:
+    first_seen: float
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    features: np.ndarray | None = None
+    asset_ids: list[str] | None = None
+    event_times: list[float] | None = None
+    response: LogEvent | None = None
+    response_body: dict[str, Any] | None = None
+
+
+def _tensor(body: dict[str, Any], section: str, name: str) -> dict[str, Any] | None:
+    for tensor in body.get(section) or ():
+        if isinstance(tensor, dict) and tensor.get("name") == name:
+            return tensor
+    return None
+
+
+def _flat(tensor: dict[str, Any]) -> list[Any]:
+    data = tensor.get("data")
+    arr = np.asarray(data, dtype=object).reshape(-1)
+    return list(arr)
+
+
+class PredictionAssembler:
+    """Joins the request and response events of one request id into rows (state: partial requests)."""
+
+    def __init__(self, names: TensorNames | None = None) -> None:
+        self.names = names or TensorNames()
+        self.partial: dict[str, _Partial] = {}
+        self.duplicates = 0
+        self.ignored = 0
+
+    def on_event(self, event: LogEvent, logged_at: float) -> list[PredictionRow] | None:
+        """Rows once both halves of a request are known, else ``None``. Raises ``UnusableEvent``."""
+        if event.type not in (TYPE_REQUEST, TYPE_RESPONSE):
+            self.ignored += 1
+            return None
+        state = self.partial.get(event.request_id)
+        if state is None:
+            state = self.partial[event.request_id] = _Partial(first_seen=logged_at)
+        node_key = (event.model_id, event.type)
+        if node_key in state.seen:
+            self.duplicates += 1
+            return None
+        state.seen.add(node_key)
+        try:
+            body = json.loads(event.payload)
+        except ValueError as exc:
+            raise UnusableEvent(f"request {event.request_id}: payload is not JSON ({exc})") from exc
+        if not isinstance(body, dict):
+            raise UnusableEvent(f"request {event.request_id}: payload is not a V2 JSON object")
+        if event.type == TYPE_REQUEST:
+            self._take_request(state, event, body)
+        elif state.response is None and _tensor(body, "outputs", self.names.prediction) is not None:
+            state.response, state.response_body = event, body
+        if state.features is None or state.response is None:
+            return None
+        del self.partial[event.request_id]
+        return self._rows(state, logged_at)
+
+    def expire(self, cutoff: float) -> int:
+        """Forget partial requests first seen at or before ``cutoff``; returns how many."""
+        stale = [rid for rid, p in self.partial.items() if p.first_seen <= cutoff]
+        for rid in stale:
+            del self.partial[rid]
+        return len(stale)
+
+    def _take_request(self, state: _Partial, event: LogEvent, body: dict[str, Any]) -> None:
+        if state.features is not None:
+            return
+        tensor = _tensor(body, "inputs", self.names.features)
+        if tensor is None:
+            return
+        try:
+            flat = np.asarray(_flat(tensor), dtype=np.float64)
+            rows = int(tensor.get("shape", [len(flat)])[0]) if flat.size else 0
+            state.features = flat.reshape(rows, -1) if rows else flat.reshape(0, 0)
+        except (ValueError, TypeError) as exc:
+            raise UnusableEvent(
+                f"request {event.request_id}: tensor {self.names.features!r} is not numeric [N,F] ({exc})"
+            ) from exc
+        assets = _tensor(body, "inputs", self.names.asset_id)
+        if assets is not None:
+            state.asset_ids = [a.decode() if isinstance(a, bytes) else str(a) for a in _flat(assets)]
+        times = _tensor(body, "inputs", self.names.event_time)
+        if times is not None:
+            state.event_times = [float(t) for t in _flat(times)]
+
+    def _rows(self, state: _Partial, logged_at: float) -> list[PredictionRow]:
+        assert state.features is not None and state.response is not None and state.response_body
+        body = state.response_body
+        tensor = _tensor(body, "outputs", self.names.prediction)
+        assert tensor is not None
+        predictions = [float(p) for p in _flat(tensor)]
+        n = state.features.shape[0]
+        rid = state.response.request_id
+        if len(predictions) != n:
+            raise UnusableEvent(
+                f"request {rid}: {len(predictions)} predictions for {n} feature rows; cannot pair them"
+            )
+        params = body.get("parameters") or {}
+        version = str(body.get("model_version") or params.get("model_version") or "")
+        horizon = params.get("horizon_s")
+        rows = []
+        for i in range(n):
+            asset = state.asset_ids[i] if state.asset_ids and i < len(state.asset_ids) else None
+            when = state.event_times[i] if state.event_times and i < len(state.event_times) else logged_at
+            rows.append(
+                PredictionRow(
+                    request_id=rid,
+                    row=i,
+                    features=tuple(float(x) for x in state.features[i]),
+                    prediction=predictions[i],
+                    event_time=when,
+                    endpoint=state.response.endpoint,
+                    model_version=version,
+                    asset_id=asset,
+                    horizon_s=None if horizon is None else float(horizon),
+                    logged_at=logged_at,
+                )
+            )
+        return rows

@@ -1,0 +1,261 @@
+"""The join state of one shard (= one partition index of the co-partitioned input topics).
+
+Handlers, bytewax-style: an item arrived (``on_log_event``, ``on_truth``, ``on_prediction``,
+``on_reading``), the timer fired (``on_timer(now)``: TTLs), and ``snapshot`` / ``restore``. Nothing
+here reads a clock or does I/O: the worker passes the time in and drains ``labelled`` / ``forwarded``.
+
+>>> from driftloop_feedback.records import PredictionRow, TruthRecord
+>>> shard = JoinShard(JoinRules(mode="request"))
+>>> row = PredictionRow("r1", 0, (1.0,), 2.0, 100.0, "default", "3")
+>>> shard.on_prediction(row, logged_at=100.0)
+>>> shard.on_truth(TruthRecord("r1", 0, 2.5, 101.0), logged_at=101.0)
+>>> [(e.example_id, e.truth) for e in shard.drain_labelled()]
+[('r1:0', 2.5)]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from driftloop_feedback.join.assembler import PredictionAssembler, TensorNames, UnusableEvent
+from driftloop_feedback.join.asset_index import AssetState
+from driftloop_feedback.join.rules import JoinCounters, JoinRules
+from driftloop_feedback.join.store import PendingStore, key_hash
+from driftloop_feedback.records import LabelledExample, PredictionRow, Reading, TruthRecord
+
+from driftloop.seldon_log import LogEvent
+
+JOINED, EXPIRED = 1, 2
+
+
+class JoinShard:
+    def __init__(self, rules: JoinRules, names: TensorNames | None = None) -> None:
+        self.rules = rules
+        self.store = PendingStore()
+        self.assembler = PredictionAssembler(names)
+        self.assets: dict[str, AssetState] = {}
+        self.truths: dict[str, tuple[float, float, float]] = {}  # example id -> truth, time, logged_at
+        self.resolved: dict[int, int] = {}  # key hash -> JOINED/EXPIRED, for ttl_s after resolution
+        self._resolved_order: deque[tuple[float, int]] = deque()
+        self.done_requests: dict[str, float] = {}  # request ids assembled here -> when
+        self.counters = JoinCounters()
+        self.now = float("-inf")
+        self._labelled: list[LabelledExample] = []
+        self._forwarded: list[PredictionRow] = []
+
+    # -- items ---------------------------------------------------------------------------------
+    def on_log_event(self, event: LogEvent, logged_at: float) -> None:
+        self._tick(logged_at)
+        if event.request_id in self.done_requests:
+            self.counters.duplicate += 1
+            return
+        before = self.assembler.duplicates
+        try:
+            rows = self.assembler.on_event(event, logged_at)
+        except UnusableEvent:
+            self.counters.malformed += 1
+            self.assembler.partial.pop(event.request_id, None)
+            return
+        self.counters.duplicate += self.assembler.duplicates - before
+        if rows is None:
+            return
+        self.done_requests[event.request_id] = logged_at
+        for row in rows:
+            if self._routes_to_asset(row) and row.asset_id is not None:
+                self._forwarded.append(row)
+                self.counters.forwarded += 1
+            else:
+                self.on_prediction(row, logged_at)
+
+    def on_prediction(self, row: PredictionRow, logged_at: float) -> None:
+        self._tick(logged_at)
+        if self._known(row.request_id, row.row):
+            self.counters.duplicate += 1
+            return
+        if not self._routes_to_asset(row):
+            truth = self.truths.pop(row.example_id, None)
+            if truth is not None:
+                self._emit(row, truth[0], truth[1], "request")
+                return
+            self._add_pending(row, logged_at, target=0.0)
+            return
+        if row.asset_id is None:
+            self.counters.malformed += 1  # asset mode needs the asset_id tensor
+            return
+        asset_id = row.asset_id
+        target = row.event_time + self._horizon(row)
+        state = self.assets.setdefault(asset_id, AssetState())
+        if target + self.rules.tolerance_s <= state.watermark(self.rules.allowed_lateness_s):
+            self.counters.late += 1  # its window closed already: label from the readings kept
+            self._resolve_asset(row, target, state)
+            return
+        slot = self._add_pending(row, logged_at, target=target)
+        state.add_pending(target, slot)
+
+    def on_truth(self, truth: TruthRecord, logged_at: float) -> None:
+        self._tick(logged_at)
+        slot = self.store.find(truth.request_id, truth.row)
+        if slot >= 0:
+            pending = self.store.get(slot)
+            self.store.remove(slot)
+            self._emit(pending, truth.truth, truth.received_at, "request")
+            return
+        status = self.resolved.get(key_hash(truth.request_id, truth.row))
+        example_id = f"{truth.request_id}:{truth.row}"
+        if status == JOINED or example_id in self.truths:
+            self.counters.duplicate += 1
+        elif status == EXPIRED:
+            self.counters.late += 1
+        else:
+            self.truths[example_id] = (truth.truth, truth.received_at, logged_at)
+
+    def on_reading(self, reading: Reading, logged_at: float) -> None:
+        self._tick(logged_at)
+        value = reading.values.get(self.rules.truth_field)
+        if value is None:
+            self.counters.malformed += 1
+            return
+        state = self.assets.setdefault(reading.asset_id, AssetState())
+        lateness = self.rules.allowed_lateness_s
+        if reading.event_time < state.watermark(lateness):
+            self.counters.late += 1
+            return
+        if state.has_reading_at(reading.event_time):
+            self.counters.duplicate += 1
+            return
+        state.add_reading(reading.event_time, value)
+        watermark = state.watermark(lateness)
+        for target, slot in state.pop_due(watermark - self.rules.tolerance_s):
+            pending = self.store.get(slot)
+            self.store.remove(slot)
+            self._resolve_asset(pending, target, state)
+        state.forget_readings_before(watermark - self.rules.retention_s)
+
+    # -- timer ---------------------------------------------------------------------------------
+    def on_timer(self, now: float) -> None:
+        """Expire what waited longer than ``ttl_s`` (log/processing time) for its other half."""
+        self._tick(now)
+        cutoff = self.now - self.rules.ttl_s
+        expired_slots = set(self.store.arrived_before(cutoff))
+        for slot in expired_slots:
+            self._mark(key_hash(*self._slot_key(slot)), EXPIRED)
+            self.store.remove(slot)
+            self.counters.expired += 1
+        if expired_slots:
+            for state in self.assets.values():
+                state.discard_pending(expired_slots)
+        for example_id in [k for k, v in self.truths.items() if v[2] <= cutoff]:
+            del self.truths[example_id]
+            self.counters.orphan_truth += 1
+        self.counters.incomplete += self.assembler.expire(cutoff)
+        for rid in [r for r, t in self.done_requests.items() if t <= cutoff]:
+            del self.done_requests[rid]
+        while self._resolved_order and self._resolved_order[0][0] <= cutoff:
+            self.resolved.pop(self._resolved_order.popleft()[1], None)
+
+    # -- outputs and snapshots -------------------------------------------------------------------
+    def drain_labelled(self) -> list[LabelledExample]:
+        out, self._labelled = self._labelled, []
+        return out
+
+    def drain_forwarded(self) -> list[PredictionRow]:
+        out, self._forwarded = self._forwarded, []
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        if self._labelled or self._forwarded:
+            raise RuntimeError("drain outputs before taking a snapshot")
+        return {
+            "store": self.store.snapshot(),
+            "partial": self.assembler.partial,
+            "assets": self.assets,
+            "truths": self.truths,
+            "resolved": self.resolved,
+            "resolved_order": self._resolved_order,
+            "done_requests": self.done_requests,
+            "counters": self.counters,
+            "now": self.now,
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], rules: JoinRules, names: TensorNames | None = None) -> JoinShard:
+        shard = cls(rules, names)
+        shard.store = PendingStore.restore(state["store"])
+        shard.assembler.partial = state["partial"]
+        shard.assets = state["assets"]
+        shard.truths = state["truths"]
+        shard.resolved = state["resolved"]
+        shard._resolved_order = state["resolved_order"]
+        shard.done_requests = state["done_requests"]
+        shard.counters = state["counters"]
+        shard.now = state["now"]
+        return shard
+
+    # -- internals -----------------------------------------------------------------------------
+    def _tick(self, t: float) -> None:
+        self.now = max(self.now, t)
+
+    def _routes_to_asset(self, row: PredictionRow) -> bool:
+        if self.rules.mode == "request":
+            return False
+        has_horizon = row.horizon_s is not None or self.rules.default_horizon_s is not None
+        if self.rules.mode == "asset":
+            return True
+        return row.asset_id is not None and has_horizon
+
+    def _horizon(self, row: PredictionRow) -> float:
+        return float(row.horizon_s if row.horizon_s is not None else self.rules.default_horizon_s or 0.0)
+
+    def _known(self, request_id: str, row: int) -> bool:
+        return key_hash(request_id, row) in self.resolved or self.store.find(request_id, row) >= 0
+
+    def _add_pending(self, row: PredictionRow, logged_at: float, target: float) -> int:
+        return self.store.add(
+            row.request_id,
+            row.row,
+            features=row.features,
+            prediction=row.prediction,
+            event_time=row.event_time,
+            arrived=logged_at,
+            endpoint=row.endpoint,
+            model_version=row.model_version,
+            asset_id=row.asset_id,
+            target_time=target,
+        )
+
+    def _resolve_asset(self, row: PredictionRow | Any, target: float, state: AssetState) -> None:
+        found = state.nearest(target, self.rules.tolerance_s)
+        if found is None:
+            self._mark(key_hash(row.request_id, row.row), EXPIRED)
+            self.counters.unmatched += 1
+            return
+        self._emit(row, found[1], found[0], "asset")
+
+    def _emit(self, row: PredictionRow | Any, truth: float, truth_time: float, joined_by: str) -> None:
+        self._mark(key_hash(row.request_id, row.row), JOINED)
+        self.counters.joined += 1
+        self._labelled.append(
+            LabelledExample(
+                example_id=f"{row.request_id}:{row.row}",
+                request_id=row.request_id,
+                row=row.row,
+                features=tuple(row.features),
+                prediction=row.prediction,
+                truth=truth,
+                endpoint=row.endpoint,
+                model_version=row.model_version,
+                event_time=row.event_time,
+                truth_time=truth_time,
+                joined_by=joined_by,
+                asset_id=row.asset_id,
+            )
+        )
+
+    def _mark(self, h: int, status: int) -> None:
+        self.resolved[h] = status
+        self._resolved_order.append((self.now, h))
+
+    def _slot_key(self, slot: int) -> tuple[str, int]:
+        pending = self.store.get(slot)
+        return pending.request_id, pending.row

@@ -1,0 +1,329 @@
+"""Pending predictions, stored compactly: numpy columns for the fixed fields, one byte arena for the
+variable part (request id + features), and an open-addressing hash index keyed by a 64-bit hash of
+``<request_id>:<row>``. No Python object is kept per pending prediction, so memory per entry is a few
+columns plus the raw bytes (``bench/feedback.py`` measures it at 1M pending).
+
+>>> store = PendingStore()
+>>> slot = store.add("req-1", 0, features=[1.0, 2.0], prediction=3.5, event_time=10.0,
+...                  arrived=10.0, endpoint="default", model_version="4")
+>>> store.get(store.find("req-1", 0)).features
+(1.0, 2.0)
+>>> store.remove(slot); len(store)
+0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_EMPTY = 0
+_TOMBSTONE = -2
+_UUID_LEN = 0xFFFF  # rid_len marker: the request id is a canonical UUID stored as its 16 raw bytes
+_FIELDS: dict[str, Any] = {
+    "key": np.uint64,
+    "event_time": np.float64,
+    "target_time": np.float64,
+    "arrived": np.float64,
+    "prediction": np.float64,
+    "asset": np.int32,
+    "endpoint": np.uint16,
+    "version": np.uint16,
+    "row": np.uint32,
+    "offset": np.uint64,
+    "rid_len": np.uint16,
+    "n_features": np.uint16,
+}
+
+
+def key_hash(request_id: str, row: int) -> int:
+    """A non-zero 64-bit hash of ``<request_id>:<row>`` (0 marks an empty index slot)."""
+    digest = hashlib.blake2b(f"{request_id}:{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+@dataclass(frozen=True)
+class PendingPrediction:
+    request_id: str
+    row: int
+    features: tuple[float, ...]
+    prediction: float
+    event_time: float
+    target_time: float
+    arrived: float
+    endpoint: str
+    model_version: str
+    asset_id: str | None
+
+    @property
+    def example_id(self) -> str:
+        return f"{self.request_id}:{self.row}"
+
+
+class Interner:
+    """Small string <-> int tables (endpoints, model versions, asset ids)."""
+
+    def __init__(self, values: Sequence[str] = ()) -> None:
+        self.values: list[str] = list(values)
+        self._ids = {v: i for i, v in enumerate(self.values)}
+
+    def id(self, value: str) -> int:
+        found = self._ids.get(value)
+        if found is None:
+            found = self._ids[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _pack_request_id(request_id: str) -> bytes:
+    """Canonical UUIDs (what Seldon's executor generates for ``Seldon-Puid``) take 16 bytes."""
+    if len(request_id) == 36 and _is_uuid(request_id):
+        return uuid.UUID(request_id).bytes
+    return request_id.encode()
+
+
+class PendingStore:
+    def __init__(self, capacity: int = 1024) -> None:
+        self._cols = {name: np.zeros(capacity, dtype=dtype) for name, dtype in _FIELDS.items()}
+        self._free = array("q", range(capacity - 1, -1, -1))
+        self._arena = bytearray()
+        self._dead_bytes = 0
+        self._index_keys = np.zeros(capacity * 2, dtype=np.uint64)
+        self._index_slots = np.full(capacity * 2, -1, dtype=np.int32)
+        self._index_used = 0  # live + tombstones
+        self._count = 0
+        self.endpoints = Interner()
+        self.versions = Interner()
+        self.assets = Interner()
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        cols = sum(c.nbytes for c in self._cols.values())
+        return cols + len(self._arena) + self._index_keys.nbytes + self._index_slots.nbytes
+
+    # -- public operations ---------------------------------------------------------------------
+    def add(
+        self,
+        request_id: str,
+        row: int,
+        *,
+        features: Sequence[float],
+        prediction: float,
+        event_time: float,
+        arrived: float,
+        endpoint: str,
+        model_version: str,
+        asset_id: str | None = None,
+        target_time: float = 0.0,
+    ) -> int:
+        if not self._free:
+            self._grow()
+        slot = self._free.pop()
+        rid = _pack_request_id(request_id)
+        feats = np.asarray(features, dtype=np.float64).tobytes()
+        cols = self._cols
+        h = key_hash(request_id, row)
+        self._index_put(h, slot)  # before the key column is set: a rebuild indexes only live rows
+        cols["key"][slot] = h
+        cols["event_time"][slot] = event_time
+        cols["target_time"][slot] = target_time
+        cols["arrived"][slot] = arrived
+        cols["prediction"][slot] = prediction
+        cols["asset"][slot] = -1 if asset_id is None else self.assets.id(asset_id)
+        cols["endpoint"][slot] = self.endpoints.id(endpoint)
+        cols["version"][slot] = self.versions.id(model_version)
+        cols["row"][slot] = row
+        cols["offset"][slot] = len(self._arena)
+        cols["rid_len"][slot] = _UUID_LEN if len(rid) == 16 and _is_uuid(request_id) else len(rid)
+        cols["n_features"][slot] = len(feats) // 8
+        self._arena += rid
+        self._arena += feats
+        self._count += 1
+        return slot
+
+    def find(self, request_id: str, row: int) -> int:
+        """The slot of a pending prediction, or -1."""
+        h = key_hash(request_id, row)
+        for slot in self._index_probe(h):
+            if self._rid(slot) == request_id and int(self._cols["row"][slot]) == row:
+                return slot
+        return -1
+
+    def get(self, slot: int) -> PendingPrediction:
+        cols = self._cols
+        start = int(cols["offset"][slot]) + self._rid_bytes(slot)
+        n = int(cols["n_features"][slot])
+        feats = np.frombuffer(self._arena, dtype=np.float64, count=n, offset=start)
+        asset = int(cols["asset"][slot])
+        return PendingPrediction(
+            request_id=self._rid(slot),
+            row=int(cols["row"][slot]),
+            features=tuple(float(x) for x in feats),
+            prediction=float(cols["prediction"][slot]),
+            event_time=float(cols["event_time"][slot]),
+            target_time=float(cols["target_time"][slot]),
+            arrived=float(cols["arrived"][slot]),
+            endpoint=self.endpoints.values[int(cols["endpoint"][slot])],
+            model_version=self.versions.values[int(cols["version"][slot])],
+            asset_id=None if asset < 0 else self.assets.values[asset],
+        )
+
+    def remove(self, slot: int) -> None:
+        if slot < 0:
+            raise IndexError(f"slot {slot} is not a pending prediction")
+        h = int(self._cols["key"][slot])
+        if h == _EMPTY:
+            return
+        pos = self._index_position(h, slot)
+        self._index_slots[pos] = _TOMBSTONE
+        self._cols["key"][slot] = _EMPTY
+        self._dead_bytes += self._rid_bytes(slot) + 8 * int(self._cols["n_features"][slot])
+        self._free.append(slot)
+        self._count -= 1
+        if self._dead_bytes > 1 << 20 and self._dead_bytes > len(self._arena) // 2:
+            self._compact_arena()
+
+    def arrived_before(self, cutoff: float) -> list[int]:
+        """Slots of live entries that arrived at or before ``cutoff`` (TTL expiry)."""
+        cols = self._cols
+        mask = (cols["key"] != _EMPTY) & (cols["arrived"] <= cutoff)
+        return [int(s) for s in np.nonzero(mask)[0]]
+
+    def target_time(self, slot: int) -> float:
+        return float(self._cols["target_time"][slot])
+
+    # -- snapshot ------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Plain arrays and lists (cheap to pickle even at 1M entries)."""
+        return {
+            "cols": {name: col.copy() for name, col in self._cols.items()},
+            "free": self._free.tobytes(),
+            "arena": bytes(self._arena),
+            "dead_bytes": self._dead_bytes,
+            "index_keys": self._index_keys.copy(),
+            "index_slots": self._index_slots.copy(),
+            "index_used": self._index_used,
+            "count": self._count,
+            "endpoints": list(self.endpoints.values),
+            "versions": list(self.versions.values),
+            "assets": list(self.assets.values),
+        }
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> PendingStore:
+        store = cls(capacity=1)
+        store._cols = dict(state["cols"])
+        store._free = array("q")
+        store._free.frombytes(state["free"])
+        store._arena = bytearray(state["arena"])
+        store._dead_bytes = state["dead_bytes"]
+        store._index_keys = state["index_keys"]
+        store._index_slots = state["index_slots"]
+        store._index_used = state["index_used"]
+        store._count = state["count"]
+        store.endpoints = Interner(state["endpoints"])
+        store.versions = Interner(state["versions"])
+        store.assets = Interner(state["assets"])
+        return store
+
+    def live_slots(self) -> list[int]:
+        return [int(s) for s in np.nonzero(self._cols["key"] != _EMPTY)[0]]
+
+    # -- internals -----------------------------------------------------------------------------
+    def _rid_bytes(self, slot: int) -> int:
+        n = int(self._cols["rid_len"][slot])
+        return 16 if n == _UUID_LEN else n
+
+    def _rid(self, slot: int) -> str:
+        start = int(self._cols["offset"][slot])
+        raw = bytes(self._arena[start : start + self._rid_bytes(slot)])
+        if int(self._cols["rid_len"][slot]) == _UUID_LEN:
+            return str(uuid.UUID(bytes=raw))
+        return raw.decode()
+
+    def _index_probe(self, h: int) -> list[int]:
+        keys, slots = self._index_keys, self._index_slots
+        mask = len(keys) - 1
+        pos = h & mask
+        found: list[int] = []
+        hv = np.uint64(h)
+        while True:
+            s = int(slots[pos])
+            if s == -1:
+                return found
+            if s >= 0 and keys[pos] == hv:
+                found.append(s)
+            pos = (pos + 1) & mask
+
+    def _index_position(self, h: int, slot: int) -> int:
+        keys, slots = self._index_keys, self._index_slots
+        mask = len(keys) - 1
+        pos = h & mask
+        while int(slots[pos]) != slot or int(keys[pos]) != h:
+            pos = (pos + 1) & mask
+        return pos
+
+    def _index_put(self, h: int, slot: int) -> None:
+        if (self._index_used + 1) * 2 > len(self._index_keys):
+            self._rebuild_index(len(self._index_keys) * (2 if self._count * 4 > len(self._index_keys) else 1))
+        keys, slots = self._index_keys, self._index_slots
+        mask = len(keys) - 1
+        pos = h & mask
+        while int(slots[pos]) >= 0:
+            pos = (pos + 1) & mask
+        if int(slots[pos]) == -1:
+            self._index_used += 1
+        keys[pos] = h
+        slots[pos] = slot
+
+    def _rebuild_index(self, size: int) -> None:
+        live = np.nonzero(self._cols["key"] != _EMPTY)[0]
+        self._index_keys = np.zeros(size, dtype=np.uint64)
+        self._index_slots = np.full(size, -1, dtype=np.int32)
+        self._index_used = 0
+        mask = size - 1
+        keys, slots = self._index_keys, self._index_slots
+        for s in live:
+            h = int(self._cols["key"][s])
+            pos = h & mask
+            while int(slots[pos]) != -1:
+                pos = (pos + 1) & mask
+            keys[pos] = h
+            slots[pos] = int(s)
+            self._index_used += 1
+
+    def _grow(self) -> None:
+        old = len(self._cols["key"])
+        new = old * 2
+        for name, col in self._cols.items():
+            grown = np.zeros(new, dtype=col.dtype)
+            grown[:old] = col
+            self._cols[name] = grown
+        self._free.extend(range(new - 1, old - 1, -1))
+
+    def _compact_arena(self) -> None:
+        cols = self._cols
+        arena = bytearray()
+        for s in np.nonzero(cols["key"] != _EMPTY)[0]:
+            start = int(cols["offset"][s])
+            size = self._rid_bytes(int(s)) + 8 * int(cols["n_features"][s])
+            cols["offset"][s] = len(arena)
+            arena += self._arena[start : start + size]
+        self._arena = arena
+        self._dead_bytes = 0

@@ -1,0 +1,231 @@
+"""A joiner stage: one consumer-group member that feeds records to per-partition ``JoinShard``s and
+checkpoints them.
+
+Checkpoint order (the durability argument): (1) send every output produced so far and ``flush`` (the
+log acknowledged them); (2) write each changed shard's snapshot (state + next offset of each of its
+input partitions) atomically; (3) commit those offsets to the group. After a crash at any point the
+shard restarts from its last snapshot and re-reads from the offsets stored in it (records below them
+are skipped), so nothing acknowledged as input is lost; outputs produced after that snapshot are
+produced again with the same ``example_id`` and content (at-least-once on the topic, deduplicated by
+``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftloop_feedback.join.breaker import SamplingBreaker
+from driftloop_feedback.join.rules import JoinCounters
+from driftloop_feedback.join.settings import JoinerSettings
+from driftloop_feedback.join.shard import JoinShard
+from driftloop_feedback.join.snapshots import SnapshotStore
+from driftloop_feedback.records import PredictionRow, TruthRecord, UndecodableRecord, decode_feedback
+
+from driftloop.eventlog import CommitFailedError, EventLog, Record, TopicPartition
+from driftloop.seldon_log import MalformedLogEvent, parse_event
+from driftloop.settings import StateSettings
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+
+
+def default_state_dir() -> Path:
+    return StateSettings().resolved_home() / "feedback" / "joiner"
+
+
+@dataclass
+class StageStats:
+    counters: JoinCounters = field(default_factory=JoinCounters)
+    lag: dict[TopicPartition, int] = field(default_factory=dict)
+    pending: int = 0
+    paused: bool = False
+    checkpoints: int = 0
+
+
+class JoinStage:
+    """``request``: consumes the keyed request log + feedback; ``asset``: forwarded predictions +
+    telemetry + feedback readings. Both emit labelled examples; ``request`` forwards asset-join rows."""
+
+    def __init__(
+        self, name: str, log_: EventLog, settings: JoinerSettings, *, clock: Clock = time.time
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        s = settings
+        if name == "request":
+            self.topics = [s.keyed_log_topic, s.feedback_topic]
+            self.prediction_topics = {s.keyed_log_topic}
+        elif name == "asset":
+            self.topics = [s.predictions_topic, s.telemetry_topic, s.feedback_topic]
+            self.prediction_topics = {s.predictions_topic}
+        else:
+            raise ValueError(f"unknown join stage {name!r}; use 'request' or 'asset'")
+        self.log = log_
+        self.consumer = log_.consumer(f"{s.group_id}-{name}", self.topics)
+        self.producer = log_.producer()
+        self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
+        self.shards: dict[int, JoinShard] = {}
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self.dirty: set[int] = set()
+        self.in_flight = 0
+        self.breaker = SamplingBreaker(s.breaker_enabled, s.breaker_lag, s.breaker_keep_fraction)
+        self.stats = StageStats()
+        self._last_checkpoint = clock()
+        self._last_timer = clock()
+        self._paused: set[TopicPartition] = set()
+
+    # -- one iteration -------------------------------------------------------------------------
+    def step(self, poll_timeout_s: float = 0.2) -> int:
+        records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
+        records = self._sync_assignment(records)
+        for record in records:
+            self._dispatch(record)
+        now = self.clock()
+        if now - self._last_timer >= self.settings.timer_interval_s or not records:
+            for p, shard in self.shards.items():
+                shard.on_timer(now if not records else shard.now)
+                self.dirty.add(p)
+            self._last_timer = now
+        self._collect_outputs()
+        if self.in_flight >= self.settings.max_in_flight or now - self._last_checkpoint >= (
+            self.settings.checkpoint_interval_s
+        ):
+            self.checkpoint()
+        return len(records)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        while not should_stop():
+            self.step()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self._collect_outputs()
+        self.producer.flush()
+        self.in_flight = 0
+        owned = self.consumer.assignment()
+        commits: dict[TopicPartition, int] = {}
+        for p in sorted(self.dirty):
+            shard = self.shards.get(p)
+            if shard is None:
+                continue
+            offsets = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
+            self.snapshots.save(self.name, p, {"offsets": offsets, "shard": shard.snapshot()})
+            commits.update({tp: o for tp, o in offsets.items() if tp in owned})
+        self.dirty.clear()
+        try:
+            if commits:
+                self.consumer.commit(commits)
+        except CommitFailedError as exc:
+            log.warning("%s stage: %s", self.name, exc)
+        self._last_checkpoint = self.clock()
+        self.stats.checkpoints += 1
+        self._refresh_stats()
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.producer.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _sync_assignment(self, records: list[Record]) -> list[Record]:
+        owned = self.consumer.assignment()
+        partitions = {tp.partition for tp in owned}
+        for p in [p for p in self.shards if p not in partitions]:
+            del self.shards[p]  # revoked: the new owner resumes from the last snapshot
+            self.dirty.discard(p)
+            for tp in [tp for tp in self.next_offsets if tp.partition == p]:
+                del self.next_offsets[tp]
+        fresh: set[int] = set()
+        for p in sorted(partitions - set(self.shards)):
+            saved = self.snapshots.load(self.name, p)
+            if saved is None:
+                self.shards[p] = JoinShard(self.settings.rules(), self.settings.tensor_names())
+                continue
+            self.shards[p] = JoinShard.restore(
+                saved["shard"], self.settings.rules(), self.settings.tensor_names()
+            )
+            for tp, offset in saved["offsets"].items():
+                if tp in owned:
+                    self.next_offsets[tp] = offset
+                    self.consumer.seek(tp, offset)
+            fresh.add(p)
+            log.info(
+                "%s stage: shard %d restored from snapshot (%d pending)",
+                self.name,
+                p,
+                len(self.shards[p].store),
+            )
+        self._apply_backpressure(owned)
+        return [r for r in records if r.partition not in fresh and r.tp in owned]
+
+    def _dispatch(self, record: Record) -> None:
+        tp = record.tp
+        if record.offset < self.next_offsets.get(tp, 0):
+            return  # already covered by the snapshot this shard was restored from
+        self.next_offsets[tp] = record.offset + 1
+        shard = self.shards[record.partition]
+        self.dirty.add(record.partition)
+        logged_at = record.timestamp_ms / 1000.0
+        try:
+            if record.topic == self.settings.keyed_log_topic:
+                event = parse_event(record.headers, record.value)
+                if self.breaker.drop(event.request_id):
+                    return
+                shard.on_log_event(event, logged_at)
+            elif record.topic == self.settings.predictions_topic:
+                row = PredictionRow.decode(record.value)
+                if self.breaker.drop(row.request_id):
+                    return
+                shard.on_prediction(row, logged_at)
+            else:
+                item = decode_feedback(record.value)
+                if isinstance(item, TruthRecord):
+                    if self.name == "request":
+                        shard.on_truth(item, logged_at)
+                elif self.name == "asset":
+                    shard.on_reading(item, logged_at)
+        except (MalformedLogEvent, UndecodableRecord) as exc:
+            shard.counters.malformed += 1
+            log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, record.offset, exc)
+
+    def _collect_outputs(self) -> None:
+        s = self.settings
+        for shard in self.shards.values():
+            for example in shard.drain_labelled():
+                self.producer.send(s.labelled_topic, example.encode(), key=example.request_id.encode())
+                self.in_flight += 1
+            for row in shard.drain_forwarded():
+                self.producer.send(s.predictions_topic, row.encode(), key=(row.asset_id or "").encode())
+                self.in_flight += 1
+
+    def _apply_backpressure(self, owned: set[TopicPartition]) -> None:
+        pending = sum(len(shard.store) for shard in self.shards.values())
+        inputs = {tp for tp in owned if tp.topic in self.prediction_topics}
+        if pending >= self.settings.max_pending and not self._paused:
+            self._paused = inputs
+            self.consumer.pause(inputs)
+            log.warning(
+                "%s stage: %d pending predictions >= max_pending; pausing %s",
+                self.name,
+                pending,
+                sorted(inputs),
+            )
+        elif self._paused and pending < self.settings.max_pending * 0.8:
+            self.consumer.resume(self._paused)
+            log.info("%s stage: pending back to %d; resuming prediction inputs", self.name, pending)
+            self._paused = set()
+
+    def _refresh_stats(self) -> None:
+        total = JoinCounters()
+        for shard in self.shards.values():
+            total.add(shard.counters)
+        self.stats.counters = total
+        self.stats.pending = sum(len(shard.store) for shard in self.shards.values())
+        self.stats.paused = bool(self._paused)
+        self.stats.lag = self.consumer.lag()
+        lag = sum(v for tp, v in self.stats.lag.items() if tp.topic in self.prediction_topics)
+        self.breaker.observe(lag)
