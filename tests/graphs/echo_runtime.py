@@ -18,11 +18,14 @@ class EchoRuntime(MLModel):
         if any(i.name == "fail" for i in payload.inputs):
             raise MLServerError(f"{self.name}: input tensor 'fail' is not accepted", status_code=422)
         outputs = [
-            ResponseOutput(name=i.name, shape=i.shape, datatype=i.datatype, data=i.data) for i in payload.inputs
+            ResponseOutput(name=i.name, shape=i.shape, datatype=i.datatype, data=i.data)
+            for i in payload.inputs
         ]
         uri = (self.settings.parameters.uri if self.settings.parameters else None) or ""
         outputs.append(
-            ResponseOutput(name=f"seen_by_{self.name.replace('-', '_')}", shape=[1], datatype="BYTES", data=[uri])
+            ResponseOutput(
+                name=f"seen_by_{self.name.replace('-', '_')}", shape=[1], datatype="BYTES", data=[uri]
+            )
         )
         carried = payload.parameters.model_dump(exclude_none=True) if payload.parameters else {}
         carried.pop("headers", None)  # MLServer puts the request's HTTP headers here; never echo them back
