@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from driftloop.eventlog import MemoryEventLog
 from driftloop_graphs.manifest import load_manifests
 from driftloop_graphs.request_log import RequestLogSettings
 from driftloop_graphs.runtime import LocalRuntime, RuntimeSettings
 from driftloop_graphs.spec import Deployment
+
+from driftloop.eventlog import MemoryEventLog
 from tests.graphs.runtime_thread import RuntimeThread
 
 HERE = Path(__file__).parent

@@ -8,7 +8,6 @@ import uuid
 
 import orjson
 import pytest
-
 from driftloop_graphs.executor import Payload, chain
 from driftloop_graphs.traffic import InvalidTraffic, TrafficTable
 

@@ -12,7 +12,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-
 from driftloop_graphs.errors import InvalidDeployment, ManifestError
 from driftloop_graphs.manifest import load_manifests
 from driftloop_graphs.spec import Deployment
@@ -20,7 +19,7 @@ from driftloop_graphs.validation import ValidationIssue, validate
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO.parent / "shared" / "reference" / "seldondeployment-crd.yaml"
-MANIFESTS = sorted((REPO / "manifests").glob("*.yaml")) + [REPO / "tests/graphs/manifests/echo-canary.yaml"]
+MANIFESTS = [*sorted((REPO / "manifests").glob("*.yaml")), REPO / "tests/graphs/manifests/echo-canary.yaml"]
 
 
 def base() -> dict[str, Any]:
