@@ -87,6 +87,10 @@ class MLServerProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     # -- lifecycle -----------------------------------------------------------------------------------
     def _check_repository(self) -> None:
         if not self.repository.is_dir():

@@ -104,15 +104,16 @@ def hour_of_day_features(event_time: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.sin(phase), np.cos(phase)
 
 
-def build_features(table: pd.DataFrame, spec: FeatureSpec) -> FeatureTable:
-    """Features and h-ahead labels for every row of a normalised telemetry table that has both."""
+def build_features(table: pd.DataFrame, spec: FeatureSpec, *, require_label: bool = True) -> FeatureTable:
+    """Features and h-ahead labels for every row of a normalised telemetry table that has both; with
+    ``require_label=False`` (serving the latest rows) every row with features, label NaN when unknown."""
     target = spec.schema_.target_col
     columns = {c: table[c].to_numpy(dtype=float) for c in (*spec.schema_.exogenous_cols, target)}
     lagged = _value_at_offset(table, target, -spec.lag_s, spec.tolerance_s)
     label = _value_at_offset(table, target, spec.horizon_s, spec.tolerance_s)
     hour_sin, hour_cos = hour_of_day_features(table[TIME_COL].to_numpy())
     X = np.column_stack([*columns.values(), lagged, hour_sin, hour_cos])
-    keep = np.isfinite(X).all(axis=1) & np.isfinite(label)
+    keep = np.isfinite(X).all(axis=1) & (np.isfinite(label) | (not require_label))
     return FeatureTable(
         X=X[keep],
         y=label[keep],
@@ -121,6 +122,13 @@ def build_features(table: pd.DataFrame, spec: FeatureSpec) -> FeatureTable:
         event_time=table[TIME_COL].to_numpy(dtype=float)[keep],
         dropped_missing=int((~keep).sum()),
     )
+
+
+def latest_rows(features: FeatureTable) -> FeatureTable:
+    """The most recent row of every asset."""
+    order = pd.DataFrame({"asset": features.asset_id, "t": features.event_time})
+    latest = order.groupby("asset", sort=True)["t"].idxmax().to_numpy()
+    return features.select(np.isin(np.arange(len(features)), latest))
 
 
 def with_labels(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

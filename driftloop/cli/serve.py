@@ -1,0 +1,72 @@
+"""``driftloop serve``: MLServer on the model repository, bound to 127.0.0.1, until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import click
+
+from driftloop.cli.train import DEFAULT_REPOSITORY, echo_step
+from driftloop.errors import DriftloopError
+from driftloop.settings import StateSettings
+
+
+def server_env(state: StateSettings | None = None) -> dict[str, str]:
+    """The environment that lets the runtimes find the registry: an absolute DRIFTLOOP_HOME (the server
+    runs in its own working directory), the tracking URI when one is set, and MLflow's own
+    MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: MLflow 3.17 resolves ``models:/`` URIs inside
+    ``download_artifacts`` with the global registry URI even when one is passed in."""
+    state = state or StateSettings()
+    env = {"DRIFTLOOP_HOME": str(state.resolved_home())}
+    if state.mlflow_tracking_uri:
+        env["DRIFTLOOP_MLFLOW_TRACKING_URI"] = state.mlflow_tracking_uri
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = state.tracking_uri()
+    return env
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@click.command("serve")
+@click.option(
+    "--repository",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=DEFAULT_REPOSITORY,
+    show_default=True,
+    help="MLServer model repository (one folder per model with model-settings.json).",
+)
+@click.option("--parallel-workers", default=0, show_default=True, help="MLServer inference worker processes.")
+def serve(repository: Path, parallel_workers: int) -> None:
+    """Serve the model repository with MLServer on 127.0.0.1 (free ports) until Ctrl-C.
+
+    The models load from the MLflow registry of DRIFTLOOP_HOME (or DRIFTLOOP_MLFLOW_TRACKING_URI):
+    run `driftloop train` first.
+    """
+    from driftloop.mlserver_process import MLServerProcess
+
+    started = time.perf_counter()
+    echo_step(f"starting MLServer on {repository} (parallel_workers={parallel_workers})")
+    server = MLServerProcess(repository, env=server_env(), parallel_workers=parallel_workers)
+    try:
+        server.start()
+    except DriftloopError as exc:
+        raise click.ClickException(str(exc)) from None
+    echo_step(f"ready in {time.perf_counter() - started:.1f}s (pid {server.pid}, log {server.log_path})")
+    echo_step(f"V2 HTTP  {server.url}/v2/models/<model>/infer")
+    echo_step(f"V2 gRPC  {server.grpc_address}; metrics {server.metrics_url}")
+    echo_step("Ctrl-C to stop")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        while True:
+            time.sleep(1.0)
+            if not server.running:
+                raise click.ClickException(f"MLServer exited; log {server.log_path}:\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        echo_step("stopping MLServer")
+    finally:
+        server.stop()
+        echo_step(f"stopped (driftloop pid {os.getpid()})")
