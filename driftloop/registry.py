@@ -72,7 +72,7 @@ class MlflowRegistry:
 
     @classmethod
     def from_state(cls, state: StateSettings | None = None) -> MlflowRegistry:
-        """The registry of ``DRIFTLOOP_MLFLOW_TRACKING_URI``, else of the state directory ``DRIFTLOOP_HOME``."""
+        """The registry of ``DRIFTLOOP_MLFLOW_TRACKING_URI``, else of the state folder ``DRIFTLOOP_HOME``."""
         state = state or StateSettings()
         return cls(state.tracking_uri(), state.artifact_root())
 
