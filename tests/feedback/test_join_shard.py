@@ -21,7 +21,11 @@ def test_request_join_uses_first_request_features_and_model_prediction() -> None
     shard.on_truth(TruthRecord("r1", 1, 21.0, 150.0), logged_at=150.0)
     (example,) = shard.drain_labelled()
     assert (example.example_id, example.features, example.prediction, example.truth) == (
-        "r1:1", (3.0, 4.0), 20.0, 21.0)
+        "r1:1",
+        (3.0, 4.0),
+        20.0,
+        21.0,
+    )
     assert example.model_version == "3" and example.joined_by == "request"
     assert shard.counters.joined == 1 and len(shard.store) == 1
 
@@ -75,8 +79,11 @@ def reading(asset: str, t: float, temp: float) -> Reading:
 
 def test_asset_join_labels_with_nearest_reading_at_t_plus_h_after_watermark() -> None:
     shard = asset_shard()
-    feed(shard, chain_events("r5", [[1.0]], [60.0], assets=["pump-01"], times=[1000.0], horizon_s=1800),
-         at=1000.0)
+    feed(
+        shard,
+        chain_events("r5", [[1.0]], [60.0], assets=["pump-01"], times=[1000.0], horizon_s=1800),
+        at=1000.0,
+    )
     rows = shard.drain_forwarded()  # the request stage forwards asset-join rows...
     assert [r.example_id for r in rows] == ["r5:0"]
     target_shard = asset_shard()  # ...to the asset stage, keyed by asset

@@ -1,0 +1,137 @@
+"""The feedback API in-process (in-memory log): auth, validation, caps, idempotent resend, big batch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from driftloop_feedback.api import FeedbackSettings, create_app
+from driftloop_feedback.records import TruthRecord, decode_feedback
+from pydantic import SecretStr, ValidationError
+
+from driftloop.eventlog import MemoryEventLog
+
+TOKEN = "s3cr3t-token-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture()
+def log() -> MemoryEventLog:
+    return MemoryEventLog()
+
+
+def in_memory_client(settings: FeedbackSettings, log: MemoryEventLog) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(settings, log))
+    return httpx.AsyncClient(transport=transport, base_url="http://feedback")
+
+
+@pytest.fixture()
+async def client(log: MemoryEventLog) -> AsyncIterator[httpx.AsyncClient]:
+    settings = FeedbackSettings(token=SecretStr(TOKEN), max_body_bytes=2 * 1024 * 1024, partitions=2)
+    async with in_memory_client(settings, log) as c:
+        yield c
+
+
+def topic_records(log: MemoryEventLog) -> list:
+    consumer = log.consumer("check", ["driftloop.feedback"])
+    out = consumer.poll(timeout_s=0, max_records=100_000)
+    consumer.close()
+    return out
+
+
+async def test_401_without_or_with_wrong_token(client: httpx.AsyncClient) -> None:
+    body = {"request_id": "r1", "truth": 1.0}
+    assert (await client.post("/v1/feedback", json=body)).status_code == 401
+    wrong = await client.post("/v1/feedback", json=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "DRIFTLOOP_FEEDBACK_TOKEN" in wrong.json()["detail"]
+    assert (await client.post("/v1/feedback", json=body, headers=AUTH)).status_code == 200
+
+
+def test_production_refuses_placeholder_or_empty_token() -> None:
+    for token in ("", "changeme", "short"):
+        with pytest.raises(ValidationError, match="DRIFTLOOP_FEEDBACK_TOKEN"):
+            FeedbackSettings(mode="production", token=SecretStr(token))
+    FeedbackSettings(mode="production", token=SecretStr(TOKEN))
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"request_id": "", "truth": 1.0}, "request_id"),
+        ({"request_id": "r1", "truth": "hot"}, "truth"),
+        ({"request_id": "r1", "truth": []}, "truth"),
+        ({"asset_id": "pump-01", "event_time": 1.0, "values": {}}, "values"),
+        ({"asset_id": "pump-01", "values": {"bearing_temp": 60.0}}, "event_time"),
+        ({"records": []}, "records"),
+        ({"request_id": "r1", "truth": 1.0, "colour": "red"}, "colour"),
+    ],
+)
+async def test_422_names_the_field(client: httpx.AsyncClient, body: dict, field: str) -> None:
+    response = await client.post("/v1/feedback", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert any(field in err["field"] for err in response.json()["detail"]), response.json()
+
+
+async def test_nan_truth_is_422(client: httpx.AsyncClient) -> None:
+    raw = '{"request_id": "r1", "truth": NaN}'
+    response = await client.post(
+        "/v1/feedback", content=raw, headers={**AUTH, "content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+async def test_payload_cap_is_413_and_nothing_written(client: httpx.AsyncClient, log: MemoryEventLog) -> None:
+    body = {"records": [{"request_id": f"r{i}" + "x" * 200, "truth": 1.0} for i in range(12_000)]}
+    response = await client.post("/v1/feedback", json=body, headers=AUTH)
+    assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["detail"]
+    assert topic_records(log) == []
+    assert (await client.get("/v1/feedback/stats", headers=AUTH)).json()["rejected"] == 1
+
+
+async def test_batch_length_cap_is_413(log: MemoryEventLog) -> None:
+    body = {"records": [{"request_id": f"r{i}", "truth": 1.0} for i in range(4)]}
+    async with in_memory_client(FeedbackSettings(token=SecretStr(TOKEN), max_batch=3), log) as client:
+        response = await client.post("/v1/feedback", json=body, headers=AUTH)
+    assert response.status_code == 413 and "MAX_BATCH" in response.json()["detail"]
+
+
+async def test_resend_is_idempotent_and_reported_duplicate(
+    client: httpx.AsyncClient, log: MemoryEventLog
+) -> None:
+    body = {
+        "records": [
+            {"request_id": "r1", "truth": [1.0, 2.0]},
+            {"asset_id": "p1", "event_time": 5.0, "values": {"bearing_temp": 61.5}},
+        ]
+    }
+    first = (await client.post("/v1/feedback", json=body, headers=AUTH)).json()
+    second = (await client.post("/v1/feedback", json=body, headers=AUTH)).json()
+    assert (first["accepted"], first["duplicates"]) == (3, 0)
+    assert (second["accepted"], second["duplicates"]) == (0, 3)
+    assert [r["record_id"] for r in first["records"]] == [r["record_id"] for r in second["records"]]
+    records = topic_records(log)
+    assert len(records) == 3
+    truths = [decode_feedback(r.value) for r in records if r.key == b"r1"]
+    assert sorted((t.row, t.truth) for t in truths if isinstance(t, TruthRecord)) == [(0, 1.0), (1, 2.0)]
+    stats = (await client.get("/v1/feedback/stats", headers=AUTH)).json()
+    assert (stats["accepted"], stats["duplicates"]) == (3, 3)
+
+
+async def test_10k_record_batch_written_before_the_answer(
+    client: httpx.AsyncClient, log: MemoryEventLog
+) -> None:
+    body = {"records": [{"request_id": f"req-{i}", "truth": float(i)} for i in range(10_000)]}
+    response = await client.post("/v1/feedback", json=body, headers=AUTH)
+    assert response.status_code == 200 and response.json()["accepted"] == 10_000
+    records = topic_records(log)
+    assert len(records) == 10_000
+    assert {json.loads(r.value)["request_id"] for r in records} == {f"req-{i}" for i in range(10_000)}
+
+
+async def test_health_and_metrics_need_no_token(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/feedback", json={"request_id": "r1", "truth": 1.0}, headers=AUTH)
+    assert (await client.get("/health/ready")).json() == {"status": "ok"}
+    text = (await client.get("/metrics")).text
+    assert 'driftloop_feedback_records_total{outcome="accepted"} 1.0' in text
