@@ -17,15 +17,19 @@ class FeedbackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_FEEDBACK_", extra="ignore")
 
     mode: Literal["development", "production"] = "development"
-    token: SecretStr = Field(SecretStr(""), description="bearer token; empty = no auth (development only)")
+    token: SecretStr = Field(
+        default=SecretStr(""), description="bearer token; empty = no auth (development only)"
+    )
     host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535)
+    port: int = Field(default=8090, ge=0, le=65535)
     feedback_topic: str = "driftloop.feedback"
-    partitions: int = Field(4, ge=1, description="partitions of the feedback topic if it is created")
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="larger bodies get 413")
-    max_batch: int = Field(10_000, ge=1, description="more records in one request get 413")
-    dedupe_window: int = Field(1_000_000, ge=0, description="record ids remembered to answer 'duplicate'")
-    ack_timeout_s: float = Field(10.0, gt=0, description="wait this long for the log to acknowledge")
+    partitions: int = Field(default=4, ge=1, description="partitions of the feedback topic if it is created")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="larger bodies get 413")
+    max_batch: int = Field(default=10_000, ge=1, description="more records in one request get 413")
+    dedupe_window: int = Field(
+        default=1_000_000, ge=0, description="record ids remembered to answer 'duplicate'"
+    )
+    ack_timeout_s: float = Field(default=10.0, gt=0, description="wait this long for the log to acknowledge")
 
     @model_validator(mode="after")
     def _refuse_placeholder_token(self) -> FeedbackSettings:

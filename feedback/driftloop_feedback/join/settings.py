@@ -15,36 +15,54 @@ from driftloop.seldon_log import DEFAULT_TOPIC
 class JoinerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_JOINER_", extra="ignore")
 
-    group_id: str = Field("driftloop-joiner", description="consumer-group prefix; stages append their name")
-    request_log_topic: str = Field(DEFAULT_TOPIC, description="Seldon's request-log topic (no key)")
-    keyed_log_topic: str = Field("driftloop.requestlog", description="request log re-keyed by request id")
+    group_id: str = Field(
+        default="driftloop-joiner", description="consumer-group prefix; stages append their name"
+    )
+    request_log_topic: str = Field(default=DEFAULT_TOPIC, description="Seldon's request-log topic (no key)")
+    keyed_log_topic: str = Field(
+        default="driftloop.requestlog", description="request log re-keyed by request id"
+    )
     feedback_topic: str = "driftloop.feedback"
     telemetry_topic: str = "driftloop.telemetry"
-    predictions_topic: str = Field("driftloop.predictions", description="rows forwarded to the asset join")
+    predictions_topic: str = Field(
+        default="driftloop.predictions", description="rows forwarded to the asset join"
+    )
     labelled_topic: str = "driftloop.labelled"
-    partitions: int = Field(4, ge=1, description="partitions of the topics the joiner creates")
+    partitions: int = Field(default=4, ge=1, description="partitions of the topics the joiner creates")
 
     mode: JoinMode = "auto"
-    ttl_s: float = Field(7200.0, gt=0, description="how long a prediction waits for its truth")
-    allowed_lateness_s: float = Field(300.0, ge=0, description="asset join: readings this late still count")
-    tolerance_s: float = Field(150.0, ge=0, description="asset join: max |reading time - (t + horizon)|")
-    retention_s: float = Field(7200.0, gt=0, description="asset join: readings kept behind the watermark")
-    truth_field: str = Field("bearing_temp", description="which reading value is the ground truth")
-    default_horizon_s: float | None = Field(None, description="horizon when the response has none")
+    ttl_s: float = Field(default=7200.0, gt=0, description="how long a prediction waits for its truth")
+    allowed_lateness_s: float = Field(
+        default=300.0, ge=0, description="asset join: readings this late still count"
+    )
+    tolerance_s: float = Field(
+        default=150.0, ge=0, description="asset join: max |reading time - (t + horizon)|"
+    )
+    retention_s: float = Field(
+        default=7200.0, gt=0, description="asset join: readings kept behind the watermark"
+    )
+    truth_field: str = Field(default="bearing_temp", description="which reading value is the ground truth")
+    default_horizon_s: float | None = Field(default=None, description="horizon when the response has none")
     features_tensor: str = "features"
     prediction_tensor: str = "prediction"
     asset_tensor: str = "asset_id"
     event_time_tensor: str = "event_time"
 
-    state_dir: Path | None = Field(None, description="snapshot directory; default <home>/feedback/joiner")
-    checkpoint_interval_s: float = Field(2.0, gt=0, description="flush output, snapshot, commit")
-    timer_interval_s: float = Field(1.0, gt=0)
-    poll_max_records: int = Field(2000, ge=1)
-    max_in_flight: int = Field(20000, ge=1, description="unflushed outputs before a forced checkpoint")
-    max_pending: int = Field(2_000_000, ge=1, description="pending predictions before inputs pause")
-    breaker_enabled: bool = Field(False, description="sample predictions out when lag explodes")
-    breaker_lag: int = Field(1_000_000, ge=1, description="prediction-input lag that trips the breaker")
-    breaker_keep_fraction: float = Field(0.1, gt=0, le=1, description="share of predictions kept")
+    state_dir: Path | None = Field(
+        default=None, description="snapshot directory; default <home>/feedback/joiner"
+    )
+    checkpoint_interval_s: float = Field(default=2.0, gt=0, description="flush output, snapshot, commit")
+    timer_interval_s: float = Field(default=1.0, gt=0)
+    poll_max_records: int = Field(default=2000, ge=1)
+    max_in_flight: int = Field(
+        default=20000, ge=1, description="unflushed outputs before a forced checkpoint"
+    )
+    max_pending: int = Field(default=2_000_000, ge=1, description="pending predictions before inputs pause")
+    breaker_enabled: bool = Field(default=False, description="sample predictions out when lag explodes")
+    breaker_lag: int = Field(
+        default=1_000_000, ge=1, description="prediction-input lag that trips the breaker"
+    )
+    breaker_keep_fraction: float = Field(default=0.1, gt=0, le=1, description="share of predictions kept")
 
     def rules(self) -> JoinRules:
         return JoinRules(

@@ -1,0 +1,100 @@
+"""``driftloop feedback serve`` (the ground-truth API) and ``driftloop feedback join`` (a joiner)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import click
+
+
+@click.group()
+def feedback() -> None:
+    """Accept ground truth and join it with logged predictions into labelled examples."""
+
+
+@feedback.command()
+@click.option("--host", default=None, help="bind address (default 127.0.0.1, DRIFTLOOP_FEEDBACK_HOST)")
+@click.option("--port", type=int, default=None, help="port (default 8090, DRIFTLOOP_FEEDBACK_PORT; 0 = any)")
+def serve(host: str | None, port: int | None) -> None:
+    """Serve POST /v1/feedback, GET /v1/feedback/stats, /health/ready and /metrics.
+
+    Auth: DRIFTLOOP_FEEDBACK_TOKEN (bearer). DRIFTLOOP_FEEDBACK_MODE=production refuses to start with
+    an empty or placeholder token. Records go to the event log (Kafka when
+    DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set, else the embedded log under DRIFTLOOP_HOME)."""
+    import uvicorn
+    from driftloop_feedback.api import FeedbackSettings, create_app
+    from pydantic import ValidationError
+
+    from driftloop.eventlog import open_event_log
+
+    try:
+        settings = FeedbackSettings()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    host = host or settings.host
+    port = settings.port if port is None else port
+    if not settings.token.get_secret_value():
+        click.echo("warning: no DRIFTLOOP_FEEDBACK_TOKEN: the API accepts unauthenticated requests", err=True)
+    log = open_event_log()
+    try:
+        click.echo(f"feedback API on http://{host}:{port} -> topic {settings.feedback_topic}")
+        uvicorn.run(create_app(settings, log), host=host, port=port, log_level="warning")
+    finally:
+        log.close()
+
+
+@feedback.command()
+@click.option("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1")
+@click.option("--progress-s", type=float, default=10.0, show_default=True, help="progress line interval")
+def join(metrics_port: int | None, progress_s: float) -> None:
+    """Run a joiner: re-key the Seldon request log, join by request id and by asset + event time,
+    write labelled examples to driftloop.labelled. Start more processes to scale out (same
+    DRIFTLOOP_JOINER_GROUP_ID and state directory). Settings: DRIFTLOOP_JOINER_* (see docs/feedback.md).
+    SIGTERM/SIGINT stop it after a final checkpoint."""
+    from driftloop_feedback.join.pipeline import Joiner
+    from driftloop_feedback.join.settings import JoinerSettings
+    from prometheus_client import start_http_server
+    from pydantic import ValidationError
+
+    from driftloop.eventlog import open_event_log
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = JoinerSettings()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log = open_event_log()
+    joiner = Joiner(log, settings)
+    if metrics_port is not None:
+        server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=joiner.registry())
+        click.echo(f"joiner metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    click.echo(f"joiner ready (group {settings.group_id}, mode {settings.mode})", err=True)
+    last = time.monotonic()
+    try:
+        while not stop.is_set():
+            joiner.step()
+            if time.monotonic() - last >= progress_s:
+                last = time.monotonic()
+                c = joiner.counters()
+                pending = joiner.request.stats.pending + joiner.asset.stats.pending
+                click.echo(
+                    f"joined={c.joined} expired={c.expired} unmatched={c.unmatched} late={c.late} "
+                    f"duplicate={c.duplicate} orphan_truth={c.orphan_truth} pending={pending} "
+                    f"sampled_out={joiner.sampled_out()}",
+                    err=True,
+                )
+        joiner.checkpoint()
+    finally:
+        joiner.close()
+        log.close()

@@ -1,0 +1,120 @@
+"""The joiner process: the re-keying stage, the request join and the asset join, stepped in turn in
+one thread (each stage is its own consumer group, so any of them scales out with more processes).
+
+>>> from driftloop.eventlog import MemoryEventLog
+>>> joiner = Joiner(MemoryEventLog(), JoinerSettings(partitions=2))
+>>> sorted(s.name for s in joiner.stages)
+['asset', 'rekey', 'request']
+>>> joiner.close()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from driftloop_feedback.errors import TopologyError
+from driftloop_feedback.join.rekey import RekeyStage
+from driftloop_feedback.join.rules import JoinCounters
+from driftloop_feedback.join.settings import JoinerSettings
+from driftloop_feedback.join.worker import JoinStage
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from driftloop.eventlog import EventLog
+
+Clock = Callable[[], float]
+
+
+class Joiner:
+    def __init__(self, log: EventLog, settings: JoinerSettings, *, clock: Clock = time.time) -> None:
+        self.settings = settings
+        s = settings
+        for topic in (
+            s.request_log_topic,
+            s.keyed_log_topic,
+            s.feedback_topic,
+            s.telemetry_topic,
+            s.predictions_topic,
+            s.labelled_topic,
+        ):
+            log.create_topic(topic, s.partitions)
+        _check_copartitioned(log, [s.keyed_log_topic, s.feedback_topic])
+        _check_copartitioned(log, [s.predictions_topic, s.telemetry_topic, s.feedback_topic])
+        self.rekey = RekeyStage(log, s)
+        self.request = JoinStage("request", log, s, clock=clock)
+        self.asset = JoinStage("asset", log, s, clock=clock)
+        self.stages: list[RekeyStage | JoinStage] = [self.rekey, self.request, self.asset]
+
+    def step(self, poll_timeout_s: float = 0.05) -> int:
+        return sum(stage.step(poll_timeout_s) for stage in self.stages)
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        while not should_stop():
+            self.step()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.request.checkpoint()
+        self.asset.checkpoint()
+
+    def counters(self) -> JoinCounters:
+        total = JoinCounters()
+        for stage in (self.request, self.asset):
+            total.add(stage.stats.counters)
+        return total
+
+    def sampled_out(self) -> int:
+        return self.request.breaker.sampled_out + self.asset.breaker.sampled_out
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry()
+        registry.register(_JoinerCollector(self))
+        return registry
+
+
+def _check_copartitioned(log: EventLog, topics: list[str]) -> None:
+    counts = {topic: log.partitions_for(topic) for topic in topics}
+    if len(set(counts.values())) > 1:
+        raise TopologyError(
+            f"the joiner needs these topics co-partitioned (same partition count): {counts}; recreate "
+            "them with one count (DRIFTLOOP_JOINER_PARTITIONS) so a key lands on the same partition index"
+        )
+
+
+class _JoinerCollector(Collector):
+    def __init__(self, joiner: Joiner) -> None:
+        self.joiner = joiner
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        events = CounterMetricFamily("driftloop_joiner_events", "join outcomes", labels=["stage", "outcome"])
+        lag = GaugeMetricFamily(
+            "driftloop_joiner_consumer_lag",
+            "records behind, per partition",
+            labels=["stage", "topic", "partition"],
+        )
+        pending = GaugeMetricFamily(
+            "driftloop_joiner_pending_predictions", "waiting for truth", labels=["stage"]
+        )
+        paused = GaugeMetricFamily("driftloop_joiner_paused", "1 while inputs are paused", labels=["stage"])
+        sampled = CounterMetricFamily(
+            "driftloop_joiner_sampled_out", "predictions dropped by the breaker", labels=["stage"]
+        )
+        tripped = GaugeMetricFamily("driftloop_joiner_breaker_tripped", "1 while sampling", labels=["stage"])
+        for stage in (self.joiner.request, self.joiner.asset):
+            for outcome, value in stage.stats.counters.as_dict().items():
+                events.add_metric([stage.name, outcome], value)
+            for tp, value in sorted(stage.stats.lag.items()):
+                lag.add_metric([stage.name, tp.topic, str(tp.partition)], value)
+            pending.add_metric([stage.name], stage.stats.pending)
+            paused.add_metric([stage.name], float(stage.stats.paused))
+            sampled.add_metric([stage.name], stage.breaker.sampled_out)
+            tripped.add_metric([stage.name], float(stage.breaker.tripped))
+        rekey = CounterMetricFamily("driftloop_joiner_rekeyed", "request-log events re-keyed")
+        rekey.add_metric([], self.joiner.rekey.copied)
+        yield from (events, lag, pending, paused, sampled, tripped, rekey)

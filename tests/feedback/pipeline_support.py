@@ -1,0 +1,111 @@
+"""Helpers of the joiner integration tests: open either real log, write Seldon-format request-log events
+and truths, start/kill joiner subprocesses, read the labelled topic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from driftloop_feedback.records import LabelledExample, TruthRecord
+
+from driftloop.eventlog import EventLog
+from tests.feedback.helpers import chain_events
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Topology:
+    """Unique topic names and group per test (the Kafka broker is shared by the whole run)."""
+
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    partitions: int = 3
+
+    def env(self) -> dict[str, str]:
+        s = self.suffix
+        return {
+            "DRIFTLOOP_JOINER_GROUP_ID": f"joiner-{s}",
+            "DRIFTLOOP_JOINER_REQUEST_LOG_TOPIC": f"seldon.{s}",
+            "DRIFTLOOP_JOINER_KEYED_LOG_TOPIC": f"requestlog.{s}",
+            "DRIFTLOOP_JOINER_FEEDBACK_TOPIC": f"feedback.{s}",
+            "DRIFTLOOP_JOINER_TELEMETRY_TOPIC": f"telemetry.{s}",
+            "DRIFTLOOP_JOINER_PREDICTIONS_TOPIC": f"predictions.{s}",
+            "DRIFTLOOP_JOINER_LABELLED_TOPIC": f"labelled.{s}",
+            "DRIFTLOOP_JOINER_PARTITIONS": str(self.partitions),
+            "DRIFTLOOP_JOINER_CHECKPOINT_INTERVAL_S": "0.3",
+        }
+
+    def topic(self, name: str) -> str:
+        return self.env()[f"DRIFTLOOP_JOINER_{name.upper()}_TOPIC"]
+
+
+def write_requests(log: EventLog, topo: Topology, start: int, count: int, rows: int = 2) -> set[str]:
+    """``count`` graph calls (4 Seldon events each, no key) and truth for every row of every other
+    call; returns the example ids that must be labelled."""
+    producer = log.producer()
+    expected: set[str] = set()
+    for i in range(start, start + count):
+        rid = str(uuid.UUID(int=i + 1))
+        feats = [[float(i), float(r)] for r in range(rows)]
+        for ev in chain_events(rid, feats, [float(i) + r for r in range(rows)]):
+            producer.send(topo.topic("request_log"), ev.payload, headers=ev.headers())
+        if i % 2 == 0:
+            for r in range(rows):
+                truth = TruthRecord(rid, r, float(i) * 10 + r, time.time())
+                producer.send(topo.topic("feedback"), truth.encode(), key=rid.encode())
+                expected.add(f"{rid}:{r}")
+    producer.flush()
+    producer.close()
+    return expected
+
+
+def start_joiner(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "1"],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+class LabelledReader:
+    """Reads the labelled topic as the trainer would: deduplicated by ``example_id``."""
+
+    def __init__(self, log: EventLog, topic: str) -> None:
+        self.consumer = log.consumer(f"reader-{uuid.uuid4().hex[:8]}", [topic])
+        self.raw = 0
+        self.examples: dict[str, LabelledExample] = {}
+        self.conflicts: list[str] = []
+
+    def read_until(self, done: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            for record in self.consumer.poll(timeout_s=0.5, max_records=5000):
+                self.raw += 1
+                example = LabelledExample.decode(record.value)
+                previous = self.examples.setdefault(example.example_id, example)
+                if previous != example:
+                    self.conflicts.append(example.example_id)
+
+    def close(self) -> None:
+        self.consumer.close()
