@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "down": "driftloop.cli.up:down",
     "traffic": "driftloop.cli.up:traffic",
     "validate": "driftloop.cli.validate:validate",
+    "feedback": "driftloop.cli.feedback:feedback",
 }
 
 
