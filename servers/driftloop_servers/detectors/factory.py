@@ -110,9 +110,10 @@ def fit_drift_detector(kind: str, x_ref: Any, **opts: Any) -> DriftDetector:
 
 
 def save_detector(detector: OutlierDetector | DriftDetector, path: str | Path) -> Path:
-    """Write ``detector`` with joblib; a directory ``path`` gets ``detector.joblib`` inside it."""
+    """Write ``detector`` with joblib. A ``path`` ending in ``.joblib`` is the file; any other path is a
+    folder (created if needed) that gets ``detector.joblib``, the layout the runtimes read from MLflow."""
     target = Path(path)
-    if target.is_dir():
+    if target.suffix != ".joblib":
         target = target / DETECTOR_FILENAME
     target.parent.mkdir(parents=True, exist_ok=True)
     envelope = {"format": _FORMAT, "version": _FORMAT_VERSION, "kind": detector.kind, "detector": detector}
