@@ -171,8 +171,9 @@ class EmbeddedConsumer:
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        self._sync()
+        # positions before the sync: what this consumer has returned, even from revoked partitions
         wanted = dict(self._positions) if offsets is None else dict(offsets)
+        self._sync()
         while True:
             with self._store.write() as conn:
                 if self._state(conn) == self._seen:

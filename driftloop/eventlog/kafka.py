@@ -165,6 +165,12 @@ class KafkaProducer:
         value_b, key_b, headers_n = check_record(
             topic, value, key, headers, self._log.settings.max_message_bytes
         )
+        if partition is not None:
+            known = self._call_partitions(topic)
+            if partition not in known:
+                raise EventLogError(
+                    f"topic {topic!r} has {len(known)} partition(s); partition {partition} does not exist"
+                )
         try:
             future = self._producer.send(
                 topic,
@@ -184,6 +190,14 @@ class KafkaProducer:
             if len(self._pending) >= 10_000:
                 self._pending = [d for d in self._pending if not d._future.succeeded()]
         return delivery
+
+    def _call_partitions(self, topic: str) -> set[int]:
+        try:
+            return set(self._producer.partitions_for(topic) or ())
+        except kerrors.KafkaError as exc:
+            raise EventLogError(
+                f"no metadata for topic {topic!r} on {self._log.bootstrap_servers}: {exc}"
+            ) from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
         try:

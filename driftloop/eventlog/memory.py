@@ -223,8 +223,9 @@ class MemoryConsumer:
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         with self._log._cond:
-            self._sync()
+            # positions before the sync: what this consumer has returned, even from revoked partitions
             wanted = dict(self._positions) if offsets is None else dict(offsets)
+            self._sync()
             revoked = sorted(tp for tp in wanted if tp not in self._assigned)
             for tp, offset in wanted.items():
                 if tp in self._assigned:

@@ -75,6 +75,8 @@ class KafkaSettings(BaseSettings):
             "security_protocol": self.security_protocol,
             "bootstrap_timeout_ms": int(self.connect_timeout_s * 1000),
             "request_timeout_ms": int(self.request_timeout_s * 1000),
+            # reconnect quickly after a broker restart (kafka-python's default backs off to 30 s)
+            "reconnect_backoff_max_ms": 1000,
         }
         if self.sasl_mechanism:
             config["sasl_mechanism"] = self.sasl_mechanism
