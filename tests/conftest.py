@@ -7,6 +7,8 @@ import pytest
 
 pytest_plugins = [
     "tests.fixtures.kube",
+    "tests.fixtures.kafka",
+    "tests.fixtures.mlserver",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
