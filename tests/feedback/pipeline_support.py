@@ -78,6 +78,18 @@ def start_joiner(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         )
 
 
+def start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "driftloop", "feedback", "serve", "--port", str(port)],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
