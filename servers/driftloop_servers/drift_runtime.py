@@ -27,6 +27,7 @@ from driftloop_servers.tensors import (
     bool_output,
     decode_matrix,
     describe_nonfinite,
+    describe_tensors,
     find_input,
     fp64_output,
     nonfinite_rows,
@@ -51,6 +52,17 @@ class DriftRuntime(MLModel):
             )
         self._detector: DriftDetector = detector
         self._ref: ArtifactRef = ref
+        f = detector.n_features
+        describe_tensors(
+            self,
+            inputs=[(s.feature_tensor, "FP64", [-1, f])],
+            outputs=[
+                ("is_drift", "BOOL", [1]),
+                ("p_values", "FP64", [f]),
+                ("distances", "FP64", [f]),
+                ("threshold", "FP64", [1]),
+            ],
+        )
         return True
 
     @property

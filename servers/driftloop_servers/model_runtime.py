@@ -32,6 +32,7 @@ from driftloop_servers.tensors import (
     check_batch_size,
     decode_matrix,
     describe_nonfinite,
+    describe_tensors,
     find_input,
     fp64_output,
     nonfinite_rows,
@@ -55,6 +56,12 @@ class IncrementalModelRuntime(MLModel):
     async def load(self) -> bool:
         self.runtime_settings = ModelRuntimeSettings.from_model_settings(self.settings)
         self._served = await asyncio.to_thread(self._load_served)
+        s = self.runtime_settings
+        describe_tensors(
+            self,
+            inputs=[(s.feature_tensor, "FP64", [-1, len(s.feature_names)])],
+            outputs=[(s.output_name, "FP64", [-1])],
+        )
         return True
 
     def _load_served(self) -> ServedModel:

@@ -25,6 +25,7 @@ from driftloop_servers.tensors import (
     bool_output,
     decode_matrix,
     describe_nonfinite,
+    describe_tensors,
     find_input,
     fp64_output,
     nonfinite_rows,
@@ -52,6 +53,12 @@ class OutlierRuntime(MLModel):
             )
         self._detector: OutlierDetector = detector
         self._ref: ArtifactRef = ref
+        features = (s.feature_tensor, "FP64", [-1, detector.n_features])
+        describe_tensors(
+            self,
+            inputs=[features],
+            outputs=[features, (s.flag_output, "BOOL", [-1]), (s.score_output, "FP64", [-1])],
+        )
         return True
 
     @property

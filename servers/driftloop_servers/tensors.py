@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from mlserver.types import InferenceRequest, RequestInput, ResponseOutput
+from mlserver import MLModel
+from mlserver.types import InferenceRequest, MetadataTensor, RequestInput, ResponseOutput
 
 from driftloop_servers.errors import InvalidTensor
 
@@ -164,3 +165,13 @@ class FeatureBatch:
     @property
     def n_rows(self) -> int:
         return int(self.matrix.shape[0])
+
+
+def describe_tensors(
+    model: MLModel, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]]
+) -> None:
+    """Publish tensor metadata (``GET /v2/models/<m>``) unless the model-settings.json declares its own."""
+    if not model.settings.inputs:
+        model.inputs = [MetadataTensor(name=n, datatype=d, shape=s) for n, d, s in inputs]
+    if not model.settings.outputs:
+        model.outputs = [MetadataTensor(name=n, datatype=d, shape=s) for n, d, s in outputs]
