@@ -47,7 +47,12 @@ class AlibiMahalanobis:
     alibi's Mahalanobis is an online detector: every ``score`` call updates its running mean and
     covariance. Warmed up on the reference set, it is by default frozen (each batch is scored on a copy),
     so a served detector gives the same answer for the same rows in every worker; ``update_state=True``
-    keeps alibi's behaviour (state then lives in, and dies with, the process).
+    keeps alibi's behaviour (state then lives in, and dies with, the process). Within one batch alibi
+    still updates its estimate row by row, so a row's score depends slightly on the rows before it.
+
+    ``n_components`` defaults to every feature (the textbook Mahalanobis distance). alibi's own default
+    (3) keeps only the top principal components, which hides readings that break the correlation between
+    sensors: such readings show up in the low-variance components.
     """
 
     kind = "alibi-mahalanobis"
@@ -57,7 +62,7 @@ class AlibiMahalanobis:
         x_ref: np.ndarray,
         *,
         threshold_quantile: float = 0.99,
-        n_components: int = 3,
+        n_components: int | None = None,
         std_clip: int = 3,
         start_clip: int = 100,
         update_state: bool = False,
@@ -66,7 +71,9 @@ class AlibiMahalanobis:
 
         self.n_features = int(x_ref.shape[1])
         self.update_state = update_state
-        self._detector = Mahalanobis(n_components=n_components, std_clip=std_clip, start_clip=start_clip)
+        self._detector = Mahalanobis(
+            n_components=n_components or self.n_features, std_clip=std_clip, start_clip=start_clip
+        )
         self._detector.score(x_ref)  # warm-up: learns mean and covariance of the reference set
         probe = copy.deepcopy(self._detector)
         self.threshold = quantile_threshold(probe.score(x_ref), threshold_quantile)
