@@ -48,6 +48,7 @@ class EmbeddedEventLog:
         self.clock = clock
         self.fsync = fsync
         self._store = self.open_store()
+        self._clients: list[EmbeddedProducer | EmbeddedConsumer] = []  # closed with the log
 
     def open_store(self) -> Store:
         return Store(self.directory, busy_timeout_s=self.settings.busy_timeout_s, fsync=self.fsync)
@@ -86,7 +87,9 @@ class EmbeddedEventLog:
         return {int(p): int(o) for p, o in rows}
 
     def producer(self) -> EmbeddedProducer:
-        return EmbeddedProducer(self)
+        producer = EmbeddedProducer(self)
+        self._clients.append(producer)
+        return producer
 
     def consumer(
         self, group_id: str, topics: Sequence[str], *, auto_offset_reset: str = "earliest"
@@ -95,13 +98,19 @@ class EmbeddedEventLog:
         for topic in topics:
             check_topic(topic)
         check_auto_offset_reset(auto_offset_reset)
-        return EmbeddedConsumer(self, group_id, tuple(topics), auto_offset_reset)
+        consumer = EmbeddedConsumer(self, group_id, tuple(topics), auto_offset_reset)
+        self._clients.append(consumer)
+        return consumer
 
     def enforce_retention(self) -> int:
         """Drop records past ``retention_s`` / above ``retention_bytes`` per partition; return how many."""
         return enforce_retention(self._store, self.settings, self.clock)
 
     def close(self) -> None:
+        """Close the log and every producer and consumer opened from it (consumers leave their group)."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
         self._store.close()
 
 

@@ -48,6 +48,7 @@ class KafkaEventLog:
         self._admin = self._connect(lambda: kafka.KafkaAdminClient(**self._config))
         self._offsets: kafka.KafkaConsumer | None = None
         self._lock = threading.Lock()
+        self._clients: list[KafkaProducer | KafkaConsumer] = []  # closed with the log
 
     def _connect(self, make: Callable[[], T]) -> T:
         try:
@@ -99,7 +100,9 @@ class KafkaEventLog:
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
     def producer(self) -> KafkaProducer:
-        return KafkaProducer(self)
+        producer = KafkaProducer(self)
+        self._clients.append(producer)
+        return producer
 
     def consumer(
         self, group_id: str, topics: Sequence[str], *, auto_offset_reset: str = "earliest"
@@ -107,9 +110,15 @@ class KafkaEventLog:
         check_group_id(group_id)
         for topic in topics:
             check_topic(topic)
-        return KafkaConsumer(self, group_id, list(topics), check_auto_offset_reset(auto_offset_reset))
+        consumer = KafkaConsumer(self, group_id, list(topics), check_auto_offset_reset(auto_offset_reset))
+        self._clients.append(consumer)
+        return consumer
 
     def close(self) -> None:
+        """Close the log and every producer and consumer opened from it."""
+        clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
         self._admin.close()
         if self._offsets is not None:
             self._offsets.close()
@@ -151,6 +160,7 @@ class KafkaProducer:
         )
         self._pending: list[KafkaDelivery] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def send(
         self,
@@ -214,7 +224,9 @@ class KafkaProducer:
             )
 
     def close(self) -> None:
-        self._producer.close()
+        if not self._closed:
+            self._closed = True
+            self._producer.close()
 
 
 def _ktp(tp: TopicPartition) -> KafkaTP:
@@ -241,6 +253,7 @@ class KafkaConsumer:
             )
         )
         self._consumer.subscribe(topics)
+        self._closed = False
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
@@ -315,4 +328,6 @@ class KafkaConsumer:
         return {tp: int(ends[_ktp(tp)]) - (self.committed(tp) or 0) for tp in tps}
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        if not self._closed:
+            self._closed = True
+            self._consumer.close(autocommit=False)

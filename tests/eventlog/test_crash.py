@@ -1,0 +1,158 @@
+"""Crash safety with real processes killed by SIGKILL, on the embedded log and on real Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from driftloop.eventlog import EventLog
+from driftloop.eventlog.embedded import EmbeddedEventLog
+from tests.eventlog.conftest import drain, quick_embedded_settings
+from tests.fixtures.kafka import quick_kafka_settings, unique_topic
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Target:
+    kind: str
+    env: dict[str, str]
+    log: EventLog
+
+
+@pytest.fixture(params=["embedded", "kafka"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+    log: EventLog
+    if request.param == "embedded":
+        home = tmp_path / "home"
+        env.update(DRIFTLOOP_HOME=str(home), DRIFTLOOP_EVENTLOG_SESSION_TIMEOUT_S="1.5")
+        log = EmbeddedEventLog(home.resolve() / "eventlog", quick_embedded_settings())
+    else:
+        from driftloop.eventlog.kafka import KafkaEventLog
+
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        env.update(
+            DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S="1.5",
+            DRIFTLOOP_KAFKA_HEARTBEAT_INTERVAL_S="0.3",
+            DRIFTLOOP_KAFKA_LINGER_MS="0",
+        )
+        log = KafkaEventLog(bootstrap, quick_kafka_settings())
+    try:
+        yield Target(request.param, env, log)
+    finally:
+        log.close()
+
+
+class Child:
+    """A child process in its own process group, read line by line, killed with SIGKILL."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.eventlog.crash_child", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+
+    def read_until(self, predicate: str, timeout_s: float = 60.0) -> None:
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                err = self.process.stderr.read() if self.process.stderr else ""
+                raise AssertionError(f"child exited ({self.process.wait()}): {err[-3000:]}")
+            self.lines.append(line.strip())
+            if line.startswith(predicate):
+                return
+        raise AssertionError(f"child never printed {predicate!r}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        out, _ = self.process.communicate(timeout=30)
+        self.lines.extend(line.strip() for line in out.splitlines())
+
+
+def test_a_producer_killed_right_after_acknowledged_sends_loses_none_of_them(target: Target) -> None:
+    topic = unique_topic("crash")
+    target.log.create_topic(topic, 3)
+    child = Child(target.env, "produce", topic, "100000", "p", "wait")
+    try:
+        child.read_until("acked p:199")
+    finally:
+        child.kill()  # mid-stream: it was still sending
+    acked = {line.split()[1] for line in child.lines if line.startswith("acked")}
+    assert len(acked) >= 200
+    stored = {
+        r.value.decode() for r in drain(target.log.consumer("audit", [topic]), len(acked), timeout_s=30)
+    }
+    assert acked <= stored
+
+
+@pytest.mark.parametrize("mode", ["nocommit", "commit"])
+def test_a_consumer_killed_re_reads_exactly_what_it_did_not_commit(target: Target, mode: str) -> None:
+    topic = unique_topic("crash")
+    target.log.create_topic(topic, 1)
+    producer = target.log.producer()
+    for seq in range(20):
+        producer.send(topic, str(seq).encode())
+    producer.flush()
+    child = Child(target.env, "consume", "crashy", topic, "10", mode)
+    try:
+        child.read_until("done")
+    finally:
+        child.kill()
+    assert [line for line in child.lines if line.startswith("got")] == [f"got {i}" for i in range(10)]
+    survivor = target.log.consumer("crashy", [topic])
+    expected_first = 0 if mode == "nocommit" else 10  # at-least-once: uncommitted work is redone
+    records = drain(survivor, 20 - expected_first, timeout_s=30)
+    assert [int(r.value) for r in records] == list(range(expected_first, 20))
+    survivor.close()
+
+
+def test_several_producer_processes_share_one_embedded_log(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT), PYTHONWARNINGS="ignore::DeprecationWarning", DRIFTLOOP_HOME=str(home)
+    )
+    log = EmbeddedEventLog(home / "eventlog", quick_embedded_settings())
+    log.create_topic("shared", 3)
+    children = [Child(env, "produce", "shared", "300", f"c{i}", "exit") for i in range(3)]
+    try:
+        for child in children:
+            child.read_until("done", timeout_s=120)
+    finally:
+        for child in children:
+            child.kill()
+    records = drain(log.consumer("audit", ["shared"]), 900)
+    assert sorted(r.value.decode() for r in records) == sorted(
+        f"c{i}:{s}" for i in range(3) for s in range(300)
+    )
+    for partition in range(3):
+        offsets = [r.offset for r in records if r.partition == partition]
+        assert offsets == list(range(len(offsets)))
+    per_key: dict[bytes | None, list[int]] = {}
+    for record in records:
+        per_key.setdefault(record.key, []).append(int(record.value.decode().split(":")[1]))
+    assert all(seqs == sorted(seqs) for seqs in per_key.values())
+    log.close()
