@@ -16,15 +16,17 @@ from driftloop.settings import StateSettings
 
 def server_env(state: StateSettings | None = None) -> dict[str, str]:
     """The environment that lets the runtimes find the registry: an absolute DRIFTLOOP_HOME (the server
-    runs in its own working directory), the tracking URI when one is set, and MLflow's own
+    runs in its own working directory), the tracking URI, and MLflow's own
     MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: MLflow 3.17 resolves ``models:/`` URIs inside
     ``download_artifacts`` with the global registry URI even when one is passed in."""
     state = state or StateSettings()
-    env = {"DRIFTLOOP_HOME": str(state.resolved_home())}
-    if state.mlflow_tracking_uri:
-        env["DRIFTLOOP_MLFLOW_TRACKING_URI"] = state.mlflow_tracking_uri
-    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = state.tracking_uri()
-    return env
+    uri = state.tracking_uri()
+    return {
+        "DRIFTLOOP_HOME": str(state.resolved_home()),
+        "DRIFTLOOP_MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+    }
 
 
 def _interrupt(signum: int, frame: object) -> None:

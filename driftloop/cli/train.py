@@ -60,7 +60,7 @@ def print_published(published: PublishedVersions, alias: str | None) -> None:
 @click.option("--horizon-s", default=1800.0, show_default=True, help="Forecast horizon in seconds.")
 @click.option("--lag-s", default=900.0, show_default=True, help="Lag of the lagged-target feature.")
 @click.option("--epochs", default=10, show_default=True, help="SGD passes over the training rows.")
-@click.option("--outlier-kind", default="alibi-iforest", show_default=True, help="Outlier detector kind.")
+@click.option("--outlier-kind", default="alibi-mahalanobis", show_default=True, help="Outlier detector kind.")
 @click.option("--drift-kind", default="alibi-ks", show_default=True, help="Drift detector kind.")
 @click.option("--register/--no-register", default=True, show_default=True, help="Register in MLflow.")
 @click.option("--alias", default=CHAMPION, show_default=True, help="Alias of the new versions ('' = none).")

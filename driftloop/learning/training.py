@@ -31,8 +31,19 @@ class TrainingSettings(BaseModel):
     epochs: int = Field(default=10, ge=1, description="SGD passes over the training rows")
     alpha: float = Field(default=1e-5, ge=0, description="L2 penalty of the SGD regressor")
     eta0: float = Field(default=0.01, gt=0, description="initial SGD learning rate")
-    outlier_kind: str = Field(default="alibi-iforest", description="outlier detector kind (part A factory)")
+    outlier_kind: str = Field(
+        default="alibi-mahalanobis",
+        description="outlier detector kind (driftloop_servers.detectors); Mahalanobis sees a reading that "
+        "breaks the correlation between sensors (a spike: temperature now vs 15 min ago), IForest does not",
+    )
     outlier_threshold_quantile: float = Field(default=0.995, gt=0, lt=1)
+    outlier_reference_trim: float = Field(
+        default=0.02,
+        ge=0,
+        lt=0.5,
+        description="share of the most unusual reference rows (sensor faults in the history) left out "
+        "before the outlier detector is fitted and its threshold set",
+    )
     drift_kind: str = Field(default="alibi-ks", description="drift detector kind (part A factory)")
     drift_p_val: float = Field(default=0.05, gt=0, lt=1)
     reference_rows: int = Field(default=2000, ge=50, description="rows in the drift/outlier references")
@@ -144,5 +155,11 @@ def train(table: pd.DataFrame, spec: FeatureSpec, settings: TrainingSettings | N
     outlier = fit_outlier_detector(
         settings.outlier_kind, reference, threshold_quantile=settings.outlier_threshold_quantile
     )
+    if settings.outlier_reference_trim > 0:
+        scores = outlier.score(reference).scores
+        typical = scores <= np.quantile(scores, 1.0 - settings.outlier_reference_trim)
+        outlier = fit_outlier_detector(
+            settings.outlier_kind, reference[typical], threshold_quantile=settings.outlier_threshold_quantile
+        )
     drift = fit_drift_detector(settings.drift_kind, reference, p_val=settings.drift_p_val)
     return TrainingResult(model, spec, settings, metrics, outlier, drift, reference)
