@@ -70,7 +70,7 @@ class EmbeddedConsumer:
 
     def _heartbeat(self) -> None:
         now = self._now_ms()
-        if now - self._last_heartbeat_ms < self._session_ms // 3:
+        if now - self._last_heartbeat_ms < self._session_ms // 3 and not self._anyone_expired(now):
             return
         with self._store.write() as conn:
             alive = conn.execute(
@@ -88,6 +88,14 @@ class EmbeddedConsumer:
             if expired:
                 self._bump(conn)
         self._last_heartbeat_ms = now
+
+    def _anyone_expired(self, now: int) -> bool:
+        with self._store.lock:
+            row = self._store.conn.execute(
+                "SELECT 1 FROM members WHERE group_id = ? AND heartbeat_ms < ? LIMIT 1",
+                (self.group_id, now - self._session_ms),
+            ).fetchone()
+        return row is not None
 
     def _state(self, conn: sqlite3.Connection) -> tuple[int, int]:
         (generation,) = conn.execute(

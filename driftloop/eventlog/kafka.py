@@ -18,6 +18,7 @@ import kafka.errors as kerrors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
+from driftloop.eventlog import kafka_compat
 from driftloop.eventlog.base import EventLogError, Record, RecordMetadata, TopicPartition
 from driftloop.eventlog.delivery import CommitFailedError
 from driftloop.eventlog.settings import KafkaSettings
@@ -28,6 +29,8 @@ from driftloop.eventlog.validation import (
     check_record,
     check_topic,
 )
+
+kafka_compat.install()  # close sockets of failed connection attempts (kafka-python 3.0 leaks them)
 
 T = TypeVar("T")
 _REBALANCED = (

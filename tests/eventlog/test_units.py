@@ -1,0 +1,106 @@
+"""Pure functions and settings of the event log."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+from pydantic import ValidationError
+
+from driftloop.eventlog import TopicPartition, murmur2, partition_for_key
+from driftloop.eventlog.assignment import range_assign
+from driftloop.eventlog.settings import KafkaSettings
+from driftloop.eventlog.sqlite_store import decode_headers, encode_headers
+
+# Test vectors of the Java client's Utils.murmur2 (Kafka's UtilsTest), as signed 32-bit ints.
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "expected"), JAVA_MURMUR2.items())
+def test_murmur2_matches_the_java_client(key: bytes, expected: int) -> None:
+    assert murmur2(key) == expected & 0xFFFFFFFF
+
+
+def test_murmur2_matches_kafka_python_on_random_keys() -> None:
+    for length in range(64):
+        key = os.urandom(length)
+        assert murmur2(key) == kafka_python_murmur2(key)
+
+
+def test_partition_for_key_is_stable_and_in_range() -> None:
+    for i in range(500):
+        key = f"pump-{i}".encode()
+        partition = partition_for_key(key, 6)
+        assert 0 <= partition < 6
+        assert partition == partition_for_key(key, 6)
+        assert partition == (kafka_python_murmur2(key) & 0x7FFFFFFF) % 6
+
+
+def test_range_assignment_is_deterministic_and_complete() -> None:
+    subscriptions = {"b": ["t", "u"], "a": ["t"], "c": ["t"]}
+    result = range_assign(subscriptions, {"t": 7, "u": 2})
+    assert result["a"] == {TopicPartition("t", p) for p in (0, 1, 2)}
+    assert result["b"] == {
+        TopicPartition("t", 3),
+        TopicPartition("t", 4),
+        TopicPartition("u", 0),
+        TopicPartition("u", 1),
+    }
+    assert result["c"] == {TopicPartition("t", 5), TopicPartition("t", 6)}
+    assert range_assign({"x": ["t"]}, {}) == {"x": set()}
+
+
+def test_headers_round_trip_through_the_embedded_encoding() -> None:
+    headers = (("type", b"io.seldon.serving.inference.request"), ("", b""), ("bin", bytes(range(256))))
+    assert decode_headers(encode_headers(headers)) == headers
+
+
+def test_kafka_settings_pass_tls_and_sasl_through(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = KafkaSettings(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        username="driftloop",
+        password="s3cret",  # type: ignore[arg-type]
+        ssl_cafile=ca,
+    )
+    config = settings.client_config()
+    assert config["security_protocol"] == "SASL_SSL"
+    assert config["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl_plain_username"] == "driftloop"
+    assert config["sasl_plain_password"] == "s3cret"
+    assert config["ssl_cafile"] == str(ca)
+    assert "s3cret" not in repr(settings)
+
+
+def test_kafka_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOOP_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("DRIFTLOOP_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("DRIFTLOOP_KAFKA_USERNAME", "u")
+    monkeypatch.setenv("DRIFTLOOP_KAFKA_PASSWORD", "p")
+    assert KafkaSettings().client_config()["sasl_mechanism"] == "PLAIN"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"security_protocol": "SASL_SSL"}, "needs DRIFTLOOP_KAFKA_SASL_MECHANISM"),
+        ({"sasl_mechanism": "PLAIN", "username": "u", "password": "p"}, "use SASL_SSL"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "needs DRIFTLOOP_KAFKA_USERNAME"),
+        ({"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"}, "is not a readable file"),
+        ({"security_protocol": "TLS"}, "security_protocol"),
+    ],
+)
+def test_inconsistent_kafka_security_settings_are_refused(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        KafkaSettings.model_validate(values)
