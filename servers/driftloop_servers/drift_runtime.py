@@ -7,6 +7,9 @@ Request: the feature tensor FP64 [N, F]. Response: ``is_drift`` (BOOL [1]), ``p_
 Batch detectors (``alibi-ks``, ``alibi-cvm``, ``scipy-ks``, ``scipy-cvm``) are stateless. The online
 detector (``alibi-cvm-online``) consumes rows in order and keeps its windows in this process: a restart,
 a reload or a second worker starts from an empty window (its p-values are null; it reports statistics).
+
+Tests run in a worker thread, one at a time and in arrival order (an ``asyncio.Lock``), so a large batch
+does not stall other models served by the same MLServer process and the online detector sees rows in order.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class DriftRuntime(MLModel):
             )
         self._detector: DriftDetector = detector
         self._ref: ArtifactRef = ref
+        self._lock = asyncio.Lock()
         f = detector.n_features
         describe_tensors(
             self,
@@ -87,7 +91,8 @@ class DriftRuntime(MLModel):
             count_rows(self.name, "rejected", features.shape[0] if features.shape else 0)
             raise
         count_rows(self.name, "dropped", int(bad.sum()))
-        result = detector.predict(x)
+        async with self._lock:
+            result = await asyncio.to_thread(detector.predict, x)
         count_rows(self.name, "served", x.shape[0])
         return self._response(detector, result, dropped=int(bad.sum()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,11 @@ async def test_an_outlier_detector_fails_load(tmp_path: Path) -> None:
         ConfigurationError, match="holds a sklearn-iforest outlier detector; expected a drift"
     ):
         await DriftRuntime(settings).load()
+
+
+async def test_concurrent_calls_reach_the_online_detector_one_batch_at_a_time(tmp_path: Path) -> None:
+    runtime = await drift_runtime(tmp_path, "alibi-cvm-online")
+    calls = [runtime.predict(request(tensor("features", reference_data(7, seed=20 + i)))) for i in range(5)]
+    responses = await asyncio.gather(*calls)
+    assert all(r.parameters is not None and r.parameters.model_dump()["rows_tested"] == 7 for r in responses)
+    assert runtime.detector.time == 35  # type: ignore[attr-defined]

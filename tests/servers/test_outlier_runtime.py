@@ -98,10 +98,8 @@ async def test_seldon_style_chain_carries_the_outlier_result_to_the_model(
 
     rows = np.vstack([reference_data(2, seed=5), FAR])
     first = (await outlier.predict(graph_request(rows))).model_dump(exclude_none=True)
-    first["inputs"] = first.pop("outputs")
-    for key in ("model_name", "model_version"):
-        first.pop(key, None)
-    first["id"] = "req-42"
+    first["inputs"] = first.pop("outputs")  # every other key (model_name, parameters, id, ...) is kept
+    first["id"] = "req-42"  # the dataplane echoes the request id; the runtime leaves it to MLServer
     second = await model.predict(InferenceRequest.model_validate(first))
     assert output(second, "outlier_flag").data.root == [False, False, True]
     np.testing.assert_allclose(output(second, "prediction").data.root, forecaster(1).predict(rows))
