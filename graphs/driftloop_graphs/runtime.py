@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from driftloop.cli.serve import server_env
 from driftloop.eventlog.base import EventLog
 from driftloop.mlserver_process import MLServerProcess
 from driftloop.settings import StateSettings
@@ -99,6 +100,9 @@ class LocalRuntime:
                 limits=httpx.Limits(
                     max_connections=self.settings.max_connections,
                     max_keepalive_connections=self.settings.max_connections,
+                    # below MLServer's (uvicorn's) 5 s keep-alive, so we never reuse a connection the
+                    # server is closing (that race fails a request with "server disconnected")
+                    keepalive_expiry=2.0,
                 ),
             )
             self._start_request_logger()
@@ -115,7 +119,7 @@ class LocalRuntime:
 
     async def _start_mlservers(self) -> None:
         env = {
-            "DRIFTLOOP_HOME": str(StateSettings().resolved_home()),
+            **server_env(StateSettings()),  # DRIFTLOOP_HOME + MLflow URIs, so models:/ URIs resolve
             "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH", "")])),
             **self.settings.mlserver_env,
         }
@@ -169,7 +173,16 @@ class LocalRuntime:
 
     async def _serve(self, app: Any, host: str, port: int) -> int:
         sock = bind(host, port)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, http="httptools")
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            http="httptools",
+            # longer than clients' idle expiry (httpx 5 s), so clients close idle connections first
+            timeout_keep_alive=75,
+            backlog=4096,
+        )
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         self._uvicorn.append((server, task))

@@ -17,6 +17,7 @@ from tests.graphs.runtime_thread import RuntimeThread
 HERE = Path(__file__).parent
 REPO_ROOT = HERE.parent.parent
 ECHO_CANARY = HERE / "manifests" / "echo-canary.yaml"
+ECHO_SPLIT = HERE / "manifests" / "echo-split.yaml"
 
 
 def echo_settings(run_dir: Path, **overrides: object) -> RuntimeSettings:
@@ -47,4 +48,33 @@ def echo_canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeThr
         with RuntimeThread(runtime) as thread:
             yield thread
     finally:
+        mp.undo()
+
+
+@pytest.fixture(scope="module")
+def echo_split(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[RuntimeThread]:
+    """The echo split manifest (main 90 / canary 10, one node each) logging to the real Kafka broker
+    on a fresh topic; a small log queue so bursts meet the overload policy."""
+    from driftloop.eventlog.kafka import KafkaEventLog
+    from tests.fixtures.kafka import quick_kafka_settings, unique_topic
+
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DRIFTLOOP_HOME", str(home))
+    topic = unique_topic("seldon")
+    docs = load_manifests(ECHO_SPLIT)
+    for predictor in docs[0]["spec"]["predictors"]:
+        predictor["svcOrchSpec"] = {"env": [{"name": "LOGGER_KAFKA_TOPIC", "value": topic}]}
+    deployments = [Deployment.from_doc(doc) for doc in docs]
+    log = KafkaEventLog(kafka_bootstrap, quick_kafka_settings())
+    runtime = LocalRuntime(
+        deployments,
+        echo_settings(home / "run", request_log=RequestLogSettings(queue_size=64, block_timeout_s=30.0)),
+        log,
+    )
+    try:
+        with RuntimeThread(runtime) as thread:
+            yield thread
+    finally:
+        log.close()
         mp.undo()

@@ -1,0 +1,155 @@
+"""Local runtime ingress vs a direct MLServer call, same model, same client, one run.
+
+Starts ``driftloop up`` (a separate process, as users run it) on a one-node graph with request
+logging to the embedded event log, then measures from this process:
+
+- sequential latency p50/p99, direct vs ingress, logging off (Seldon-Skip-Logging) and on;
+- p99 through the ingress at a paced 200 req/s (open loop), logging on;
+- throughput at concurrency 64, direct vs ingress, logging off and on.
+
+Run: ``python -m bench.ingress`` (or ``python -m bench``). Prints ratios against the direct run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+MANIFEST = REPO / "tests" / "graphs" / "manifests" / "echo-single.yaml"
+MODELS = REPO / "tests" / "graphs" / "models"
+BODY = {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP64", "data": [0.5] * 8}]}
+SKIP = {"Seldon-Skip-Logging": "true"}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def sequential(url: str, n: int, headers: dict[str, str]) -> list[float]:
+    out = []
+    with httpx.Client(timeout=30) as client:
+        for _ in range(50):
+            client.post(url, json=BODY, headers=headers)
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = client.post(url, json=BODY, headers=headers)
+            out.append(time.perf_counter() - t0)
+            r.raise_for_status()
+    return out
+
+
+async def concurrent(
+    url: str, n: int, concurrency: int, headers: dict[str, str], rate: float | None = None
+) -> tuple[float, list[float]]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    semaphore = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+        started = time.perf_counter()
+
+        async def one(i: int) -> None:
+            if rate:
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            async with semaphore:
+                t0 = time.perf_counter()
+                r = await client.post(url, json=BODY, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                r.raise_for_status()
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return time.perf_counter() - started, latencies
+
+
+def start_runtime(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    env = {**os.environ, "DRIFTLOOP_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env.pop("DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS", None)
+    cmd = [sys.executable, "-m", "driftloop", "up", str(MANIFEST), "--port", "0", "--models", str(MODELS)]
+    process = subprocess.Popen(
+        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    sys.path.insert(0, str(REPO / "graphs"))
+    from driftloop_graphs.control_client import ControlClient
+    from driftloop_graphs.run_state import RunState
+
+    directory = home / "run" / "local-runtime"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = RunState.read(directory) if directory.exists() else None
+        if state is not None:
+            client = ControlClient(state.control_url, RunState.token(directory))
+            mlserver = client.deployment("bench", "echo-single")["predictors"][0]["mlserver"]
+            client.close()
+            print(f"driftloop up ready in {state.ready_s:.1f} s (pid {state.pid})")
+            return (
+                process,
+                state.deployments[0]["url"] + "/v2/models/infer",
+                mlserver + "/v2/models/echo-model/infer",
+            )
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"driftloop up exited: {process.stdout.read().decode() if process.stdout else ''}"
+            )
+        time.sleep(0.2)
+    raise RuntimeError("driftloop up not ready after 180 s")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        process, ingress, direct = start_runtime(Path(tmp))
+        try:
+            run(ingress, direct)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(60)
+
+
+def run(ingress: str, direct: str) -> None:
+    n = 1000
+    d = sequential(direct, n, {})
+    i_off = sequential(ingress, n, SKIP)
+    i_on = sequential(ingress, n, {})
+    print(f"sequential latency, {n} requests (ms):")
+    for label, values in (
+        ("direct MLServer", d),
+        ("ingress, logging off", i_off),
+        ("ingress, logging on", i_on),
+    ):
+        p50, p99 = pct(values, 0.5) * 1e3, pct(values, 0.99) * 1e3
+        print(
+            f"  {label:22s} p50 {p50:6.2f}  p99 {p99:6.2f}  "
+            f"ratio p50 {p50 / (pct(d, 0.5) * 1e3):4.2f}x  p99 {p99 / (pct(d, 0.99) * 1e3):4.2f}x"
+        )
+    _, paced = asyncio.run(concurrent(ingress, 2000, 64, {}, rate=200))
+    p50, p99 = pct(paced, 0.5) * 1e3, pct(paced, 0.99) * 1e3
+    print(f"ingress at 200 req/s (2000 requests, logging on): p50 {p50:.2f} ms  p99 {p99:.2f} ms")
+    count = 3000
+    results = {}
+    for label, url, headers in (
+        ("direct MLServer", direct, {}),
+        ("ingress, logging off", ingress, SKIP),
+        ("ingress, logging on", ingress, {}),
+    ):
+        seconds, _ = asyncio.run(concurrent(url, count, 64, headers))
+        results[label] = count / seconds
+    base = results["direct MLServer"]
+    print(f"throughput at concurrency 64 ({count} requests):")
+    for label, rps in results.items():
+        print(f"  {label:22s} {rps:7.0f} req/s  ratio {rps / base:4.2f}x")
+    print(f"(mean of sequential direct {statistics.mean(d) * 1e3:.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
