@@ -28,6 +28,7 @@ from driftloop.eventlog.base import EventLogError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POM = REPO_ROOT / ".ci" / "kafka" / "pom.xml"
 READY_LINE = "Kafka Server started"
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 
 class BrokerError(EventLogError):
@@ -38,6 +39,23 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+SETUP_SCRIPT = REPO_ROOT / ".ci" / "setup.d" / "kafka.sh"
+
+
+def fetch_jars() -> Path:
+    """Run the set-up step that fetches the broker jars with Maven (cached), then return their directory."""
+    if not SETUP_SCRIPT.is_file():
+        raise BrokerError(
+            f"{SETUP_SCRIPT} not found; set DRIFTLOOP_KAFKA_JARS to a directory of Kafka broker jars"
+        )
+    result = subprocess.run(["bash", str(SETUP_SCRIPT)], check=False)
+    if result.returncode != 0:
+        raise BrokerError(
+            f"fetching the Kafka broker jars failed ({SETUP_SCRIPT} exited {result.returncode})"
+        )
+    return jars_dir()
 
 
 def jars_dir() -> Path:
@@ -224,6 +242,12 @@ class LocalKafkaBroker:
         except ProcessLookupError:
             pass
 
+    def detach(self) -> None:
+        """Forget the running broker without stopping it (``driftloop kafka start`` leaves it running)."""
+        if self._process is not None:
+            _DETACHED.append(self._process)  # keep the handle: Popen warns if collected while running
+        self._process = None
+
     def cleanup(self) -> None:
         self.stop()
         if self._owns_workdir:
@@ -236,3 +260,27 @@ class LocalKafkaBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.cleanup()
+
+
+def is_broker_process(pid: int) -> bool:
+    """True if ``pid`` is alive and runs a Kafka broker (guards against a recycled PID)."""
+    try:
+        import psutil
+
+        return "kafka.Kafka" in psutil.Process(pid).cmdline()
+    except Exception:  # no such process, or not ours to inspect
+        return False
+
+
+def stop_pid(pid: int, timeout_s: float = 30.0) -> bool:
+    """Stop a broker started by ``driftloop kafka start``, by PID; False if it was not running."""
+    if not is_broker_process(pid):
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not is_broker_process(pid):
+            return True
+        time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    return True
