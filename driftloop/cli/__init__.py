@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "traffic": "driftloop.cli.up:traffic",
     "validate": "driftloop.cli.validate:validate",
     "feedback": "driftloop.cli.feedback:feedback",
+    "kafka": "driftloop.cli.kafka:kafka",
 }
 
 
