@@ -28,13 +28,17 @@ from driftloop_servers.metrics import count_rows
 from driftloop_servers.settings import DriftRuntimeSettings
 from driftloop_servers.tensors import (
     bool_output,
+    check_requested_outputs,
     decode_matrix,
     describe_nonfinite,
     describe_tensors,
     find_input,
     fp64_output,
     nonfinite_rows,
+    requested_outputs,
 )
+
+DRIFT_OUTPUTS = ("is_drift", "p_values", "distances", "threshold")
 
 
 class DriftRuntime(MLModel):
@@ -87,6 +91,7 @@ class DriftRuntime(MLModel):
                     raise InvalidTensor(
                         f"input tensor {features.name!r}: every row holds NaN/inf/null; nothing left to test"
                     )
+            check_requested_outputs(payload, DRIFT_OUTPUTS)
         except InvalidTensor:
             count_rows(self.name, "rejected", features.shape[0] if features.shape else 0)
             raise
@@ -94,7 +99,9 @@ class DriftRuntime(MLModel):
         async with self._lock:
             result = await asyncio.to_thread(detector.predict, x)
         count_rows(self.name, "served", x.shape[0])
-        return self._response(detector, result, dropped=int(bad.sum()))
+        response = self._response(detector, result, dropped=int(bad.sum()))
+        response.outputs = requested_outputs(payload, response.outputs)
+        return response
 
     def _response(self, detector: DriftDetector, result: DriftResult, dropped: int) -> InferenceResponse:
         return InferenceResponse(

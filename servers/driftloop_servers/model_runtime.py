@@ -30,6 +30,7 @@ from driftloop_servers.metrics import count_rows
 from driftloop_servers.settings import ModelRuntimeSettings
 from driftloop_servers.tensors import (
     check_batch_size,
+    check_requested_outputs,
     decode_matrix,
     describe_nonfinite,
     describe_tensors,
@@ -38,6 +39,7 @@ from driftloop_servers.tensors import (
     nonfinite_rows,
     optional_input,
     passthrough,
+    requested_outputs,
 )
 
 
@@ -100,6 +102,7 @@ class IncrementalModelRuntime(MLModel):
         try:
             x = self._features(features_tensor=features)
             carried = self._carried(payload, n_rows=x.shape[0])
+            check_requested_outputs(payload, [s.output_name, *(c.name for c in carried)])
         except InvalidTensor:
             count_rows(self.name, "rejected", features.shape[0] if features.shape else 0)
             raise
@@ -110,7 +113,7 @@ class IncrementalModelRuntime(MLModel):
             model_name=self.name,
             model_version=version,
             parameters=Parameters(model_version=version, model_uri=served.ref.uri, horizon_s=s.horizon_s),
-            outputs=[fp64_output(s.output_name, y), *carried],
+            outputs=requested_outputs(payload, [fp64_output(s.output_name, y), *carried]),
         )
 
     def _features(self, features_tensor: Any) -> np.ndarray:

@@ -175,3 +175,22 @@ def describe_tensors(
         model.inputs = [MetadataTensor(name=n, datatype=d, shape=s) for n, d, s in inputs]
     if not model.settings.outputs:
         model.outputs = [MetadataTensor(name=n, datatype=d, shape=s) for n, d, s in outputs]
+
+
+def check_requested_outputs(request: InferenceRequest, available: Sequence[str]) -> None:
+    """Refuse (400) a request whose ``outputs`` names an output this runtime does not produce."""
+    unknown = [r.name for r in request.outputs or () if r.name not in available]
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise InvalidTensor(
+            f"requested output(s) {names} not produced; available: {', '.join(map(repr, available))}"
+        )
+
+
+def requested_outputs(request: InferenceRequest, outputs: list[ResponseOutput]) -> list[ResponseOutput]:
+    """Only the outputs the request names in ``outputs`` (V2), in that order; all when it names none."""
+    if not request.outputs:
+        return outputs
+    check_requested_outputs(request, [o.name for o in outputs])
+    by_name = {o.name: o for o in outputs}
+    return [by_name[r.name] for r in request.outputs]

@@ -125,3 +125,12 @@ async def test_concurrent_calls_reach_the_online_detector_one_batch_at_a_time(tm
     responses = await asyncio.gather(*calls)
     assert all(r.parameters is not None and r.parameters.model_dump()["rows_tested"] == 7 for r in responses)
     assert runtime.detector.time == 35  # type: ignore[attr-defined]
+
+
+async def test_requested_outputs_select_drift_outputs(tmp_path: Path) -> None:
+    runtime = await drift_runtime(tmp_path, "scipy-ks")
+    rows = tensor("features", reference_data(50, seed=2))
+    response = await runtime.predict(request(rows, outputs=[{"name": "is_drift"}]))
+    assert [o.name for o in response.outputs] == ["is_drift"]
+    with pytest.raises(MLServerError, match=r"requested output\(s\) 'drift' not produced"):
+        await runtime.predict(request(rows, outputs=[{"name": "drift"}]))

@@ -293,3 +293,27 @@ async def test_reload_swaps_the_model_while_requests_are_in_flight(tmp_path: Pat
     np.testing.assert_allclose(results[0], forecaster(1).predict(rows))
     np.testing.assert_allclose(results[-2], forecaster(1).predict(rows))
     np.testing.assert_allclose(results[-1], forecaster(2, scale=2.0).predict(rows))
+
+
+async def test_requested_outputs_are_honoured_and_unknown_ones_refused(
+    tmp_path: Path, rows: np.ndarray
+) -> None:
+    runtime = await local_runtime(tmp_path)
+    flags = tensor("outlier_flag", [False] * 4, datatype="BOOL")
+    response = await runtime.predict(
+        request(tensor("features", rows), flags, outputs=[{"name": "outlier_flag"}, {"name": "prediction"}])
+    )
+    assert [o.name for o in response.outputs] == ["outlier_flag", "prediction"]
+    with pytest.raises(MLServerError) as exc:
+        await runtime.predict(request(tensor("features", rows), outputs=[{"name": "predict_proba"}]))
+    assert exc.value.status_code == 400
+    assert "requested output(s) 'predict_proba' not produced; available: 'prediction'" in str(exc.value)
+
+
+async def test_unrelated_environment_variables_with_the_prefix_do_not_break_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_MODEL_SOMETHING_ELSE", "1")
+    monkeypatch.setenv("DRIFTLOOP_MODEL_CARRY_TENSORS", '["quality_flag"]')
+    runtime = await local_runtime(tmp_path)
+    assert runtime.runtime_settings.carry_tensors == ["quality_flag"]
