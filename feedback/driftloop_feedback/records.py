@@ -15,9 +15,10 @@ Record ids are deterministic (a hash of what identifies the record), so a resend
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 KIND_TRUTH = "truth"
 KIND_READING = "reading"
@@ -36,7 +37,7 @@ def reading_record_id(asset_id: str, event_time: float) -> str:
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return orjson.dumps(payload)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,16 @@ class TruthRecord:
         return truth_record_id(self.request_id, self.row)
 
     def encode(self) -> bytes:
-        return _dumps({"kind": KIND_TRUTH, "record_id": self.record_id, **asdict(self)})
+        return _dumps(
+            {
+                "kind": KIND_TRUTH,
+                "record_id": self.record_id,
+                "request_id": self.request_id,
+                "row": self.row,
+                "truth": self.truth,
+                "received_at": self.received_at,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,8 @@ class Reading:
         return reading_record_id(self.asset_id, self.event_time)
 
     def encode(self) -> bytes:
-        return _dumps({"kind": KIND_READING, "record_id": self.record_id, **asdict(self)})
+        payload = {"kind": KIND_READING, "record_id": self.record_id, "asset_id": self.asset_id}
+        return _dumps({**payload, "event_time": self.event_time, "values": self.values})
 
 
 class UndecodableRecord(ValueError):
@@ -75,7 +86,7 @@ class UndecodableRecord(ValueError):
 def decode_feedback(value: bytes) -> TruthRecord | Reading:
     """A record of ``driftloop.feedback`` or ``driftloop.telemetry`` (telemetry carries no ``kind``)."""
     try:
-        data = json.loads(value)
+        data = orjson.loads(value)
         if data.get("kind", KIND_READING) == KIND_TRUTH:
             return TruthRecord(
                 request_id=str(data["request_id"]),
@@ -85,7 +96,7 @@ def decode_feedback(value: bytes) -> TruthRecord | Reading:
             )
         values = {str(k): float(v) for k, v in dict(data["values"]).items()}
         return Reading(asset_id=str(data["asset_id"]), event_time=float(data["event_time"]), values=values)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UndecodableRecord(f"not a truth record or reading: {exc!r}; value={value[:200]!r}") from exc
 
 
@@ -107,12 +118,12 @@ class PredictionRow:
         return f"{self.request_id}:{self.row}"
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps(dict(self.__dict__))
 
     @classmethod
     def decode(cls, value: bytes) -> PredictionRow:
         try:
-            data = json.loads(value)
+            data = orjson.loads(value)
             data["features"] = tuple(float(x) for x in data["features"])
             return cls(**data)
         except (ValueError, KeyError, TypeError) as exc:
@@ -135,10 +146,10 @@ class LabelledExample:
     asset_id: str | None = None
 
     def encode(self) -> bytes:
-        return _dumps(asdict(self))
+        return _dumps(dict(self.__dict__))  # flat fields: no deep copy (dataclasses.asdict is slow)
 
     @classmethod
     def decode(cls, value: bytes) -> LabelledExample:
-        data = json.loads(value)
+        data = orjson.loads(value)
         data["features"] = tuple(data["features"])
         return cls(**data)

@@ -10,11 +10,11 @@ is remembered by the caller (``JoinShard``), which drops its later events as dup
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 from driftloop_feedback.records import PredictionRow
 
 from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
@@ -79,8 +79,8 @@ class PredictionAssembler:
             return None
         state.seen.add(node_key)
         try:
-            body = json.loads(event.payload)
-        except ValueError as exc:
+            body = orjson.loads(event.payload)
+        except orjson.JSONDecodeError as exc:
             raise UnusableEvent(f"request {event.request_id}: payload is not JSON ({exc})") from exc
         if not isinstance(body, dict):
             raise UnusableEvent(f"request {event.request_id}: payload is not a V2 JSON object")

@@ -48,7 +48,12 @@ class Joiner:
         self.stages: list[RekeyStage | JoinStage] = [self.rekey, self.request, self.asset]
 
     def step(self, poll_timeout_s: float = 0.05) -> int:
-        return sum(stage.step(poll_timeout_s) for stage in self.stages)
+        """One round over the stages: non-blocking polls first; only when nothing arrived anywhere
+        does it wait (``poll_timeout_s`` split across the stages)."""
+        done = sum(stage.step(0.0) for stage in self.stages)
+        if done == 0:
+            done = sum(stage.step(poll_timeout_s / len(self.stages)) for stage in self.stages)
+        return done
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
@@ -56,6 +61,7 @@ class Joiner:
         self.checkpoint()
 
     def checkpoint(self) -> None:
+        self.rekey.checkpoint()
         self.request.checkpoint()
         self.asset.checkpoint()
 

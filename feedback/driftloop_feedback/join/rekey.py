@@ -7,6 +7,7 @@ has flushed; a copy repeated after a crash is a duplicate event the join drops."
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from driftloop_feedback.join.settings import JoinerSettings
@@ -15,13 +16,17 @@ from driftloop.eventlog import CommitFailedError, EventLog
 from driftloop.seldon_log import H_REQUEST_ID
 
 log = logging.getLogger(__name__)
+Clock = Callable[[], float]
 
 
 class RekeyStage:
     name = "rekey"
 
-    def __init__(self, log_: EventLog, settings: JoinerSettings) -> None:
+    def __init__(self, log_: EventLog, settings: JoinerSettings, *, clock: Clock = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
+        self.unflushed = 0
+        self._last_commit = clock()
         self.consumer = log_.consumer(f"{settings.group_id}-rekey", [settings.request_log_topic])
         self.producer = log_.producer()
         self.copied = 0
@@ -29,8 +34,6 @@ class RekeyStage:
 
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
-        if not records:
-            return 0
         topic = self.settings.keyed_log_topic
         for record in records:
             request_id = record.header(H_REQUEST_ID)
@@ -42,16 +45,26 @@ class RekeyStage:
                 topic, record.value, key=request_id, headers=record.headers, timestamp_ms=record.timestamp_ms
             )
             self.copied += 1
+            self.unflushed += 1
+        due = self.clock() - self._last_commit >= self.settings.checkpoint_interval_s
+        if self.unflushed >= self.settings.max_in_flight or (due and self.unflushed):
+            self.checkpoint()
+        return len(records)
+
+    def checkpoint(self) -> None:
+        """Flush the copies, then commit what was copied (never the other way round)."""
         self.producer.flush()
         try:
             self.consumer.commit()
         except CommitFailedError as exc:
             log.warning("rekey: %s", exc)
-        return len(records)
+        self.unflushed = 0
+        self._last_commit = self.clock()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
             self.step()
+        self.checkpoint()
 
     def close(self) -> None:
         self.consumer.close()

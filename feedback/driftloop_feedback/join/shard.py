@@ -94,7 +94,8 @@ class JoinShard:
         state.add_pending(target, slot)
 
     def on_truth(self, truth: TruthRecord, logged_at: float) -> None:
-        self._tick(logged_at)
+        if logged_at > self.now:
+            self.now = logged_at
         slot = self.store.find(truth.request_id, truth.row)
         if slot >= 0:
             pending = self.store.get(slot)

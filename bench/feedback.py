@@ -1,0 +1,243 @@
+"""Feedback benchmark (issue 5): ``python -m bench.feedback``.
+
+1. Throughput through a real Kafka broker: labelled examples joined per second by one joiner process
+   (re-key + request join + labelled output), against raw kafka-python consumption of the same topics
+   in the same run.
+2. Label latency at a paced 1k predictions/s (each: 4 Seldon log events + 1 truth) with a joiner
+   subprocess: time from the truth being sent to the labelled example being read, p50/p99.
+3. Memory per pending prediction at 1M pending (8 features, UUID request ids), against a plain dict of
+   dataclasses (the peer) at 100k.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+from driftloop_feedback.join.pipeline import Joiner
+from driftloop_feedback.join.rules import JoinRules
+from driftloop_feedback.join.settings import JoinerSettings
+from driftloop_feedback.join.shard import JoinShard
+from driftloop_feedback.records import LabelledExample, PredictionRow, TruthRecord
+
+from driftloop.eventlog.broker import LocalKafkaBroker
+from driftloop.eventlog.kafka import KafkaEventLog
+from driftloop.eventlog.settings import KafkaSettings
+from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
+
+REPO = Path(__file__).resolve().parents[1]
+FEATURES = 8
+
+
+def _events(rid: str, rows: int, base: float) -> list[LogEvent]:
+    import json
+
+    feats = [base + k for k in range(rows * FEATURES)]
+    req = json.dumps(
+        {"inputs": [{"name": "features", "shape": [rows, FEATURES], "datatype": "FP64", "data": feats}]}
+    ).encode()
+    resp = json.dumps(
+        {
+            "model_name": "bearing-temp",
+            "model_version": "3",
+            "outputs": [{"name": "prediction", "shape": [rows], "datatype": "FP64", "data": [base] * rows}],
+        }
+    ).encode()
+    out = []
+    for node, kind, payload in (
+        ("bearing-outlier", TYPE_REQUEST, req),
+        ("bearing-outlier", TYPE_RESPONSE, req),
+        ("bearing-temp", TYPE_REQUEST, req),
+        ("bearing-temp", TYPE_RESPONSE, resp),
+    ):
+        out.append(LogEvent(kind, rid, node, "pump", "plant", "main", "v2", "application/json", payload))
+    return out
+
+
+def _settings(suffix: str, state_dir: Path, partitions: int) -> JoinerSettings:
+    return JoinerSettings(
+        group_id=f"bench-{suffix}",
+        request_log_topic=f"seldon.{suffix}",
+        keyed_log_topic=f"requestlog.{suffix}",
+        feedback_topic=f"feedback.{suffix}",
+        telemetry_topic=f"telemetry.{suffix}",
+        predictions_topic=f"predictions.{suffix}",
+        labelled_topic=f"labelled.{suffix}",
+        partitions=partitions,
+        state_dir=state_dir,
+        mode="request",
+    )
+
+
+def _produce(log: KafkaEventLog, s: JoinerSettings, requests: int, rows: int) -> tuple[int, int]:
+    producer = log.producer()
+    messages = 0
+    for i in range(requests):
+        rid = str(uuid.uuid4())
+        for ev in _events(rid, rows, float(i)):
+            producer.send(s.request_log_topic, ev.payload, headers=ev.headers())
+            messages += 1
+        for r in range(rows):
+            producer.send(s.feedback_topic, TruthRecord(rid, r, 1.0, time.time()).encode(), key=rid.encode())
+            messages += 1
+    producer.flush()
+    producer.close()
+    return messages, requests * rows
+
+
+def bench_throughput(bootstrap: str, workdir: Path, requests: int = 2000, rows: int = 50) -> None:
+    import kafka
+
+    log = KafkaEventLog(bootstrap, KafkaSettings(linger_ms=5))
+    s = _settings(uuid.uuid4().hex[:8], workdir / "state-throughput", partitions=3)
+    joiner = Joiner(log, s)
+    messages, examples = _produce(log, s, requests, rows)
+
+    raw = kafka.KafkaConsumer(
+        s.request_log_topic,
+        s.feedback_topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    started, seen = time.perf_counter(), 0
+    while seen < messages:
+        for batch in raw.poll(timeout_ms=500, max_records=5000).values():
+            seen += len(batch)
+    raw_s = time.perf_counter() - started
+    raw.close()
+
+    started = time.perf_counter()
+    while sum(sh.counters.joined for sh in joiner.request.shards.values()) < examples:
+        joiner.step(0.05)
+    joiner.checkpoint()  # includes flushing every labelled example to the broker
+    join_s = time.perf_counter() - started
+    joiner.close()
+    log.close()
+    raw_rate, join_rate = examples / raw_s, examples / join_s
+    print(
+        f"throughput: {examples} examples ({requests} requests x {rows} rows, {FEATURES} features; "
+        f"{messages} input messages, 3 partitions)"
+    )
+    print(f"  raw kafka-python consumption of the same topics: {raw_s:.2f} s = {raw_rate:,.0f} examples/s")
+    print(f"  joiner (rekey + join + labelled output, flushed): {join_s:.2f} s = {join_rate:,.0f} examples/s")
+    print(f"  ratio joiner/raw: {join_rate / raw_rate:.2f}x")
+
+
+def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: float = 10.0) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    s = _settings(suffix, workdir / "state-latency", partitions=3)
+    env = {
+        **os.environ,
+        "DRIFTLOOP_HOME": str(workdir / "home"),
+        "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTLOOP_KAFKA_LINGER_MS": "0",
+    }
+    for name, value in s.model_dump().items():
+        if value is not None:
+            env[f"DRIFTLOOP_JOINER_{name.upper()}"] = str(value)
+    log = KafkaEventLog(bootstrap, KafkaSettings(linger_ms=0))
+    Joiner(log, s).close()  # creates the topics
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    stop = threading.Event()
+
+    def read() -> None:
+        consumer = log.consumer(f"lat-{suffix}", [s.labelled_topic])
+        while not stop.is_set() and len(latencies) < total:
+            for record in consumer.poll(0.2, 5000):
+                latencies.append(time.time() - LabelledExample.decode(record.value).truth_time)
+        consumer.close()
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "3600"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=read)
+    try:
+        reader.start()
+        time.sleep(3.0)  # joiner joins its groups
+        producer = log.producer()
+        started = time.perf_counter()
+        for i in range(total):
+            rid = str(uuid.uuid4())
+            for ev in _events(rid, 1, float(i)):
+                producer.send(s.request_log_topic, ev.payload, headers=ev.headers())
+            producer.send(s.feedback_topic, TruthRecord(rid, 0, 1.0, time.time()).encode(), key=rid.encode())
+            ahead = started + (i + 1) / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+        producer.flush()
+        deadline = time.monotonic() + 60
+        while len(latencies) < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        reader.join(10)
+        os.killpg(proc.pid, 15)
+        proc.wait(30)
+        log.close()
+    lat = sorted(latencies)
+    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+    print(f"latency: {len(lat)}/{total} labelled at {rate}/s for {seconds:.0f} s (joiner subprocess)")
+    print(f"  truth sent -> labelled read: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+
+
+def _rows(n: int) -> list[PredictionRow]:
+    return [
+        PredictionRow(str(uuid.uuid4()), 0, tuple(float(k) for k in range(FEATURES)), 1.0, 1e9, "main", "3")
+        for _ in range(n)
+    ]
+
+
+def bench_memory(pending: int = 1_000_000, peer_n: int = 100_000) -> None:
+    proc = psutil.Process()
+    rows = _rows(pending)
+    gc.collect()
+    before = proc.memory_info().rss
+    shard = JoinShard(JoinRules(mode="request"))
+    started = time.perf_counter()
+    for row in rows:
+        shard.on_prediction(row, logged_at=1e9)
+    add_s = time.perf_counter() - started
+    gc.collect()
+    ours = (proc.memory_info().rss - before) / pending
+    store_bytes = shard.store.nbytes / pending
+    del shard, rows
+    gc.collect()
+    before = proc.memory_info().rss
+    peer = {f"{r.request_id}:{r.row}": r for r in _rows(peer_n)}  # the obvious way: a dict of objects
+    gc.collect()
+    peer_bytes = (proc.memory_info().rss - before) / peer_n
+    assert len(peer) == peer_n
+    print(f"memory: {pending:,} pending predictions ({FEATURES} features, UUID request ids)")
+    print(f"  RSS growth {ours:.0f} B/pending (store arrays {store_bytes:.0f} B)")
+    print(f"  adds {pending / add_s:,.0f}/s")
+    print(f"  peer dict[str, PredictionRow] at {peer_n:,}: {peer_bytes:.0f} B/pending")
+    print(f"  ratio ours/peer: {ours / peer_bytes:.2f}x")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-feedback-") as tmp:
+        workdir = Path(tmp)
+        bench_memory()
+        with LocalKafkaBroker(workdir / "broker") as broker:
+            bench_throughput(broker.bootstrap_servers, workdir)
+            bench_latency(broker.bootstrap_servers, workdir)
+
+
+if __name__ == "__main__":
+    main()
