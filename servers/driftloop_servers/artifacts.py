@@ -6,6 +6,7 @@ version a runtime reports is the one it serves even if the alias moves meanwhile
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from mlserver.settings import ModelSettings
 
 from driftloop_servers.errors import ArtifactError
 
+logger = logging.getLogger(__name__)
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _LOCAL_MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
 
@@ -31,7 +33,23 @@ class ArtifactRef:
 
 
 def artifact_uri(setting: str | None, model_settings: ModelSettings, setting_name: str) -> str:
-    uri = setting or (model_settings.parameters.uri if model_settings.parameters else None)
+    """``parameters.uri`` when set, else the runtime's own setting (``model_uri`` / ``detector_uri``).
+
+    ``parameters.uri`` is what the platform injects: Seldon's operator sets ``MLSERVER_MODEL_URI`` from the
+    graph node's ``modelUri`` (MLServer reads it into ``parameters.uri`` when the model-settings.json leaves
+    it out), and driftloop's local runtime writes it the same way, so a canary predictor's ``modelUri``
+    must win over the folder's default.
+    """
+    platform = model_settings.parameters.uri if model_settings.parameters else None
+    if platform and setting and platform != setting:
+        logger.warning(
+            "model %r: parameters.uri %r overrides parameters.extra.%s %r",
+            model_settings.name,
+            platform,
+            setting_name,
+            setting,
+        )
+    uri = platform or setting
     if not uri:
         raise ArtifactError(
             f"model {model_settings.name!r}: set parameters.extra.{setting_name} (or parameters.uri) to "

@@ -95,7 +95,7 @@ class ModelRuntimeSettings(RuntimeSettings):
     model_uri: str | None = Field(
         default=None,
         description="models:/<name>@<alias>, models:/<name>/<version>, or a local joblib/pickle file or "
-        "MLflow model directory (relative to the model-settings folder); default: parameters.uri",
+        "MLflow model directory (relative to the model-settings folder); parameters.uri wins when set",
     )
     feature_names: list[str] = Field(description="feature order of the feature tensor's columns (F)")
     nonfinite_policy: Literal["reject", "impute", "passthrough"] = Field(
@@ -132,7 +132,7 @@ class OutlierRuntimeSettings(RuntimeSettings):
     detector_uri: str | None = Field(
         default=None,
         description="a joblib file from save_detector (relative to the model-settings folder allowed) or "
-        "models:/<name>@<alias> whose artifact folder holds detector.joblib; default: parameters.uri",
+        "models:/<name>@<alias> whose artifact folder holds detector.joblib; parameters.uri wins when set",
     )
     nonfinite_policy: Literal["reject", "flag"] = Field(
         default="reject",
@@ -151,7 +151,7 @@ class DriftRuntimeSettings(RuntimeSettings):
     detector_uri: str | None = Field(
         default=None,
         description="a joblib file from save_detector or models:/<name>@<alias> whose artifact folder "
-        "holds detector.joblib; default: parameters.uri",
+        "holds detector.joblib; parameters.uri wins when set",
     )
     nonfinite_policy: Literal["reject", "drop"] = Field(
         default="reject", description="rows with NaN/inf/null: reject (400) or drop them (counted)"

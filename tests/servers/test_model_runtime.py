@@ -317,3 +317,25 @@ async def test_unrelated_environment_variables_with_the_prefix_do_not_break_load
     monkeypatch.setenv("DRIFTLOOP_MODEL_CARRY_TENSORS", '["quality_flag"]')
     runtime = await local_runtime(tmp_path)
     assert runtime.runtime_settings.carry_tensors == ["quality_flag"]
+
+
+async def test_platform_uri_wins_over_the_folder_default(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seldon's operator injects MLSERVER_MODEL_URI (the node's modelUri): a canary serves its own URI."""
+    monkeypatch.setenv("MLSERVER_MODEL_URI", f"models:/{MODEL_NAME}@challenger")
+    settings = model_folder(
+        tmp_path,
+        "bearing-temp",
+        IncrementalModelRuntime,
+        extra={
+            "model_uri": f"models:/{MODEL_NAME}@champion",
+            "tracking_uri": registry.tracking_uri,
+            "feature_names": FEATURES,
+        },
+    )
+    assert settings.parameters is not None and settings.parameters.uri == f"models:/{MODEL_NAME}@challenger"
+    runtime = IncrementalModelRuntime(settings)
+    await runtime.load()
+    response = await runtime.predict(request(tensor("features", [[70.0, 1450.0, 20.0]])))
+    assert response.model_version == "2"
