@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHMARKS: list[str] = ["feedback", "eventlog"]
+BENCHMARKS: list[str] = ["feedback", "eventlog", "ingress"]
 
 if __name__ == "__main__":
     selected = sys.argv[1:] or BENCHMARKS
