@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Test Kubernetes API server for driftloop's tests (docs/kubernetes-testing.md), no Docker:
 #   - etcd 3.4 from Debian's `etcd-server` package (apt), only when `etcd` is not on PATH;
-#   - k8s.io/apiextensions-apiserver built with `go install` into a cached bin dir, only when absent
-#     (first build ~5-10 min on 2 cores; Go's module and build caches live in ~/go and ~/.cache/go-build);
-#   - kubectl must already be installed (the tests drive it like a user would).
+#   - driftloop-kube-apiserver: k8s.io/apiextensions-apiserver plus /apis discovery
+#     (driftloop/kube/apiserver/main.go), built with Go into a cached bin dir named after the hash of its
+#     sources, only when that binary is absent (first build a few minutes on 2 cores; Go's module and build
+#     caches live in ~/go/pkg/mod and ~/.cache/go-build);
+#   - kubectl must already be installed (the tests drive it as a user would).
 # Idempotent: a second run only checks that the three binaries are there.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
 
-# Stay on apiserver <= 0.34 with etcd 3.4 (DESIGN.md section 6). Bump together with KUBE_APISERVER_VERSION
-# in driftloop/kube/testserver.py.
-APISERVER_VERSION=v0.33.13
+# k8s.io/apiextensions-apiserver v0.33.13 (pinned in driftloop/kube/apiserver/go.mod): stay on <= v0.34
+# while etcd is 3.4 (DESIGN.md section 6).
+SRC=driftloop/kube/apiserver
 BIN_DIR=${DRIFTLOOP_BIN_DIR:-$HOME/.cache/driftloop/bin}
-APISERVER="$BIN_DIR/apiextensions-apiserver-$APISERVER_VERSION"
+# Same name as driftloop.kube.testserver.apiserver_binary_name(): sources' hash, so an edit rebuilds.
+APISERVER="$BIN_DIR/driftloop-kube-apiserver-$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-12)"
 
 if ! command -v etcd >/dev/null 2>&1; then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -34,26 +38,24 @@ fi
 
 if [ ! -x "$APISERVER" ]; then
   GO=$(command -v go || true)
-  [ -n "$GO" ] || { [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go; }
+  if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
   if [ -z "$GO" ]; then
-    echo "[kube] Go is needed once to build the test API server (k8s.io/apiextensions-apiserver" \
-      "$APISERVER_VERSION): install Go >= 1.24 (https://go.dev/dl) and re-run .ci/setup" >&2
+    echo "[kube] Go is needed once to build the test API server ($SRC, k8s.io/apiextensions-apiserver):" \
+      "install Go >= 1.24 (https://go.dev/dl) and re-run .ci/setup" >&2
     exit 1
   fi
-  echo "[kube] building k8s.io/apiextensions-apiserver@$APISERVER_VERSION (first time only, minutes)"
+  echo "[kube] building $(basename "$APISERVER") from $SRC (first time only, minutes)"
   mkdir -p "$BIN_DIR"
-  build_dir=$(mktemp -d)
-  trap 'rm -rf "$build_dir"' EXIT
-  # Run outside the repository so that go does not pick up any go.mod around it.
-  (cd "$build_dir" && GOBIN="$build_dir" GOFLAGS=-buildvcs=false \
-    "$GO" install "k8s.io/apiextensions-apiserver@$APISERVER_VERSION")
-  mv "$build_dir/apiextensions-apiserver" "$APISERVER"
+  tmp="$APISERVER.tmp.$$"
+  (cd "$SRC" && GOFLAGS="-mod=readonly -buildvcs=false" "$GO" build -trimpath -o "$tmp" .)
+  mv "$tmp" "$APISERVER"
+  # Older builds of this command are dead weight (~110 MB each).
+  find "$BIN_DIR" -maxdepth 1 -name 'driftloop-kube-apiserver-*' ! -name "$(basename "$APISERVER")" -delete
 fi
-ln -sfn "$(basename "$APISERVER")" "$BIN_DIR/apiextensions-apiserver"
 
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "[kube] kubectl is missing: install it (https://kubernetes.io/docs/tasks/tools/) so that" \
     "'kubectl' is on PATH, then re-run .ci/setup" >&2
   exit 1
 fi
-echo "[kube] ready: etcd $(etcd --version | head -1 | awk '{print $3}'), $APISERVER"
+echo "[kube] ready: etcd $(etcd --version | head -1 | awk '{print $3}'), $(basename "$APISERVER"), kubectl"

@@ -16,6 +16,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -23,22 +25,21 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
-import yaml
 
 from driftloop.kube.certs import CertPaths, write_test_pki
 from driftloop.kube.connection import KubeConnection, write_kubeconfig
 from driftloop.kube.errors import KubeError, raise_for_status
+from driftloop.kube.seldon_crd import installed_seldon_crd
 
-# Keep in step with APISERVER_VERSION in .ci/setup.d/kube.sh (<= v0.34 while etcd is 3.4).
-KUBE_APISERVER_VERSION = "v0.33.13"
 BIN_DIR = Path(os.environ.get("DRIFTLOOP_BIN_DIR", Path.home() / ".cache" / "driftloop" / "bin"))
-CRD_DIR = Path(__file__).parent / "crds"
-SELDON_CRD = CRD_DIR / "seldondeployment-crd.yaml"
+# k8s.io/apiextensions-apiserver (pinned in apiserver/go.mod) plus /apis discovery: see apiserver/main.go.
+APISERVER_SRC = Path(__file__).parent / "apiserver"
 # apiextensions-apiserver's admission chain; webhooks and policies need a full cluster, so all are off.
 ADMISSION_PLUGINS = (
     "NamespaceLifecycle",
@@ -50,17 +51,25 @@ ADMISSION_PLUGINS = (
 SETUP_HINT = "run `bash .ci/setup.d/kube.sh` (or `make setup`) to install it"
 
 
+def apiserver_binary_name() -> str:
+    """``driftloop-kube-apiserver-<hash of its sources>``, as ``.ci/setup.d/kube.sh`` names the build."""
+    digest = hashlib.sha256()
+    for name in ("main.go", "go.mod", "go.sum"):
+        digest.update((APISERVER_SRC / name).read_bytes())
+    return f"driftloop-kube-apiserver-{digest.hexdigest()[:12]}"
+
+
 def find_apiserver() -> Path:
-    """``$DRIFTLOOP_KUBE_APISERVER``, else the binary built by ``.ci/setup.d/kube.sh``, else PATH."""
-    candidates = [
-        os.environ.get("DRIFTLOOP_KUBE_APISERVER"),
-        str(BIN_DIR / f"apiextensions-apiserver-{KUBE_APISERVER_VERSION}"),
-        shutil.which("apiextensions-apiserver"),
-    ]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    raise KubeError(f"apiextensions-apiserver {KUBE_APISERVER_VERSION} not found in {BIN_DIR}: {SETUP_HINT}")
+    """``$DRIFTLOOP_KUBE_APISERVER``, else the build of the current sources in ``BIN_DIR``."""
+    override = os.environ.get("DRIFTLOOP_KUBE_APISERVER")
+    if override:
+        if not os.access(override, os.X_OK):
+            raise KubeError(f"DRIFTLOOP_KUBE_APISERVER={override} is not an executable file")
+        return Path(override)
+    binary = BIN_DIR / apiserver_binary_name()
+    if not os.access(binary, os.X_OK):
+        raise KubeError(f"the test API server {binary} is not built (sources {APISERVER_SRC}): {SETUP_HINT}")
+    return binary
 
 
 def find_etcd() -> Path:
@@ -122,11 +131,12 @@ class LocalKubeAPIServer:
 
     def __init__(
         self,
-        crds: Sequence[Path] = (SELDON_CRD,),
+        crds: Sequence[Mapping[str, Any]] | None = None,
         start_timeout_s: float = 90.0,
         keep_dir: bool = False,
     ) -> None:
-        self.crds = tuple(crds)
+        # Default: the SeldonDeployment CRD as Seldon's release installs it.
+        self.crds = tuple(crds) if crds is not None else (installed_seldon_crd(),)
         self.start_timeout_s = start_timeout_s
         self.keep_dir = keep_dir
         self.dir: Path | None = None
@@ -182,16 +192,15 @@ class LocalKubeAPIServer:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
     # -- CRDs ------------------------------------------------------------------------------------------
-    def install_crd(self, path: Path, timeout_s: float = 60.0) -> str:
-        """Server-side apply the CRD in ``path`` and wait until it is Established; returns its name."""
-        crd = yaml.safe_load(path.read_text())
+    def install_crd(self, crd: Mapping[str, Any], timeout_s: float = 60.0) -> str:
+        """Server-side apply ``crd`` and wait until it is Established; returns its name."""
         name = crd["metadata"]["name"]
         url = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
         with self.connection().http_client(timeout_s=timeout_s) as http:
             response = http.patch(
                 url,
                 params={"fieldManager": "driftloop-testserver", "force": "true"},
-                content=yaml.safe_dump(crd).encode(),
+                content=json.dumps(crd).encode(),  # JSON is YAML
                 headers={"Content-Type": "application/apply-patch+yaml"},
             )
             raise_for_status(response)
@@ -200,7 +209,8 @@ class LocalKubeAPIServer:
                 response = http.get(url)
                 raise_for_status(response)
                 conditions = {
-                    c["type"]: c["status"] for c in response.json().get("status", {}).get("conditions", [])
+                    c["type"]: c["status"]
+                    for c in (response.json().get("status") or {}).get("conditions") or []
                 }
                 if conditions.get("Established") == "True":
                     return str(name)

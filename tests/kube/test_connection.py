@@ -1,0 +1,94 @@
+"""Unit tests: kubeconfig reading, test PKI, finding the binaries (no server needed)."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+
+from driftloop.errors import ConfigurationError
+from driftloop.kube import testserver
+from driftloop.kube.certs import write_test_pki
+from driftloop.kube.connection import KubeConnection, write_kubeconfig
+from driftloop.kube.errors import KubeError
+
+
+def test_test_pki_client_is_in_system_masters(tmp_path: Path) -> None:
+    paths = write_test_pki(tmp_path / "pki", user="alice")
+    client = x509.load_pem_x509_certificate(paths.client_cert.read_bytes())
+    subject = {attr.oid: attr.value for attr in client.subject}
+    assert subject[x509.NameOID.COMMON_NAME] == "alice"
+    assert subject[x509.NameOID.ORGANIZATION_NAME] == "system:masters"
+    server = x509.load_pem_x509_certificate(paths.server_cert.read_bytes())
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert paths.client_key.stat().st_mode & 0o077 == 0
+
+
+def test_kubeconfig_with_file_paths_round_trips(tmp_path: Path) -> None:
+    pki = write_test_pki(tmp_path / "pki")
+    path = write_kubeconfig(
+        tmp_path / "kubeconfig", "https://127.0.0.1:6443/", pki.ca_cert, pki.client_cert, pki.client_key
+    )
+    conn = KubeConnection.from_kubeconfig(path)
+    assert conn.server == "https://127.0.0.1:6443"
+    assert conn.ca_pem == pki.ca_cert.read_bytes()
+    assert conn.client_cert_pem == pki.client_cert.read_bytes()
+    assert conn.namespace == "default"
+    assert isinstance(conn.ssl_context(), ssl.SSLContext)
+
+
+def test_kubeconfig_with_embedded_data_token_and_named_context(tmp_path: Path) -> None:
+    pki = write_test_pki(tmp_path / "pki")
+    b64 = lambda p: base64.b64encode(p.read_bytes()).decode()  # noqa: E731
+    config = {
+        "clusters": [
+            {
+                "name": "plant",
+                "cluster": {
+                    "server": "https://k8s.plant:443",
+                    "certificate-authority-data": b64(pki.ca_cert),
+                },
+            }
+        ],
+        "users": [{"name": "ops", "user": {"token": "s3cr3t"}}],
+        "contexts": [
+            {"name": "other", "context": {"cluster": "missing", "user": "ops"}},
+            {"name": "ops@plant", "context": {"cluster": "plant", "user": "ops", "namespace": "mlops"}},
+        ],
+        "current-context": "other",
+    }
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(config))
+    conn = KubeConnection.from_kubeconfig(path, context="ops@plant")
+    assert (conn.server, conn.token, conn.namespace) == ("https://k8s.plant:443", "s3cr3t", "mlops")
+    assert conn.ca_pem == pki.ca_cert.read_bytes()
+    with conn.http_client() as http:
+        assert http.headers["Authorization"] == "Bearer s3cr3t"
+    with pytest.raises(ConfigurationError, match="no cluster named 'missing'"):
+        KubeConnection.from_kubeconfig(path)
+
+
+def test_missing_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="pass its path or set KUBECONFIG"):
+        KubeConnection.from_kubeconfig(tmp_path / "nope")
+
+
+def test_unbuilt_api_server_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRIFTLOOP_KUBE_APISERVER", raising=False)
+    monkeypatch.setattr(testserver, "BIN_DIR", tmp_path)
+    with pytest.raises(KubeError, match=r"not built .* run `bash \.ci/setup\.d/kube\.sh`"):
+        testserver.find_apiserver()
+    monkeypatch.setenv("DRIFTLOOP_KUBE_APISERVER", str(tmp_path / "missing"))
+    with pytest.raises(KubeError, match="is not an executable file"):
+        testserver.find_apiserver()
+
+
+def test_binary_name_follows_the_sources() -> None:
+    name = testserver.apiserver_binary_name()
+    assert name.startswith("driftloop-kube-apiserver-") and len(name) == len("driftloop-kube-apiserver-") + 12
+    assert "k8s.io/apiextensions-apiserver v0.33." in (testserver.APISERVER_SRC / "go.mod").read_text()
