@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from driftloop.kube.errors import KubeAPIError, KubeError
 from driftloop.kube.sdep_client import SeldonDeploymentClient
@@ -135,6 +136,36 @@ def test_kubectl_reads_what_the_client_wrote(
         check=True,
     )
     assert json.loads(out.stdout)["spec"] == canary_sdep()["spec"]
+
+
+def test_kubectl_apply_after_a_traffic_change_conflicts_until_forced(
+    kube_api_server: LocalKubeAPIServer, kubectl: str, kube_namespace: str, tmp_path: Path
+) -> None:
+    """`spec.predictors` is an atomic list in the CRD: whoever last changed any traffic owns all of it."""
+    manifest = tmp_path / "sdep.yaml"
+    manifest.write_text(yaml.safe_dump(canary_sdep()))
+
+    def kubectl_apply(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl, "apply", "--server-side", "-n", kube_namespace, "-f", str(manifest), *extra],
+            env=kube_api_server.kubectl_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert kubectl_apply().returncode == 0
+    connection = kube_api_server.connection()
+    with SeldonDeploymentClient(
+        connection, namespace=kube_namespace, field_manager="driftloop-rollout"
+    ) as rollout:
+        rollout.set_traffic("pump-bearing-temp", {"main": 50, "canary": 50})
+        refused = kubectl_apply()
+        assert refused.returncode == 1
+        assert 'conflict with "driftloop-rollout"' in refused.stderr and ".spec.predictors" in refused.stderr
+        assert [p["traffic"] for p in rollout.get("pump-bearing-temp")["spec"]["predictors"]] == [50, 50]
+        assert kubectl_apply("--force-conflicts").returncode == 0
+        assert [p["traffic"] for p in rollout.get("pump-bearing-temp")["spec"]["predictors"]] == [90, 10]
 
 
 def test_stop_ends_both_processes_and_removes_the_temp_dir() -> None:

@@ -42,16 +42,19 @@ def test_kubeconfig_with_file_paths_round_trips(tmp_path: Path) -> None:
     assert isinstance(conn.ssl_context(), ssl.SSLContext)
 
 
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
 def test_kubeconfig_with_embedded_data_token_and_named_context(tmp_path: Path) -> None:
     pki = write_test_pki(tmp_path / "pki")
-    b64 = lambda p: base64.b64encode(p.read_bytes()).decode()  # noqa: E731
     config = {
         "clusters": [
             {
                 "name": "plant",
                 "cluster": {
                     "server": "https://k8s.plant:443",
-                    "certificate-authority-data": b64(pki.ca_cert),
+                    "certificate-authority-data": _b64(pki.ca_cert),
                 },
             }
         ],
