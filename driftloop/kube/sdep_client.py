@@ -30,7 +30,7 @@ FieldValidation = Literal["Strict", "Warn", "Ignore"]
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One watch event: ``type`` is ADDED, MODIFIED, DELETED or BOOKMARK."""
+    """One watch event: ``type`` is ADDED, MODIFIED, DELETED (or BOOKMARK when asked for)."""
 
     type: str
     object: dict[str, Any]
@@ -153,7 +153,11 @@ class SeldonDeploymentClient:
 
     # -- watch -----------------------------------------------------------------------------------------
     def watch(
-        self, name: str | None = None, resource_version: str | None = None, timeout_s: int = 30
+        self,
+        name: str | None = None,
+        resource_version: str | None = None,
+        timeout_s: int = 30,
+        bookmarks: bool = False,
     ) -> Generator[WatchEvent, None, None]:
         """Events for one SeldonDeployment (or all in the namespace) after ``resource_version``, until
         the server closes the watch after ``timeout_s``. An ``ERROR`` event (e.g. 410 Gone: the version
@@ -161,7 +165,7 @@ class SeldonDeploymentClient:
         params: dict[str, str | int] = {
             "watch": "true",
             "timeoutSeconds": timeout_s,
-            "allowWatchBookmarks": "true",
+            "allowWatchBookmarks": str(bookmarks).lower(),
         }
         if name:
             params["fieldSelector"] = f"metadata.name={name}"

@@ -154,8 +154,8 @@ class LocalKubeAPIServer:
         parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
         self.dir = Path(tempfile.mkdtemp(prefix="driftloop-kube-", dir=parent))
         try:
-            self._start_etcd(etcd_bin)
-            self._start_apiserver(apiserver_bin)
+            self._with_fresh_ports(lambda: self._start_etcd(etcd_bin))
+            self._with_fresh_ports(lambda: self._start_apiserver(apiserver_bin))
             for crd in self.crds:
                 self.install_crd(crd)
         except BaseException:
@@ -219,8 +219,21 @@ class LocalKubeAPIServer:
                 time.sleep(0.1)
 
     # -- internals -------------------------------------------------------------------------------------
+    @staticmethod
+    def _with_fresh_ports(start: Callable[[], None], attempts: int = 3) -> None:
+        """Run ``start``; if another process took a port between our probe and the bind, pick new ones."""
+        for attempt in range(attempts):
+            try:
+                start()
+                return
+            except KubeError as exc:
+                if "address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+
     def _start_etcd(self, etcd_bin: Path) -> None:
         assert self.dir is not None
+        if self._etcd is not None:
+            self._etcd.stop()
         client_port, peer_port = free_port(), free_port()
         client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
         self.etcd_url = client_url
@@ -246,6 +259,8 @@ class LocalKubeAPIServer:
 
     def _start_apiserver(self, apiserver_bin: Path) -> None:
         assert self.dir is not None
+        if self._apiserver is not None:
+            self._apiserver.stop()
         self.certs = write_test_pki(self.dir / "pki")
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"

@@ -177,3 +177,14 @@ def test_stop_ends_both_processes_and_removes_the_temp_dir() -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not Path(directory).exists()
+
+
+def test_a_process_that_dies_while_starting_is_reported_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_etcd = Path(__file__).parent / "dying_etcd.sh"
+    monkeypatch.setenv("DRIFTLOOP_ETCD", str(fake_etcd))
+    server = LocalKubeAPIServer(crds=())
+    with pytest.raises(
+        KubeError, match=r"(?s)etcd exited with code 3 while starting; log .*etcd\.log:\n.*disk full"
+    ):
+        server.start()
+    assert server.dir is None and server.pids == []
