@@ -1,6 +1,7 @@
 """A real Kubernetes API server for tests, without Docker or a cluster.
 
-etcd plus ``k8s.io/apiextensions-apiserver`` (the CRD half of kube-apiserver, built by
+etcd plus ``driftloop-kube-apiserver`` (upstream ``k8s.io/apiextensions-apiserver``, the CRD half of
+kube-apiserver, with the discovery and OpenAPI endpoints kubectl needs; ``apiserver/main.go``, built by
 ``.ci/setup.d/kube.sh``) on free 127.0.0.1 ports. It serves CustomResourceDefinitions and their custom
 resources for real: OpenAPI schema validation, defaulting/pruning, server-side apply, patches, watches,
 resourceVersions. It has no built-in resources (no Pods, Deployments, Namespaces) and runs no controllers.
@@ -127,7 +128,7 @@ class _Process:
 
 
 class LocalKubeAPIServer:
-    """etcd + apiextensions-apiserver on 127.0.0.1 with a fresh PKI, kubeconfig and the Seldon CRD."""
+    """etcd + the API server on 127.0.0.1 with a fresh PKI and kubeconfig, the Seldon CRD installed."""
 
     def __init__(
         self,
