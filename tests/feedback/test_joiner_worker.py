@@ -153,3 +153,23 @@ def test_topics_with_different_partition_counts_are_refused(tmp_path: Path) -> N
     log.create_topic("driftloop.feedback", 3)
     with pytest.raises(TopologyError, match="co-partitioned"):
         Joiner(log, settings(tmp_path, partitions=2))
+
+
+def test_restart_reads_inputs_the_snapshot_did_not_cover(tmp_path: Path) -> None:
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path)
+    first = Joiner(log, s, clock=clock)
+    log_calls(log, s, 0, 10, truth=False)
+    run(first)
+    first.checkpoint()  # snapshots hold request-log offsets only: no truth was read yet
+    first.close()
+    producer = log.producer()
+    for i in range(10):
+        producer.send(
+            s.feedback_topic, TruthRecord(f"req-{i}", 0, 1.0, 0.0).encode(), key=f"req-{i}".encode()
+        )
+    second = Joiner(log, s, clock=clock)
+    run(second)
+    second.checkpoint()
+    assert {e.example_id for e in labelled(log, s)} == {f"req-{i}:0" for i in range(10)}
+    second.close()

@@ -146,7 +146,7 @@ class JoinStage:
             self.dirty.discard(p)
             for tp in [tp for tp in self.next_offsets if tp.partition == p]:
                 del self.next_offsets[tp]
-        fresh: set[int] = set()
+        seeked: set[TopicPartition] = set()
         for p in sorted(partitions - set(self.shards)):
             saved = self.snapshots.load(self.name, p)
             if saved is None:
@@ -159,15 +159,14 @@ class JoinStage:
                 if tp in owned:
                     self.next_offsets[tp] = offset
                     self.consumer.seek(tp, offset)
-            fresh.add(p)
-            log.info(
-                "%s stage: shard %d restored from snapshot (%d pending)",
-                self.name,
-                p,
-                len(self.shards[p].store),
-            )
+                    seeked.add(tp)
+            log.info("%s stage: shard %d restored (%d pending)", self.name, p, len(self.shards[p].store))
         self._apply_backpressure(owned)
-        return [r for r in records if r.partition not in fresh and r.tp in owned]
+        # Records of a re-positioned partition in this poll are read again from the snapshot's offset;
+        # partitions the snapshot does not cover had nothing processed, so their records stand.
+        return [
+            r for r in records if (tp := TopicPartition(r.topic, r.partition)) in owned and tp not in seeked
+        ]
 
     def _dispatch(self, record: Record) -> None:
         tp = TopicPartition(record.topic, record.partition)
