@@ -159,13 +159,33 @@ class MLServerProcess:
                         f"log {self.log_path}:\n{self.log_tail()}"
                     )
                 try:
-                    if client.get(f"{self.url}/v2/health/ready").status_code == 200:
+                    if self._all_models_ready(client):
                         return
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
         raise MLServerStartError(
             f"mlserver not ready after {self.startup_timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def model_names(self) -> list[str]:
+        """Names of the models in the repository (``name`` in each model-settings.json, else the folder)."""
+        names = []
+        for settings_file in sorted(self.repository.rglob("model-settings.json")):
+            try:
+                name = json.loads(settings_file.read_text()).get("name")
+            except (OSError, ValueError) as exc:
+                raise MLServerStartError(f"cannot read {settings_file}: {exc}") from None
+            names.append(str(name or settings_file.parent.name))
+        return names
+
+    def _all_models_ready(self, client: httpx.Client) -> bool:
+        # /v2/health/ready answers 200 before MLServer has registered the models it is still loading,
+        # so readiness is: the server is ready AND every model of the repository is.
+        if client.get(f"{self.url}/v2/health/ready").status_code != 200:
+            return False
+        return all(
+            client.get(f"{self.url}/v2/models/{name}/ready").status_code == 200 for name in self.model_names()
         )
 
     def log_tail(self, lines: int = 40) -> str:

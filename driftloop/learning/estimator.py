@@ -30,15 +30,21 @@ from sklearn.utils.validation import check_is_fitted
 
 
 class IncrementalRegressor(RegressorMixin, BaseEstimator):
-    """Standardise X and y incrementally, then ``SGDRegressor`` — all three with ``partial_fit``."""
+    """Standardise X and y incrementally, then ``SGDRegressor`` — all three with ``partial_fit``.
+
+    The default loss is Huber with ``epsilon`` in standardised target units: sensor spikes in the
+    labels (a faulty reading 30 minutes later) pull a squared loss far more than a real change does.
+    """
 
     def __init__(
         self,
         alpha: float = 1e-5,
-        eta0: float = 0.01,
+        eta0: float = 0.03,
         learning_rate: str = "invscaling",
         power_t: float = 0.25,
-        epochs: int = 5,
+        epochs: int = 10,
+        loss: str = "huber",
+        epsilon: float = 0.2,
         random_state: int | None = None,
     ) -> None:
         self.alpha = alpha
@@ -46,12 +52,16 @@ class IncrementalRegressor(RegressorMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.power_t = power_t
         self.epochs = epochs
+        self.loss = loss
+        self.epsilon = epsilon
         self.random_state = random_state
 
     def _reset(self) -> None:
         self.x_scaler_ = StandardScaler()
         self.y_scaler_ = StandardScaler()
         self.regressor_ = SGDRegressor(
+            loss=self.loss,
+            epsilon=self.epsilon,
             alpha=self.alpha,
             eta0=self.eta0,
             learning_rate=self.learning_rate,

@@ -30,7 +30,7 @@ class TrainingSettings(BaseModel):
     validation_fraction: float = Field(default=0.25, gt=0, lt=1, description="most recent share held out")
     epochs: int = Field(default=10, ge=1, description="SGD passes over the training rows")
     alpha: float = Field(default=1e-5, ge=0, description="L2 penalty of the SGD regressor")
-    eta0: float = Field(default=0.01, gt=0, description="initial SGD learning rate")
+    eta0: float = Field(default=0.03, gt=0, description="initial SGD learning rate")
     outlier_kind: str = Field(
         default="alibi-mahalanobis",
         description="outlier detector kind (driftloop_servers.detectors); Mahalanobis sees a reading that "

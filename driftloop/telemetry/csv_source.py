@@ -110,7 +110,10 @@ def _unix_seconds(column: pd.Series, name: str, source: str) -> pd.Series:
         values = column.astype(float)
     else:
         try:
-            parsed = pd.to_datetime(column, utc=True)
+            try:
+                parsed = pd.to_datetime(column, utc=True, format="ISO8601")
+            except ValueError:
+                parsed = pd.to_datetime(column, utc=True, format="mixed")
         except (ValueError, TypeError) as exc:
             raise TelemetryFileError(
                 f"time column {name!r} of {source} is neither unix seconds nor a timestamp: {exc}"
