@@ -189,8 +189,14 @@ class LocalKubeAPIServer:
         return KubeConnection.from_kubeconfig(self.kubeconfig)
 
     def kubectl_env(self) -> dict[str, str]:
-        """Environment for running ``kubectl`` against this server (``KUBECONFIG`` set)."""
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        """Environment for running ``kubectl`` against this server: ``KUBECONFIG``, and ``KUBECACHEDIR`` in
+        the server's temp dir so kubectl's discovery/HTTP caches go with it instead of into ``~/.kube``."""
+        assert self.dir is not None, "the server is not running"
+        return {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.dir / "kubectl-cache"),
+        }
 
     # -- CRDs ------------------------------------------------------------------------------------------
     def install_crd(self, crd: Mapping[str, Any], timeout_s: float = 60.0) -> str:
