@@ -142,7 +142,10 @@ def passthrough(tensor: RequestInput) -> ResponseOutput:
 
 def _json_floats(values: np.ndarray) -> list[float | None]:
     # MLServer's own codec writes NaN as null; JSON has no NaN/inf
-    return [float(v) if math.isfinite(v) else None for v in values.astype(np.float64).ravel().tolist()]
+    flat = values.astype(np.float64, copy=False).ravel()
+    if np.isfinite(flat).all():
+        return flat.tolist()
+    return [float(v) if math.isfinite(v) else None for v in flat.tolist()]
 
 
 def fp64_output(name: str, values: np.ndarray) -> ResponseOutput:
