@@ -18,9 +18,8 @@ def load_runtime_detector(
     uri = artifact_uri(setting, model_settings, "detector_uri")
     with tempfile.TemporaryDirectory(prefix="driftloop-detector-") as tmp:
         ref = detector_path(uri, model_settings, tracking_uri, Path(tmp))
-        assert ref.local_path is not None
         try:
-            detector = load_detector(ref.local_path)
+            detector = load_detector(ref.local_path or Path(tmp))
         except DetectorError as exc:
             raise ArtifactError(f"model {model_settings.name!r}: detector {uri!r}: {exc}") from None
     return detector, ArtifactRef(uri=ref.uri, version=ref.version, local_path=None)
