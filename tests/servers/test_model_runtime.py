@@ -17,7 +17,7 @@ from mlserver.errors import MLServerError
 
 from driftloop.errors import ConfigurationError
 from tests.servers.conftest import MODEL_NAME, Registry, forecaster
-from tests.servers.helpers import FEATURES, model_folder, output, request, tensor
+from tests.servers.helpers import FEATURES, model_folder, output, reference_data, request, tensor
 
 
 async def local_runtime(tmp_path: Path, name: str = "bearing-temp", **extra: Any) -> IncrementalModelRuntime:
@@ -339,3 +339,58 @@ async def test_platform_uri_wins_over_the_folder_default(
     await runtime.load()
     response = await runtime.predict(request(tensor("features", [[70.0, 1450.0, 20.0]])))
     assert response.model_version == "2"
+
+
+async def test_local_mlflow_model_directory_and_folder_with_model_joblib(
+    tmp_path: Path, rows: np.ndarray
+) -> None:
+    import mlflow.sklearn
+
+    mlflow.sklearn.save_model(
+        forecaster(2, 2.0), str(tmp_path / "mlflow-model"), serialization_format="pickle"
+    )
+    (tmp_path / "plain").mkdir()
+    joblib.dump(forecaster(1), tmp_path / "plain" / "model.joblib")
+    for folder, expected in (("mlflow-model", forecaster(2, 2.0)), ("plain", forecaster(1))):
+        settings = model_folder(
+            tmp_path,
+            f"m-{folder}",
+            IncrementalModelRuntime,
+            extra={"model_uri": f"../{folder}", "feature_names": FEATURES},
+        )
+        runtime = IncrementalModelRuntime(settings)
+        await runtime.load()
+        response = await runtime.predict(request(tensor("features", rows)))
+        np.testing.assert_allclose(output(response, "prediction").data.root, expected.predict(rows))
+
+
+async def test_an_estimator_fitted_on_a_dataframe_gets_its_columns(tmp_path: Path, rows: np.ndarray) -> None:
+    import pandas as pd
+
+    x = pd.DataFrame(reference_data(200, seed=3), columns=FEATURES)
+    estimator = forecaster(1).fit(x, x["ambient_c"] * 2.0)
+    joblib.dump(estimator, tmp_path / "frame.joblib")
+    settings = model_folder(
+        tmp_path,
+        "m",
+        IncrementalModelRuntime,
+        uri=str(tmp_path / "frame.joblib"),
+        extra={"feature_names": FEATURES},
+    )
+    runtime = IncrementalModelRuntime(settings)
+    await runtime.load()  # predicting with bare arrays would warn, and warnings fail these tests
+    response = await runtime.predict(request(tensor("features", rows)))
+    np.testing.assert_allclose(
+        output(response, "prediction").data.root, estimator.predict(pd.DataFrame(rows, columns=FEATURES))
+    )
+    reordered = model_folder(
+        tmp_path,
+        "m2",
+        IncrementalModelRuntime,
+        uri=str(tmp_path / "frame.joblib"),
+        extra={"feature_names": [FEATURES[1], FEATURES[0], FEATURES[2]]},
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"was fitted on columns .* list the same names in the same order"
+    ):
+        await IncrementalModelRuntime(reordered).load()
