@@ -14,6 +14,7 @@ columns plus the raw bytes (``bench/feedback.py`` measures it at 1M pending).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from array import array
@@ -42,6 +43,7 @@ _FIELDS: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 14)  # one item is hashed several times in a row (dedupe, find, mark)
 def key_hash(request_id: str, row: int) -> int:
     """A non-zero 64-bit hash of ``<request_id>:<row>`` (0 marks an empty index slot)."""
     digest = hashlib.blake2b(f"{request_id}:{row}".encode(), digest_size=8).digest()
