@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,8 @@ from mlserver.settings import ModelSettings
 from driftloop_servers.artifacts import ArtifactRef, artifact_uri, detector_path
 from driftloop_servers.detectors import DriftDetector, OutlierDetector, load_detector
 from driftloop_servers.errors import ArtifactError, DetectorError
+
+logger = logging.getLogger(__name__)
 
 
 def load_runtime_detector(
@@ -22,4 +25,6 @@ def load_runtime_detector(
             detector = load_detector(ref.local_path or Path(tmp))
         except DetectorError as exc:
             raise ArtifactError(f"model {model_settings.name!r}: detector {uri!r}: {exc}") from None
+    version = f" = version {ref.version}" if ref.version else ""
+    logger.info("model %r serves detector %s%s (%s)", model_settings.name, uri, version, detector.kind)
     return detector, ArtifactRef(uri=ref.uri, version=ref.version, local_path=None)

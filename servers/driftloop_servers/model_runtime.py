@@ -15,6 +15,7 @@ clears, so requests already inside the old runtime finish on the old model.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,8 @@ from driftloop_servers.tensors import (
     requested_outputs,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class ServedModel:
@@ -58,6 +61,14 @@ class IncrementalModelRuntime(MLModel):
     async def load(self) -> bool:
         self.runtime_settings = ModelRuntimeSettings.from_model_settings(self.settings)
         self._served = await asyncio.to_thread(self._load_served)
+        ref = self._served.ref
+        logger.info(
+            "model %r serves %s%s (%s)",
+            self.name,
+            ref.uri,
+            f" = version {ref.version}" if ref.version else "",
+            type(self._served.estimator).__name__,
+        )
         s = self.runtime_settings
         describe_tensors(
             self,
