@@ -140,7 +140,10 @@ def main() -> None:
         peer = in_process(result.model, rows)
         served = [through_mlserver(pw, server_env(state), rows, Path(tmp)) for pw in (0, 1)]
 
-    print(f"  {SEQUENTIAL} sequential single-row calls (latency), {CONCURRENT} calls from {CLIENTS} threads")
+    print(
+        f"  latency: {SEQUENTIAL} sequential single-row calls; throughput: {CONCURRENT} single-row calls "
+        f"from {CLIENTS} client threads over HTTP (in-process: one thread, back to back)"
+    )
     print(f"  {'path':<34} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>9} {'RSS MB':>8}")
     for fig in [peer, *served]:
         rss = f"{fig.rss_mb:8.0f}" if fig.rss_mb is not None else f"{'-':>8}"
