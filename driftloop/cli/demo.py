@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 
 from driftloop.cli.serve import server_env
-from driftloop.cli.train import DEFAULT_REPOSITORY, print_published, print_training
+from driftloop.cli.train import DEFAULT_REPOSITORY, print_published, print_training, quiet_third_party_logs
 from driftloop.errors import DriftloopError
 from driftloop.learning.features import FeatureSpec, build_features, latest_rows
 from driftloop.learning.registration import CHAMPION
@@ -131,6 +131,7 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
 def demo(assets: int, days: float, seed: int, repository: Path) -> None:
     """Run the loop on this machine: simulate -> train -> register -> serve with MLServer on 127.0.0.1 ->
     one V2 call through the outlier -> model chain -> stop. State goes to DRIFTLOOP_HOME (./.driftloop)."""
+    quiet_third_party_logs()
     ctx = DemoContext(assets=assets, days=days, seed=seed, repository=repository)
     total = time.perf_counter()
     try:

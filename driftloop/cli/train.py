@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from pathlib import Path
 
@@ -15,6 +17,16 @@ from driftloop.learning.registration import CHAMPION, PublishedVersions
 from driftloop.learning.training import TrainingResult, TrainingSettings
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
+
+
+def quiet_third_party_logs() -> None:
+    """Keep the CLI's output to driftloop's progress: alibi-detect warns that detectors it never
+    thresholds have no threshold (driftloop sets its own), transformers (imported by alibi-detect) says
+    it has no deep-learning backend, MLflow warns about the pickle format driftloop chooses on purpose
+    (mlserver-sklearn cannot read skops)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for name in ("alibi_detect", "mlflow.sklearn", "mlflow.utils.environment", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def echo_step(message: str) -> None:
@@ -88,6 +100,7 @@ def train(
     (--time-col, --asset-col, --target-col, --feature-col). The registry is MLflow at
     DRIFTLOOP_MLFLOW_TRACKING_URI, default sqlite under DRIFTLOOP_HOME (./.driftloop).
     """
+    quiet_third_party_logs()
     try:
         result = run_training(
             csv_path=csv_path,
