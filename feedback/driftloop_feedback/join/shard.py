@@ -21,12 +21,13 @@ from typing import Any
 from driftloop_feedback.join.assembler import PredictionAssembler, TensorNames, UnusableEvent
 from driftloop_feedback.join.asset_index import AssetState
 from driftloop_feedback.join.rules import JoinCounters, JoinRules
-from driftloop_feedback.join.store import PendingStore, key_hash
+from driftloop_feedback.join.store import PendingPrediction, PendingStore, key_hash
 from driftloop_feedback.records import LabelledExample, PredictionRow, Reading, TruthRecord
 
 from driftloop.seldon_log import LogEvent
 
 JOINED, EXPIRED = 1, 2
+Row = PredictionRow | PendingPrediction  # a prediction as it arrived, or as stored while pending
 
 
 class JoinShard:
@@ -225,7 +226,7 @@ class JoinShard:
             target_time=target,
         )
 
-    def _resolve_asset(self, row: PredictionRow | Any, target: float, state: AssetState) -> None:
+    def _resolve_asset(self, row: Row, target: float, state: AssetState) -> None:
         found = state.nearest(target, self.rules.tolerance_s)
         if found is None:
             self._mark(key_hash(row.request_id, row.row), EXPIRED)
@@ -233,7 +234,7 @@ class JoinShard:
             return
         self._emit(row, found[1], found[0], "asset")
 
-    def _emit(self, row: PredictionRow | Any, truth: float, truth_time: float, joined_by: str) -> None:
+    def _emit(self, row: Row, truth: float, truth_time: float, joined_by: str) -> None:
         self._mark(key_hash(row.request_id, row.row), JOINED)
         self.counters.joined += 1
         self._labelled.append(

@@ -14,6 +14,7 @@ columns plus the raw bytes (``bench/feedback.py`` measures it at 1M pending).
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import uuid
@@ -23,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from driftloop_feedback.join.hash_index import HashIndex
 
 _EMPTY = 0
-_TOMBSTONE = -2
 _UUID_LEN = 0xFFFF  # rid_len marker: the request id is a canonical UUID stored as its 16 raw bytes
 _FIELDS: dict[str, Any] = {
     "key": np.uint64,
@@ -103,9 +104,7 @@ class PendingStore:
         self._free = array("q", range(capacity - 1, -1, -1))
         self._arena = bytearray()
         self._dead_bytes = 0
-        self._index_keys = np.zeros(capacity * 2, dtype=np.uint64)
-        self._index_slots = np.full(capacity * 2, -1, dtype=np.int32)
-        self._index_used = 0  # live + tombstones
+        self._index = HashIndex(1 << max(1, (capacity * 2 - 1).bit_length()))
         self._count = 0
         self.endpoints = Interner()
         self.versions = Interner()
@@ -117,7 +116,7 @@ class PendingStore:
     @property
     def nbytes(self) -> int:
         cols = sum(c.nbytes for c in self._cols.values())
-        return cols + len(self._arena) + self._index_keys.nbytes + self._index_slots.nbytes
+        return cols + len(self._arena) + self._index.nbytes
 
     # -- public operations ---------------------------------------------------------------------
     def add(
@@ -141,7 +140,7 @@ class PendingStore:
         feats = np.asarray(features, dtype=np.float64).tobytes()
         cols = self._cols
         h = key_hash(request_id, row)
-        self._index_put(h, slot)  # before the key column is set: a rebuild indexes only live rows
+        self._index.put(h, slot)
         cols["key"][slot] = h
         cols["event_time"][slot] = event_time
         cols["target_time"][slot] = target_time
@@ -162,7 +161,7 @@ class PendingStore:
     def find(self, request_id: str, row: int) -> int:
         """The slot of a pending prediction, or -1."""
         h = key_hash(request_id, row)
-        for slot in self._index_probe(h):
+        for slot in self._index.probe(h):
             if self._rid(slot) == request_id and int(self._cols["row"][slot]) == row:
                 return slot
         return -1
@@ -192,8 +191,7 @@ class PendingStore:
         h = int(self._cols["key"][slot])
         if h == _EMPTY:
             return
-        pos = self._index_position(h, slot)
-        self._index_slots[pos] = _TOMBSTONE
+        self._index.remove(h, slot)
         self._cols["key"][slot] = _EMPTY
         self._dead_bytes += self._rid_bytes(slot) + 8 * int(self._cols["n_features"][slot])
         self._free.append(slot)
@@ -218,9 +216,7 @@ class PendingStore:
             "free": self._free.tobytes(),
             "arena": bytes(self._arena),
             "dead_bytes": self._dead_bytes,
-            "index_keys": self._index_keys.copy(),
-            "index_slots": self._index_slots.copy(),
-            "index_used": self._index_used,
+            "index": copy.deepcopy(self._index),
             "count": self._count,
             "endpoints": list(self.endpoints.values),
             "versions": list(self.versions.values),
@@ -235,9 +231,7 @@ class PendingStore:
         store._free.frombytes(state["free"])
         store._arena = bytearray(state["arena"])
         store._dead_bytes = state["dead_bytes"]
-        store._index_keys = state["index_keys"]
-        store._index_slots = state["index_slots"]
-        store._index_used = state["index_used"]
+        store._index = state["index"]
         store._count = state["count"]
         store.endpoints = Interner(state["endpoints"])
         store.versions = Interner(state["versions"])
@@ -258,57 +252,6 @@ class PendingStore:
         if int(self._cols["rid_len"][slot]) == _UUID_LEN:
             return str(uuid.UUID(bytes=raw))
         return raw.decode()
-
-    def _index_probe(self, h: int) -> list[int]:
-        keys, slots = self._index_keys, self._index_slots
-        mask = len(keys) - 1
-        pos = h & mask
-        found: list[int] = []
-        hv = np.uint64(h)
-        while True:
-            s = int(slots[pos])
-            if s == -1:
-                return found
-            if s >= 0 and keys[pos] == hv:
-                found.append(s)
-            pos = (pos + 1) & mask
-
-    def _index_position(self, h: int, slot: int) -> int:
-        keys, slots = self._index_keys, self._index_slots
-        mask = len(keys) - 1
-        pos = h & mask
-        while int(slots[pos]) != slot or int(keys[pos]) != h:
-            pos = (pos + 1) & mask
-        return pos
-
-    def _index_put(self, h: int, slot: int) -> None:
-        if (self._index_used + 1) * 2 > len(self._index_keys):
-            self._rebuild_index(len(self._index_keys) * (2 if self._count * 4 > len(self._index_keys) else 1))
-        keys, slots = self._index_keys, self._index_slots
-        mask = len(keys) - 1
-        pos = h & mask
-        while int(slots[pos]) >= 0:
-            pos = (pos + 1) & mask
-        if int(slots[pos]) == -1:
-            self._index_used += 1
-        keys[pos] = h
-        slots[pos] = slot
-
-    def _rebuild_index(self, size: int) -> None:
-        live = np.nonzero(self._cols["key"] != _EMPTY)[0]
-        self._index_keys = np.zeros(size, dtype=np.uint64)
-        self._index_slots = np.full(size, -1, dtype=np.int32)
-        self._index_used = 0
-        mask = size - 1
-        keys, slots = self._index_keys, self._index_slots
-        for s in live:
-            h = int(self._cols["key"][s])
-            pos = h & mask
-            while int(slots[pos]) != -1:
-                pos = (pos + 1) & mask
-            keys[pos] = h
-            slots[pos] = int(s)
-            self._index_used += 1
 
     def _grow(self) -> None:
         old = len(self._cols["key"])
