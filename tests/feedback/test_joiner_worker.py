@@ -10,6 +10,7 @@ import pytest
 from driftloop_feedback.errors import TopologyError
 from driftloop_feedback.join.pipeline import Joiner
 from driftloop_feedback.join.settings import JoinerSettings
+from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, TruthRecord
 from prometheus_client import generate_latest
 
@@ -94,6 +95,9 @@ def test_restart_without_checkpoint_replays_from_snapshot_same_examples(tmp_path
         assert by_id.setdefault(e.example_id, e) == e  # replayed examples are identical
     assert set(by_id) == expected
     assert len(examples) == 60  # the 20 after the snapshot were emitted twice: at-least-once on the topic
+    dedupe = LabelledDeduper()
+    trainer_view = list(dedupe.feed(e.encode() for e in examples))
+    assert sorted(e.example_id for e in trainer_view) == sorted(expected) and dedupe.duplicates == 20
     second.close()
 
 

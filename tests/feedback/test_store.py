@@ -14,6 +14,7 @@ MODULES = [
     "driftloop_feedback.join.hash_index",
     "driftloop_feedback.join.shard",
     "driftloop_feedback.join.pipeline",
+    "driftloop_feedback.labelled",
 ]
 
 

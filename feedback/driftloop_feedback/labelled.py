@@ -1,0 +1,39 @@
+"""Reading ``driftloop.labelled`` as the trainer should: each example once.
+
+The topic is at-least-once: after a joiner crash, examples made after its last snapshot are written
+again, with the same ``example_id`` and the same content. ``LabelledDeduper`` keeps the first record
+of each ``example_id`` among the last ``window`` ids (replays follow the original within one
+checkpoint interval, so a window of a few checkpoints' worth of examples is enough).
+
+>>> from driftloop_feedback.records import LabelledExample
+>>> e = LabelledExample("r1:0", "r1", 0, (1.0,), 2.0, 2.5, "main", "3", 10.0, 11.0, "request")
+>>> dedupe = LabelledDeduper(window=100)
+>>> [x.example_id for x in dedupe.feed([e.encode(), e.encode()])], dedupe.duplicates
+(['r1:0'], 1)
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from driftloop_feedback.records import LabelledExample
+
+
+class LabelledDeduper:
+    def __init__(self, window: int = 1_000_000) -> None:
+        self.window = window
+        self.duplicates = 0
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def feed(self, values: Iterable[bytes]) -> Iterator[LabelledExample]:
+        """Decoded examples, skipping any ``example_id`` seen within the window (counted)."""
+        for value in values:
+            example = LabelledExample.decode(value)
+            if example.example_id in self._seen:
+                self.duplicates += 1
+                continue
+            self._seen[example.example_id] = None
+            if len(self._seen) > self.window:
+                self._seen.popitem(last=False)
+            yield example
