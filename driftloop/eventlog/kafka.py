@@ -161,7 +161,8 @@ class KafkaProducer:
                 **log._config,
             )
         )
-        self._pending: list[KafkaDelivery] = []
+        self._failures: list[tuple[str, BaseException]] = []  # filled by the futures' errbacks
+        self._sent_since_flush = 0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -197,12 +198,14 @@ class KafkaProducer:
             raise EventLogError(
                 f"send to topic {topic!r} on {self._log.bootstrap_servers} failed: {exc}"
             ) from exc
-        delivery = KafkaDelivery(future, topic, self._log.bootstrap_servers)
+        future.add_errback(self._failed, topic)
         with self._lock:
-            self._pending.append(delivery)
-            if len(self._pending) >= 10_000:
-                self._pending = [d for d in self._pending if not d._future.succeeded()]
-        return delivery
+            self._sent_since_flush += 1
+        return KafkaDelivery(future, topic, self._log.bootstrap_servers)
+
+    def _failed(self, topic: str, exc: BaseException) -> None:
+        with self._lock:
+            self._failures.append((topic, exc))
 
     def _call_partitions(self, topic: str) -> set[int]:
         try:
@@ -218,12 +221,14 @@ class KafkaProducer:
         except kerrors.KafkaError as exc:
             raise EventLogError(f"flush to {self._log.bootstrap_servers} did not finish: {exc}") from exc
         with self._lock:
-            pending, self._pending = self._pending, []
-        failed = [d for d in pending if d._future.failed()]
-        if failed:
+            failures, self._failures = self._failures, []
+            sent, self._sent_since_flush = self._sent_since_flush, 0
+        if failures:
+            topic, first = failures[0]
             raise EventLogError(
-                f"{len(failed)} of {len(pending)} records were not acknowledged by "
-                f"{self._log.bootstrap_servers}; first error: {failed[0]._future.exception!r}"
+                f"{len(failures)} of {sent} records sent since the last flush were not acknowledged by "
+                f"{self._log.bootstrap_servers}; first error (topic {topic!r}): "
+                f"{type(first).__name__}: {first}"
             )
 
     def close(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,11 +16,21 @@ from tests.fixtures.kafka import quick_kafka_settings
 pytestmark = pytest.mark.integration
 
 
-def test_broker_restarted_mid_stream_loses_no_acknowledged_record_and_consumers_resume(
-    tmp_path: Path,
-) -> None:
-    broker = LocalKafkaBroker(tmp_path / "broker")  # its own broker: the shared one must stay up
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaBroker]:
+    """A broker these tests may stop and restart (the session broker must stay up for the others)."""
+    broker = LocalKafkaBroker(tmp_path_factory.mktemp("own-broker"))
     broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_restarted_mid_stream_loses_no_acknowledged_record_and_consumers_resume(
+    own_broker: LocalKafkaBroker,
+) -> None:
+    broker = own_broker
     log = KafkaEventLog(broker.bootstrap_servers, quick_kafka_settings(session_timeout_s=6.0))
     try:
         log.create_topic("plant.telemetry", 2)
@@ -60,7 +70,27 @@ def test_broker_restarted_mid_stream_loses_no_acknowledged_record_and_consumers_
         assert TopicPartition("plant.telemetry", 0) in consumer.assignment()
     finally:
         log.close()
-        broker.cleanup()
+        broker.start()  # running again for the next test, whatever happened here
+
+
+def test_flush_raises_when_sends_were_not_acknowledged(own_broker: LocalKafkaBroker) -> None:
+    settings = quick_kafka_settings(delivery_timeout_s=3.0, request_timeout_s=1.0, linger_ms=0)
+    log = KafkaEventLog(own_broker.bootstrap_servers, settings)
+    try:
+        log.create_topic("unacked", 1)
+        producer = log.producer()
+        producer.send("unacked", b"ok").get(timeout_s=10)
+        own_broker.stop()
+        delivery = producer.send("unacked", b"lost")
+        with pytest.raises(
+            EventLogError, match="1 of 2 records sent since the last flush were not acknowledged"
+        ):
+            producer.flush(timeout_s=30)
+        with pytest.raises(EventLogError, match="was not acknowledged"):
+            delivery.get(timeout_s=1)
+    finally:
+        log.close()
+        own_broker.start()
 
 
 def test_a_broker_that_is_down_gives_a_clear_error_naming_it_within_seconds() -> None:
