@@ -98,16 +98,23 @@ def resolve_registry_version(uri: str, tracking_uri: str) -> tuple[str, str]:
 
 
 def download_registry_version(name: str, version: str, tracking_uri: str, dst: Path) -> Path:
+    """Download the artifacts of one registered version into ``dst``.
+
+    The version's storage URI is looked up with a client bound to ``tracking_uri`` and downloaded directly:
+    ``download_artifacts(artifact_uri="models:/...", registry_uri=...)`` resolves the name through the
+    process-wide registry URI instead (MLflow 3.17 ``ModelsArtifactRepository._get_model_uri_infos``), which
+    in an MLServer process is not driftloop's registry.
+    """
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
+        source = client.get_model_version_download_uri(name, version)
         return Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}",
-                dst_path=str(dst),
-                tracking_uri=tracking_uri,
-                registry_uri=tracking_uri,
+                artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri, registry_uri=tracking_uri
             )
         )
     except (MlflowException, OSError) as exc:

@@ -76,10 +76,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
             client.create_registered_model(name)
             version = client.create_model_version(name, f"{run.info.artifact_uri}/detector", run.info.run_id)
             client.set_registered_model_alias(name, "champion", version.version)
-        yield Registry(tracking_uri=tracking_uri, models=models)
     finally:
+        # the runtimes must find the registry through their own settings, never through MLflow's
+        # process-wide URIs (an MLServer process has none set)
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
+    yield Registry(tracking_uri=tracking_uri, models=models)
 
 
 @pytest.fixture()
