@@ -1,0 +1,138 @@
+"""A member of a Kafka consumer group (kafka-python 3.0): offsets are committed only by ``commit``,
+rebalances surface as :class:`CommitFailedError`, errors name the group and the brokers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+import kafka
+import kafka.errors as kerrors
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTP
+
+from driftloop.eventlog.base import EventLogError, Record, TopicPartition
+from driftloop.eventlog.delivery import CommitFailedError
+
+if TYPE_CHECKING:
+    from driftloop.eventlog.kafka import KafkaEventLog
+
+T = TypeVar("T")
+_REBALANCED = (
+    kerrors.CommitFailedError,
+    kerrors.RebalanceInProgressError,
+    kerrors.IllegalGenerationError,
+    kerrors.UnknownMemberIdError,
+)
+
+
+def _ktp(tp: TopicPartition) -> KafkaTP:
+    return KafkaTP(tp.topic, tp.partition)
+
+
+class KafkaConsumer:
+    """A member of a Kafka consumer group; offsets are committed only by :meth:`commit`."""
+
+    def __init__(self, log: KafkaEventLog, group_id: str, topics: list[str], reset: str) -> None:
+        self._log = log
+        self.group_id = group_id
+        s = log.settings
+        self._consumer = log._connect(
+            lambda: kafka.KafkaConsumer(
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset=reset,
+                session_timeout_ms=int(s.session_timeout_s * 1000),
+                heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
+                max_poll_interval_ms=int(s.max_poll_interval_s * 1000),
+                fetch_max_wait_ms=100,
+                **log._config,
+            )
+        )
+        self._consumer.subscribe(topics)
+        self._closed = False
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except _REBALANCED as exc:
+            raise CommitFailedError(
+                f"group {self.group_id!r} rebalanced during {what}: these partitions now belong to another "
+                "member, which re-reads them from the last commit (at-least-once). Poll again and carry on."
+            ) from exc
+        except (kerrors.KafkaError, AssertionError) as exc:
+            raise EventLogError(
+                f"{what} failed for group {self.group_id!r} on {self._log.bootstrap_servers}: {exc!r}"
+            ) from exc
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Record]:
+        batches = self._call(
+            "poll", lambda: self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        )
+        out: list[Record] = []
+        for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+            for r in batches[tp]:
+                headers = tuple((name, bytes(value)) for name, value in (r.headers or ()))
+                value = b"" if r.value is None else bytes(r.value)
+                out.append(Record(r.topic, r.partition, r.offset, r.timestamp, r.key, value, headers))
+        return out
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        if offsets is None:
+            self._call("commit", lambda: self._consumer.commit())
+            return
+        wanted = {_ktp(tp): OffsetAndMetadata(int(o), "", -1) for tp, o in offsets.items()}
+        if wanted:
+            self._call("commit", lambda: self._consumer.commit(offsets=wanted))
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        result = self._call("committed", lambda: self._consumer.committed(_ktp(tp)))
+        return None if result is None else int(result)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        if tp not in self.assignment():
+            raise EventLogError(
+                f"{tp} is not assigned to this consumer of group {self.group_id!r}; poll first so the "
+                "group assigns partitions"
+            )
+        self._call("seek", lambda: self._consumer.seek(_ktp(tp), offset))
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        tps = [_ktp(tp) for tp in self.assignment()]
+        if not tps:
+            return
+        found = self._call(
+            "offsets_for_times", lambda: self._consumer.offsets_for_times(dict.fromkeys(tps, timestamp_ms))
+        )
+        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(tps))
+        for ktp in tps:
+            hit = found.get(ktp)
+            target = hit.offset if hit is not None else ends[ktp]
+            self._call("seek", functools.partial(self._consumer.seek, ktp, target))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition(t.topic, t.partition) for t in self._consumer.assignment()}
+
+    def pause(self, tps: Iterable[TopicPartition]) -> None:
+        self._call("pause", lambda: self._consumer.pause(*[_ktp(tp) for tp in tps]))
+
+    def resume(self, tps: Iterable[TopicPartition]) -> None:
+        self._call("resume", lambda: self._consumer.resume(*[_ktp(tp) for tp in tps]))
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """End offset minus committed offset (or minus the first retained offset when none is committed)."""
+        ktps = [_ktp(tp) for tp in sorted(self.assignment())]
+        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(ktps))
+        starts = self._call("beginning_offsets", lambda: self._consumer.beginning_offsets(ktps))
+        out: dict[TopicPartition, int] = {}
+        for ktp in ktps:
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            committed = self.committed(tp)
+            out[tp] = int(ends[ktp]) - (committed if committed is not None else int(starts[ktp]))
+        return out
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._consumer.close(autocommit=False)
