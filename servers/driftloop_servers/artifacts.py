@@ -6,7 +6,6 @@ version a runtime reports is the one it serves even if the alias moves meanwhile
 
 from __future__ import annotations
 
-import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -14,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+from mlserver.logging import logger  # configured by MLServer (format, level, model context)
 from mlserver.settings import ModelSettings
 
 from driftloop_servers.errors import ArtifactError
 
-logger = logging.getLogger(__name__)
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _LOCAL_MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from pathlib import Path
 
+from mlserver.logging import logger  # configured by MLServer (format, level, model context)
 from mlserver.settings import ModelSettings
 
 from driftloop_servers.artifacts import ArtifactRef, artifact_uri, detector_path
 from driftloop_servers.detectors import DriftDetector, OutlierDetector, load_detector
 from driftloop_servers.errors import ArtifactError, DetectorError
-
-logger = logging.getLogger(__name__)
 
 
 def load_runtime_detector(

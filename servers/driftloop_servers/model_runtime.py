@@ -15,7 +15,6 @@ clears, so requests already inside the old runtime finish on the old model.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ import numpy as np
 from fastapi import status
 from mlserver import MLModel
 from mlserver.errors import MLServerError
+from mlserver.logging import logger  # configured by MLServer (format, level, model context)
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
 
 from driftloop_servers.artifacts import ArtifactRef, artifact_uri, load_estimator
@@ -42,8 +42,6 @@ from driftloop_servers.tensors import (
     passthrough,
     requested_outputs,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

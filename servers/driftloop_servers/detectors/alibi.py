@@ -32,7 +32,8 @@ class AlibiIForest:
         from alibi_detect.od import IForest
 
         self.n_features = int(x_ref.shape[1])
-        self._detector = IForest(n_estimators=n_estimators)
+        # driftloop sets thresholds itself (a reference quantile); a placeholder keeps alibi from warning
+        self._detector = IForest(threshold=np.inf, n_estimators=n_estimators)
         self._detector.isolationforest.set_params(random_state=seed)
         self._detector.fit(x_ref)
         self.threshold = quantile_threshold(self._detector.score(x_ref), threshold_quantile)
@@ -72,7 +73,10 @@ class AlibiMahalanobis:
         self.n_features = int(x_ref.shape[1])
         self.update_state = update_state
         self._detector = Mahalanobis(
-            n_components=n_components or self.n_features, std_clip=std_clip, start_clip=start_clip
+            threshold=np.inf,
+            n_components=n_components or self.n_features,
+            std_clip=std_clip,
+            start_clip=start_clip,
         )
         self._detector.score(x_ref)  # warm-up: learns mean and covariance of the reference set
         probe = copy.deepcopy(self._detector)
@@ -112,6 +116,7 @@ class AlibiSpectralResidual:
         self.n_features = 1
         self.min_rows = max(window_amp, window_local) + 1
         self._detector = SpectralResidual(
+            threshold=np.inf,
             window_amp=window_amp,
             window_local=window_local,
             n_est_points=n_est_points,
