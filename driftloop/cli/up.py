@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -81,24 +82,34 @@ def up(
     from driftloop_graphs.request_log import RequestLogSettings
 
     try:
-        asyncio.run(
-            _run(
-                manifest,
-                directory,
-                host=host,
-                port=port,
-                control_host=control_host,
-                control_port=control_port,
-                models_root=models_root,
-                log=RequestLogSettings(
-                    queue_size=log_queue_size,
-                    policy="sample" if log_policy == "sample" else "block",
-                    block_timeout_s=log_block_timeout,
-                ),
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(
+                _run(
+                    manifest,
+                    directory,
+                    host=host,
+                    port=port,
+                    control_host=control_host,
+                    control_port=control_port,
+                    models_root=models_root,
+                    log=RequestLogSettings(
+                        queue_size=log_queue_size,
+                        policy="sample" if log_policy == "sample" else "block",
+                        block_timeout_s=log_block_timeout,
+                    ),
+                )
             )
-        )
     except GraphError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (MLServer depends on it): a faster event loop for the ingress."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _detach(directory: Path) -> None:
