@@ -100,10 +100,6 @@ class IncrementalModelRuntime(MLModel):
     def served(self) -> ServedModel:
         return self._served
 
-    @property
-    def served_version(self) -> str | None:
-        return self._served.ref.version or self.version
-
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         served = self._served  # read once: a concurrent reload swaps runtimes, never this object
         s = self.runtime_settings
@@ -112,10 +108,10 @@ class IncrementalModelRuntime(MLModel):
             x = self._features(features_tensor=features)
             carried = self._carried(payload, n_rows=x.shape[0])
             check_requested_outputs(payload, [s.output_name, *(c.name for c in carried)])
+            y = self._predict(served, x)
         except InvalidTensor:
             count_rows(self.name, "rejected", features.shape[0] if features.shape else 0)
             raise
-        y = self._predict(served, x)
         count_rows(self.name, "served", x.shape[0])
         version = served.ref.version or self.version
         return InferenceResponse(
