@@ -19,6 +19,7 @@ from driftloop.eventlog.base import (
 from driftloop.eventlog.delivery import CommitFailedError
 from driftloop.eventlog.factory import open_event_log
 from driftloop.eventlog.memory import MemoryEventLog
+from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.partitioner import murmur2, partition_for_key
 from driftloop.eventlog.validation import InvalidRecordError, InvalidTopicError, RecordTooLargeError
 
@@ -28,6 +29,7 @@ __all__ = [
     "Delivery",
     "EventLog",
     "EventLogError",
+    "EventLogMetrics",
     "Header",
     "InvalidRecordError",
     "InvalidTopicError",

@@ -18,6 +18,7 @@ from pathlib import Path
 from driftloop.eventlog.base import EventLogError, RecordMetadata
 from driftloop.eventlog.delivery import CompletedDelivery
 from driftloop.eventlog.embedded_consumer import EmbeddedConsumer
+from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.partitioner import RoundRobin, partition_for_key
 from driftloop.eventlog.settings import EmbeddedSettings
 from driftloop.eventlog.sqlite_store import Store, encode_headers, ensure_topic
@@ -35,6 +36,8 @@ Clock = Callable[[], float]
 class EmbeddedEventLog:
     """The log stored in ``directory`` (``eventlog.db`` + its WAL). ``clock`` returns unix seconds."""
 
+    backend = "embedded"
+
     def __init__(
         self,
         directory: Path,
@@ -42,8 +45,10 @@ class EmbeddedEventLog:
         *,
         clock: Clock = time.time,
         fsync: bool = False,
+        metrics: EventLogMetrics | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.metrics = metrics or EventLogMetrics()
         self.settings = settings or EmbeddedSettings()
         self.clock = clock
         self.fsync = fsync
@@ -104,7 +109,7 @@ class EmbeddedEventLog:
 
     def enforce_retention(self) -> int:
         """Drop records past ``retention_s`` / above ``retention_bytes`` per partition; return how many."""
-        return enforce_retention(self._store, self.settings, self.clock)
+        return enforce_retention(self._store, self.settings, self.clock, self.metrics)
 
     def close(self) -> None:
         """Close the log and every producer and consumer opened from it (consumers leave their group)."""
@@ -137,9 +142,26 @@ class EmbeddedProducer:
     ) -> CompletedDelivery:
         if self._closed:
             raise EventLogError("producer is closed; create a new one with EventLog.producer()")
-        value_b, key_b, headers_n = check_record(
-            topic, value, key, headers, self._log.settings.max_message_bytes
-        )
+        try:
+            value_b, key_b, headers_n = check_record(
+                topic, value, key, headers, self._log.settings.max_message_bytes
+            )
+            meta = self._write(topic, value_b, key_b, headers_n, partition, timestamp_ms)
+        except EventLogError as exc:
+            self._log.metrics.refused(self._log.backend, topic, exc)
+            raise
+        self._log.metrics.records_sent.labels(self._log.backend, topic).inc()
+        return CompletedDelivery(meta)
+
+    def _write(
+        self,
+        topic: str,
+        value_b: bytes,
+        key_b: bytes | None,
+        headers_n: tuple[tuple[str, bytes], ...],
+        partition: int | None,
+        timestamp_ms: int | None,
+    ) -> RecordMetadata:
         blob = encode_headers(headers_n)
         size = len(value_b) + len(key_b or b"") + len(blob)
         now = self._log.clock()
@@ -172,8 +194,8 @@ class EmbeddedProducer:
             raise EventLogError(f"send to topic {topic!r} in {self._log.directory} failed: {exc}") from exc
         if now >= self._next_retention:
             self._next_retention = now + self._log.settings.retention_check_s
-            enforce_retention(self._store, self._log.settings, self._log.clock)
-        return CompletedDelivery(RecordMetadata(topic, partition, int(offset), stamp))
+            enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
+        return RecordMetadata(topic, partition, int(offset), stamp)
 
     def flush(self, timeout_s: float | None = None) -> None:
         return None  # every send is already committed
@@ -184,7 +206,9 @@ class EmbeddedProducer:
             self._store.close()
 
 
-def enforce_retention(store: Store, settings: EmbeddedSettings, clock: Clock) -> int:
+def enforce_retention(
+    store: Store, settings: EmbeddedSettings, clock: Clock, metrics: EventLogMetrics | None = None
+) -> int:
     """Delete a prefix of each partition: records older than the age limit, then the oldest records
     while the partition holds more than the size limit. Return the number of records deleted."""
     deleted = 0
@@ -216,6 +240,8 @@ def enforce_retention(store: Store, settings: EmbeddedSettings, clock: Clock) ->
                     (topic, partition, cut),
                 ).rowcount
                 deleted += removed
+                if metrics is not None:
+                    metrics.records_expired.labels(topic).inc(removed)
                 conn.execute(
                     "UPDATE partitions SET log_start = ?, bytes = "
                     "(SELECT COALESCE(SUM(size), 0) FROM records WHERE topic = ? AND partition = ?) "

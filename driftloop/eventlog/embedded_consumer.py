@@ -155,6 +155,7 @@ class EmbeddedConsumer:
             out = self._fetch(max_records)
             remaining = deadline - time.monotonic()
             if out or remaining <= 0:
+                self._log.metrics.polled(self._log.backend, self.group_id, out)
                 return out
             time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, 0.1)
@@ -195,6 +196,7 @@ class EmbeddedConsumer:
             self._seen = (-1, -1)  # the group moved on between our sync and the write: sync again
             self._sync()
         revoked = sorted(tp for tp in wanted if tp not in owned)
+        self._log.metrics.commit(self._log.backend, self.group_id, "rebalanced" if revoked else "ok")
         if revoked:
             raise CommitFailedError(
                 f"group {self.group_id!r} rebalanced: {revoked} are no longer assigned to this consumer, "

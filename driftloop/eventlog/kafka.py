@@ -19,6 +19,7 @@ from kafka.structs import TopicPartition as KafkaTP
 from driftloop.eventlog import kafka_compat
 from driftloop.eventlog.base import EventLogError, RecordMetadata
 from driftloop.eventlog.kafka_consumer import KafkaConsumer
+from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.settings import KafkaSettings
 from driftloop.eventlog.validation import (
     check_auto_offset_reset,
@@ -36,7 +37,16 @@ T = TypeVar("T")
 class KafkaEventLog:
     """A connection to one Kafka cluster. Opening it checks the brokers are reachable."""
 
-    def __init__(self, bootstrap_servers: str, settings: KafkaSettings | None = None) -> None:
+    backend = "kafka"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        settings: KafkaSettings | None = None,
+        *,
+        metrics: EventLogMetrics | None = None,
+    ) -> None:
+        self.metrics = metrics or EventLogMetrics()
         self.bootstrap_servers = bootstrap_servers
         self.settings = settings or KafkaSettings()
         self._config = {"bootstrap_servers": bootstrap_servers.split(","), **self.settings.client_config()}
@@ -177,6 +187,26 @@ class KafkaProducer:
         partition: int | None = None,
         timestamp_ms: int | None = None,
     ) -> KafkaDelivery:
+        try:
+            future = self._send(topic, value, key, headers, partition, timestamp_ms)
+        except EventLogError as exc:
+            self._log.metrics.refused(self._log.backend, topic, exc)
+            raise
+        future.add_callback(self._acknowledged, topic)
+        future.add_errback(self._failed, topic)
+        with self._lock:
+            self._sent_since_flush += 1
+        return KafkaDelivery(future, topic, self._log.bootstrap_servers)
+
+    def _send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes | str]],
+        partition: int | None,
+        timestamp_ms: int | None,
+    ) -> Any:
         value_b, key_b, headers_n = check_record(
             topic, value, key, headers, self._log.settings.max_message_bytes
         )
@@ -199,12 +229,13 @@ class KafkaProducer:
             raise EventLogError(
                 f"send to topic {topic!r} on {self._log.bootstrap_servers} failed: {exc}"
             ) from exc
-        future.add_errback(self._failed, topic)
-        with self._lock:
-            self._sent_since_flush += 1
-        return KafkaDelivery(future, topic, self._log.bootstrap_servers)
+        return future
+
+    def _acknowledged(self, topic: str, _metadata: Any) -> None:
+        self._log.metrics.records_sent.labels(self._log.backend, topic).inc()
 
     def _failed(self, topic: str, exc: BaseException) -> None:
+        self._log.metrics.send_errors.labels(self._log.backend, topic, "not_acknowledged").inc()
         with self._lock:
             self._failures.append((topic, exc))
 

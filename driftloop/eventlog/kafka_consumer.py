@@ -76,15 +76,24 @@ class KafkaConsumer:
                 headers = tuple((name, bytes(value)) for name, value in (r.headers or ()))
                 value = b"" if r.value is None else bytes(r.value)
                 out.append(Record(r.topic, r.partition, r.offset, r.timestamp, r.key, value, headers))
+        self._log.metrics.polled(self._log.backend, self.group_id, out)
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
-        if offsets is None:
-            self._call("commit", lambda: self._consumer.commit())
-            return
-        wanted = {_ktp(tp): OffsetAndMetadata(int(o), "", -1) for tp, o in offsets.items()}
-        if wanted:
+        wanted = None
+        if offsets is not None:
+            wanted = {_ktp(tp): OffsetAndMetadata(int(o), "", -1) for tp, o in offsets.items()}
+            if not wanted:
+                return
+        try:
             self._call("commit", lambda: self._consumer.commit(offsets=wanted))
+        except CommitFailedError:
+            self._log.metrics.commit(self._log.backend, self.group_id, "rebalanced")
+            raise
+        except EventLogError:
+            self._log.metrics.commit(self._log.backend, self.group_id, "error")
+            raise
+        self._log.metrics.commit(self._log.backend, self.group_id, "ok")
 
     def committed(self, tp: TopicPartition) -> int | None:
         result = self._call("committed", lambda: self._consumer.committed(_ktp(tp)))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from driftloop.eventlog.assignment import range_assign
 from driftloop.eventlog.base import EventLogError, Record, RecordMetadata, TopicPartition
 from driftloop.eventlog.delivery import CommitFailedError, CompletedDelivery
+from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.partitioner import RoundRobin, partition_for_key
 from driftloop.eventlog.validation import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -49,8 +50,17 @@ class _Group:
 class MemoryEventLog:
     """One isolated in-memory log. ``clock`` (seconds) stamps records that carry no timestamp."""
 
-    def __init__(self, *, clock: Clock = time.time, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+    backend = "memory"
+
+    def __init__(
+        self,
+        *,
+        clock: Clock = time.time,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        metrics: EventLogMetrics | None = None,
+    ) -> None:
         self.clock = clock
+        self.metrics = metrics or EventLogMetrics()
         self.max_message_bytes = max_message_bytes
         self._cond = threading.Condition()
         self._topics: dict[str, list[list[Record]]] = {}
@@ -148,8 +158,16 @@ class MemoryProducer:
     ) -> CompletedDelivery:
         if self._closed:
             raise EventLogError("producer is closed; create a new one with EventLog.producer()")
-        value_b, key_b, headers_n = check_record(topic, value, key, headers, self._log.max_message_bytes)
-        meta = self._log._append(topic, value_b, key_b, headers_n, partition, timestamp_ms, self._round_robin)
+        metrics = self._log.metrics
+        try:
+            value_b, key_b, headers_n = check_record(topic, value, key, headers, self._log.max_message_bytes)
+            meta = self._log._append(
+                topic, value_b, key_b, headers_n, partition, timestamp_ms, self._round_robin
+            )
+        except EventLogError as exc:
+            metrics.refused(self._log.backend, topic, exc)
+            raise
+        metrics.records_sent.labels(self._log.backend, topic).inc()
         return CompletedDelivery(meta)
 
     def flush(self, timeout_s: float | None = None) -> None:
@@ -218,6 +236,7 @@ class MemoryConsumer:
                         break
                 remaining = deadline - time.monotonic()
                 if out or remaining <= 0:
+                    self._log.metrics.polled(self._log.backend, self.group_id, out)
                     return out
                 self._log._cond.wait(min(remaining, 0.05))
 
@@ -230,6 +249,7 @@ class MemoryConsumer:
             for tp, offset in wanted.items():
                 if tp in self._assigned:
                     self._group.committed[tp] = int(offset)
+        self._log.metrics.commit(self._log.backend, self.group_id, "rebalanced" if revoked else "ok")
         if revoked:
             raise CommitFailedError(
                 f"group {self.group_id!r} rebalanced: {revoked} are no longer assigned to this consumer, "

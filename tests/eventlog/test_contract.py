@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 
 import pytest
@@ -216,3 +217,39 @@ def test_commit_of_a_partition_that_moved_to_another_member_fails_clearly(local_
     (moved,) = second.assignment()
     assert first.committed(moved) is None
     assert [r.tp for r in drain(second, 1)] == [moved]  # the new owner re-reads it
+
+
+def test_every_record_sent_refused_polled_and_committed_is_counted(kit: LogKit) -> None:
+    topic = kit.topic()
+    log = kit.open()
+    metrics = log.metrics  # type: ignore[attr-defined]
+    backend = log.backend  # type: ignore[attr-defined]
+    producer = log.producer()
+    for _ in range(3):
+        producer.send(topic, b"v").get(timeout_s=10)
+    with pytest.raises(RecordTooLargeError):
+        producer.send(topic, b"x" * (2 * 1024 * 1024))
+    with pytest.raises(InvalidTopicError):
+        producer.send("bad topic", b"v")
+    consumer = log.consumer("counted", [topic])
+    assert len(drain(consumer, 3)) == 3
+    consumer.commit()
+    # Kafka counts in the delivery callback, which may run just after get() returned
+    deadline = time.monotonic() + 10
+    while metrics.value("driftloop_eventlog_records_sent", backend=backend, topic=topic) < 3:
+        assert time.monotonic() < deadline, "acknowledged sends were not counted"
+        time.sleep(0.01)
+    assert metrics.value("driftloop_eventlog_records_sent", backend=backend, topic=topic) == 3
+    assert (
+        metrics.value("driftloop_eventlog_send_errors", backend=backend, topic=topic, reason="too_large") == 1
+    )
+    assert (
+        metrics.value(
+            "driftloop_eventlog_send_errors", backend=backend, topic="<invalid>", reason="invalid_topic"
+        )
+        == 1
+    )
+    assert (
+        metrics.value("driftloop_eventlog_records_polled", backend=backend, group="counted", topic=topic) == 3
+    )
+    assert metrics.value("driftloop_eventlog_commits", backend=backend, group="counted", outcome="ok") == 1

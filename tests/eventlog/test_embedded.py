@@ -48,6 +48,7 @@ def test_retention_drops_the_oldest_records_by_age_and_by_size_as_a_prefix(tmp_p
     for _ in range(20):
         producer.send("t", b"y" * 1000)  # 20 kB, limit 10 kB
     assert log.enforce_retention() == 5 + 10
+    assert log.metrics.value("driftloop_eventlog_records_expired", topic="t") == 15
     assert log.beginning_offsets("t") == {0: 15}
     assert log.end_offsets("t") == {0: 25}
     consumer = log.consumer("late", ["t"])
