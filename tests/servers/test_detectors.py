@@ -152,3 +152,12 @@ def test_load_detector_refuses_foreign_files(tmp_path: Path) -> None:
         load_detector(tmp_path / "other.joblib")
     with pytest.raises(DetectorError, match="no detector at"):
         load_detector(tmp_path / "missing")
+
+
+def test_online_cvm_thresholds_are_reproducible_by_seed(x_ref: np.ndarray) -> None:
+    opts = {"ert": 50, "window_sizes": (10,), "n_bootstraps": 300}
+    stream = reference_data(30, seed=8) + np.array([0.0, 0.0, 3.0])
+    first = fit_drift_detector("alibi-cvm-online", x_ref, seed=3, **opts).predict(stream)
+    again = fit_drift_detector("alibi-cvm-online", x_ref, seed=3, **opts).predict(stream)
+    assert first.threshold == again.threshold
+    np.testing.assert_array_equal(first.distances, again.distances)

@@ -180,18 +180,27 @@ class AlibiCVMOnline:
         window_sizes: tuple[int, ...] = (20,),
         n_bootstraps: int = 10000,
         batch_size: int = 64,
+        seed: int | None = 0,
     ) -> None:
         from alibi_detect.cd import CVMDriftOnline
 
         self.n_features = int(x_ref.shape[1])
-        self._detector = CVMDriftOnline(
-            np.asarray(x_ref, dtype=np.float64),
-            ert=ert,
-            window_sizes=list(window_sizes),
-            n_bootstraps=n_bootstraps,
-            batch_size=batch_size,
-            verbose=False,
-        )
+        # alibi simulates the threshold streams with NumPy's global generator: seed it for reproducible
+        # thresholds, and give the caller's generator state back afterwards
+        saved = np.random.get_state()
+        if seed is not None:
+            np.random.seed(seed)
+        try:
+            self._detector = CVMDriftOnline(
+                np.asarray(x_ref, dtype=np.float64),
+                ert=ert,
+                window_sizes=list(window_sizes),
+                n_bootstraps=n_bootstraps,
+                batch_size=batch_size,
+                verbose=False,
+            )
+        finally:
+            np.random.set_state(saved)
 
     @property
     def time(self) -> int:
