@@ -159,18 +159,25 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
                 latencies.append(time.time() - LabelledExample.decode(record.value).truth_time)
         consumer.close()
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "3600"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    joiner_log = workdir / f"joiner-{suffix}.log"
+    with open(joiner_log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "5"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     reader = threading.Thread(target=read)
     try:
         reader.start()
-        time.sleep(3.0)  # joiner joins its groups
+        ready_by = time.monotonic() + 120
+        while b"joiner ready" not in joiner_log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > ready_by:
+                raise RuntimeError(f"joiner did not start:\n{joiner_log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        time.sleep(2.0)  # its consumers join their groups
         producer = log.producer()
         started = time.perf_counter()
         for i in range(total):
@@ -192,6 +199,8 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
         proc.wait(30)
         log.close()
     lat = sorted(latencies)
+    if not lat:
+        raise RuntimeError(f"no labelled example arrived; joiner log:\n{joiner_log.read_text()[-3000:]}")
     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
     print(
         f"latency: {len(lat)}/{total} labelled; {rate} calls/s = {rate * 5} input events/s "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,16 +67,22 @@ def write_requests(log: EventLog, topo: Topology, start: int, count: int, rows: 
     return expected
 
 
-def start_joiner(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_joiner(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "1"],
+            [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "1", *args],
             cwd=REPO,
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:

@@ -9,12 +9,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from driftloop.eventlog import EventLog
 from driftloop.eventlog.embedded import EmbeddedEventLog
 from driftloop.eventlog.kafka import KafkaEventLog
-from tests.feedback.pipeline_support import LabelledReader, Topology, start_joiner, stop, write_requests
+from tests.feedback.pipeline_support import (
+    LabelledReader,
+    Topology,
+    free_port,
+    start_joiner,
+    stop,
+    write_requests,
+)
 from tests.fixtures.kafka import quick_kafka_settings
 
 pytestmark = pytest.mark.integration
@@ -81,15 +89,24 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
     topo = Topology()
     create_topics(log, topo)
     env = {**env, **topo.env()}
-    joiners = [start_joiner(env, tmp_path / f"joiner-{i}.log") for i in range(2)]
+    metrics_port = free_port()
+    joiners = [
+        start_joiner(env, tmp_path / "joiner-0.log", "--metrics-port", str(metrics_port)),
+        start_joiner(env, tmp_path / "joiner-1.log"),
+    ]
     reader = LabelledReader(log, topo.topic("labelled"))
     try:
         expected = write_requests(log, topo, 0, 400)
         reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=120)
         assert all(j.poll() is None for j in joiners), "a joiner died"
+        time.sleep(1.0)  # one more checkpoint refreshes the lag figures
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
         for j in joiners:
             stop(j)
         reader.close()
     assert set(reader.examples) == expected
     assert reader.conflicts == []
+    lag_lines = [line for line in metrics.splitlines() if line.startswith("driftloop_joiner_consumer_lag{")]
+    assert lag_lines and all(line.endswith(" 0.0") for line in lag_lines), metrics
+    assert 'driftloop_joiner_events_total{outcome="joined",stage="request"}' in metrics

@@ -4,7 +4,6 @@ API (real HTTP, uvicorn) accepts truth by request id and asset readings; a joine
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,15 @@ from driftloop_graphs.spec import Deployment
 from driftloop.eventlog import EventLog
 from driftloop.eventlog.embedded import EmbeddedEventLog
 from driftloop.eventlog.kafka import KafkaEventLog
-from tests.feedback.pipeline_support import REPO, LabelledReader, Topology, start_api, start_joiner, stop
+from tests.feedback.pipeline_support import (
+    REPO,
+    LabelledReader,
+    Topology,
+    free_port,
+    start_api,
+    start_joiner,
+    stop,
+)
 from tests.fixtures.kafka import quick_kafka_settings
 from tests.graphs.runtime_thread import RuntimeThread
 
@@ -48,12 +55,6 @@ spec:
         children:
           - {{name: fb-model, type: MODEL, logger: {{mode: all}}}}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["embedded", "kafka"])
