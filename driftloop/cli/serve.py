@@ -61,7 +61,8 @@ def serve(repository: Path, parallel_workers: int) -> None:
     echo_step(f"V2 HTTP  {server.url}/v2/models/<model>/infer")
     echo_step(f"V2 gRPC  {server.grpc_address}; metrics {server.metrics_url}")
     echo_step("Ctrl-C to stop")
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: a shell's background job starts with it ignored
+        signal.signal(sig, _interrupt)
     try:
         while True:
             time.sleep(1.0)
