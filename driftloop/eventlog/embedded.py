@@ -28,6 +28,7 @@ from driftloop.eventlog.validation import (
     check_partitions,
     check_record,
     check_topic,
+    check_topics,
 )
 
 Clock = Callable[[], float]
@@ -100,8 +101,7 @@ class EmbeddedEventLog:
         self, group_id: str, topics: Sequence[str], *, auto_offset_reset: str = "earliest"
     ) -> EmbeddedConsumer:
         check_group_id(group_id)
-        for topic in topics:
-            check_topic(topic)
+        topics = check_topics(topics)
         check_auto_offset_reset(auto_offset_reset)
         consumer = EmbeddedConsumer(self, group_id, tuple(topics), auto_offset_reset)
         self._clients.append(consumer)

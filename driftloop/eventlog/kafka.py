@@ -27,6 +27,7 @@ from driftloop.eventlog.validation import (
     check_partitions,
     check_record,
     check_topic,
+    check_topics,
 )
 
 kafka_compat.install()  # close sockets of failed connection attempts (kafka-python 3.0 leaks them)
@@ -122,8 +123,7 @@ class KafkaEventLog:
         self, group_id: str, topics: Sequence[str], *, auto_offset_reset: str = "earliest"
     ) -> KafkaConsumer:
         check_group_id(group_id)
-        for topic in topics:
-            check_topic(topic)
+        topics = check_topics(topics)
         consumer = KafkaConsumer(self, group_id, list(topics), check_auto_offset_reset(auto_offset_reset))
         self._clients.append(consumer)
         return consumer

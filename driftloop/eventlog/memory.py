@@ -35,6 +35,7 @@ from driftloop.eventlog.validation import (
     check_partitions,
     check_record,
     check_topic,
+    check_topics,
 )
 
 Clock = Callable[[], float]
@@ -94,8 +95,7 @@ class MemoryEventLog:
         self, group_id: str, topics: Sequence[str], *, auto_offset_reset: str = "earliest"
     ) -> MemoryConsumer:
         check_group_id(group_id)
-        for topic in topics:
-            check_topic(topic)
+        topics = check_topics(topics)
         check_auto_offset_reset(auto_offset_reset)
         with self._cond:
             member = f"member-{next(self._member_ids):06d}"

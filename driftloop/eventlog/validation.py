@@ -125,3 +125,13 @@ def check_group_id(group_id: object) -> str:
     if not isinstance(group_id, str) or not group_id:
         raise EventLogError(f"consumer group id must be a non-empty str, got {group_id!r}")
     return group_id
+
+
+def check_topics(topics: object) -> tuple[str, ...]:
+    """A consumer's subscription: a non-empty list of valid topic names (a bare str is refused, since
+    iterating it would subscribe to one-letter topics)."""
+    if isinstance(topics, str | bytes) or not isinstance(topics, list | tuple | set | frozenset):
+        raise EventLogError(f"topics must be a list of topic names, got {topics!r}; e.g. [{topics!r}]")
+    if not topics:
+        raise EventLogError("topics is empty: subscribe to at least one topic")
+    return tuple(check_topic(topic) for topic in topics)

@@ -253,3 +253,9 @@ def test_every_record_sent_refused_polled_and_committed_is_counted(kit: LogKit) 
         metrics.value("driftloop_eventlog_records_polled", backend=backend, group="counted", topic=topic) == 3
     )
     assert metrics.value("driftloop_eventlog_commits", backend=backend, group="counted", outcome="ok") == 1
+
+
+@pytest.mark.parametrize("topics", ["plant.telemetry", [], None])
+def test_a_subscription_must_be_a_list_of_topics(kit: LogKit, topics: object) -> None:
+    with pytest.raises(EventLogError, match="topics"):
+        kit.open().consumer("g", topics)  # type: ignore[arg-type]
