@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from driftloop.errors import DriftloopError
 from driftloop.settings import StateSettings
 
 HOST = "127.0.0.1"
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception): | ERROR - ")
 
 
 class MLServerStartError(DriftloopError):
@@ -189,9 +191,13 @@ class MLServerProcess:
         )
 
     def log_tail(self, lines: int = 40) -> str:
+        """The errors MLServer logged (what failed to load and why), else the end of its log."""
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        text = self.log_path.read_text(errors="replace").splitlines()
+        errors = [line for line in text if _ERROR_LINE.search(line)]
+        unique = list(dict.fromkeys(errors))[-8:]
+        return "\n".join(unique) if unique else "\n".join(text[-lines:])
 
     def rss_bytes(self) -> int:
         """Resident memory of the MLServer process and all its children (parallel workers)."""

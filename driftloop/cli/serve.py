@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from driftloop.cli.train import DEFAULT_REPOSITORY, echo_step
+from driftloop.cli.train import DEFAULT_REPOSITORY, echo_step, quiet_third_party_logs
 from driftloop.errors import DriftloopError
 from driftloop.settings import StateSettings
 
@@ -27,6 +28,22 @@ def server_env(state: StateSettings | None = None) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_REGISTRY_URI": uri,
     }
+
+
+def check_registered(repository: Path, state: StateSettings | None = None) -> None:
+    """Fail fast, before MLServer starts, when a model folder's registry URI resolves to nothing."""
+    from driftloop.registry import MlflowRegistry, RegistryError
+
+    registry: MlflowRegistry | None = None
+    for settings_file in sorted(repository.glob("*/model-settings.json")):
+        uri = (json.loads(settings_file.read_text()).get("parameters") or {}).get("uri", "")
+        if not str(uri).startswith("models:/"):
+            continue
+        registry = registry or MlflowRegistry.from_state(state)
+        try:
+            registry.resolve(uri)
+        except RegistryError as exc:
+            raise RegistryError(f"{settings_file.parent.name}: {exc}") from None
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -50,6 +67,11 @@ def serve(repository: Path, parallel_workers: int) -> None:
     """
     from driftloop.mlserver_process import MLServerProcess
 
+    quiet_third_party_logs()
+    try:
+        check_registered(repository)
+    except DriftloopError as exc:
+        raise click.ClickException(str(exc)) from None
     started = time.perf_counter()
     echo_step(f"starting MLServer on {repository} (parallel_workers={parallel_workers})")
     server = MLServerProcess(repository, env=server_env(), parallel_workers=parallel_workers)

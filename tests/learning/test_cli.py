@@ -105,3 +105,11 @@ def test_train_names_missing_columns(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "only 0 labelled rows" in result.output and "need at least 200" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.integration
+def test_serve_before_training_says_to_train_first(driftloop_home: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve"])
+    assert result.exit_code == 1
+    assert "has alias 'champion'" in result.output and "driftloop train" in result.output
+    assert not list((driftloop_home / "run").glob("mlserver-*"))  # MLServer was never started
