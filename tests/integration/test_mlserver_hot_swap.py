@@ -89,6 +89,10 @@ def test_new_champion_swaps_in_under_load_without_a_failed_request(
             thread.join(timeout=30)
 
     everything = [call for per_client in calls for call in per_client]
+    print(
+        f"hot swap: {len(everything)} calls from {CLIENTS} clients, load call took "
+        f"{loaded_at - load_started:.2f}s, v{old.version} -> v{new.version}"
+    )
     failures = [call for call in everything if call.status != 200]
     assert failures == [], f"{len(failures)} failed of {len(everything)}: {failures[:3]}"
     assert all(len(per_client) > 0 for per_client in calls), "every client got answers"
