@@ -152,12 +152,17 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
     total = int(rate * seconds)
     stop = threading.Event()
 
+    errors: list[BaseException] = []
+
     def read() -> None:
-        consumer = log.consumer(f"lat-{suffix}", [s.labelled_topic])
-        while not stop.is_set() and len(latencies) < total:
-            for record in consumer.poll(0.2, 5000):
-                latencies.append(time.time() - LabelledExample.decode(record.value).truth_time)
-        consumer.close()
+        try:
+            consumer = log.consumer(f"lat-{suffix}", [s.labelled_topic])
+            while not stop.is_set() and len(latencies) < total:
+                for record in consumer.poll(0.2, 5000):
+                    latencies.append(time.time() - LabelledExample.decode(record.value).truth_time)
+            consumer.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
 
     joiner_log = workdir / f"joiner-{suffix}.log"
     with open(joiner_log, "wb") as out:
@@ -200,7 +205,14 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
         log.close()
     lat = sorted(latencies)
     if not lat:
-        raise RuntimeError(f"no labelled example arrived; joiner log:\n{joiner_log.read_text()[-3000:]}")
+        progress = [
+            line for line in joiner_log.read_text().splitlines() if "joined=" in line or "ERROR" in line
+        ]
+        kept = Path(tempfile.gettempdir()) / joiner_log.name
+        kept.write_bytes(joiner_log.read_bytes())
+        raise RuntimeError(
+            f"no labelled example read (reader errors: {errors!r}); joiner: {progress[-3:]}; its log: {kept}"
+        )
     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
     print(
         f"latency: {len(lat)}/{total} labelled; {rate} calls/s = {rate * 5} input events/s "
