@@ -38,6 +38,8 @@ MB = 1024 * 1024
 
 
 def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -141,7 +143,9 @@ def measure(client: Client, create_topic: Callable[[str], None]) -> Figures:
         while len(latencies) < LATENCY_MESSAGES and not done.is_set():
             for value in poll():
                 now = time.perf_counter()
-                latencies.append((now - sent[value[:16]]) * 1000)
+                started = sent.get(value[:16])
+                if started is not None:  # not a warm-up record
+                    latencies.append((now - started) * 1000)
 
     warm = time.monotonic() + 30  # let the consumer join and get its partition first
     while not poll() and time.monotonic() < warm:
