@@ -47,6 +47,7 @@ def test_outlier_then_forecaster_chain_answers_through_the_ingress(
     pump_canary: RuntimeThread, trained_state: TrainedState
 ) -> None:
     rt = pump_canary.runtime
+    print(f"pump canary (3 predictors x 2 nodes, real runtimes) ready in {pump_canary.startup_s:.1f} s")
     url = rt.url(rt.deployments[0]) + "/v2/models/infer"
     rows = trained_state.rows(4)
     request = {
