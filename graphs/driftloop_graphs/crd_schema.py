@@ -55,10 +55,12 @@ def _describe(error: ValidationError) -> str:
 
 
 def structural_errors(doc: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """``(path, message)`` for every place ``doc`` breaks the CRD schema."""
+    """``(path, message)`` for every place ``doc`` breaks the CRD schema, including unknown fields
+    (``kubectl apply`` refuses them: server-side strict field validation)."""
     document_validator, node_validator = _validators()
     for error in sorted(document_validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
         yield format_path(list(error.absolute_path)), _describe(error)
+    yield from unknown_fields(doc, crd_schema(), [])
     spec = doc.get("spec")
     predictors = spec.get("predictors") if isinstance(spec, dict) else None
     if not isinstance(predictors, list):
@@ -66,18 +68,55 @@ def structural_errors(doc: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for p_index, predictor in enumerate(predictors):
         graph = predictor.get("graph") if isinstance(predictor, dict) else None
         if isinstance(graph, dict):
-            yield from _children_errors(graph, ["spec", "predictors", p_index, "graph"], node_validator)
+            yield from _children_errors(graph, ["spec", "predictors", p_index, "graph"], node_validator, 0)
+
+
+def unknown_fields(instance: Any, schema: dict[str, Any], path: list[str | int]) -> Iterator[tuple[str, str]]:
+    """Fields the schema does not declare (objects with ``properties`` and no ``additionalProperties``)."""
+    if isinstance(instance, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            for key, value in instance.items():
+                if key in properties:
+                    yield from unknown_fields(value, properties[key], [*path, key])
+                elif "additionalProperties" not in schema:
+                    yield (
+                        format_path([*path, key]),
+                        f"unknown field {key!r}: the SeldonDeployment CRD does not declare it "
+                        "(kubectl refuses it; check the spelling)",
+                    )
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict) and not isinstance(properties, dict):
+            for key, value in instance.items():
+                yield from unknown_fields(value, extra, [*path, key])
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(instance):
+            yield from unknown_fields(item, schema["items"], [*path, index])
+
+
+# Seldon's installed CRD types the graph GRAPH_LEVELS children deep (operator/hack/
+# create_graph_openapi_schema.py); the innermost node has no ``children`` field.
+GRAPH_LEVELS = 10
 
 
 def _children_errors(
-    node: dict[str, Any], path: list[str | int], validator: Draft7Validator
+    node: dict[str, Any], path: list[str | int], validator: Draft7Validator, level: int
 ) -> Iterator[tuple[str, str]]:
     children = node.get("children")
     if not isinstance(children, list):
         return
+    if level >= GRAPH_LEVELS:
+        yield (
+            format_path([*path, "children"]),
+            f"graph deeper than Seldon's CRD allows: nodes may nest {GRAPH_LEVELS} levels of children; "
+            "kubectl refuses deeper children",
+        )
+        return
+    node_schema: dict[str, Any] = validator.schema
     for index, child in enumerate(children):
         child_path = [*path, "children", index]
         for error in validator.iter_errors(child):
             yield format_path([*child_path, *error.absolute_path]), _describe(error)
+        yield from unknown_fields(child, node_schema, child_path)
         if isinstance(child, dict):
-            yield from _children_errors(child, child_path, validator)
+            yield from _children_errors(child, child_path, validator, level + 1)

@@ -89,6 +89,24 @@ def test_issue_str_is_path_colon_message() -> None:
     assert str(issue) == "spec.predictors[1].traffic: too much"
 
 
+def deep_chain(levels: int) -> dict[str, Any]:
+    """A chain of ``levels`` nodes (SIMPLE_MODEL: no container needed), outermost first."""
+    node: dict[str, Any] = {"name": f"step-{levels}", "type": "TRANSFORMER", "implementation": "SIMPLE_MODEL"}
+    for level in range(levels - 1, 0, -1):
+        node = {
+            "name": f"step-{level}",
+            "type": "TRANSFORMER",
+            "implementation": "SIMPLE_MODEL",
+            "children": [node],
+        }
+    return node
+
+
+def test_ten_levels_of_children_are_fine() -> None:
+    doc = mutate(lambda d: d["spec"]["predictors"][0]["graph"].update(children=[deep_chain(10)]))
+    assert validate(doc) == []
+
+
 def mutate(change: Any) -> dict[str, Any]:
     doc = copy.deepcopy(base())
     change(doc)
@@ -172,6 +190,18 @@ CASES = {
     "structural: logger mode type": (
         lambda d: d["spec"]["predictors"][0]["graph"].update(logger={"mode": 3}),
         f"{P0}.graph.logger.mode: must be of type string, got int 3",
+    ),
+    "unknown field (typo)": (
+        lambda d: d["spec"]["predictors"][1].update(trafic=10),
+        f"{P1}.trafic: unknown field 'trafic': the SeldonDeployment CRD does not declare it",
+    ),
+    "unknown field in a child node": (
+        lambda d: d["spec"]["predictors"][0]["graph"].update(children=[{"name": "m", "modelURI": "x"}]),
+        f"{P0}.graph.children[0].modelURI: unknown field 'modelURI'",
+    ),
+    "graph deeper than the installed CRD": (
+        lambda d: d["spec"]["predictors"][0]["graph"].update(children=[deep_chain(11)]),
+        f"{P0}.graph{'.children[0]' * 10}.children: graph deeper than Seldon's CRD allows",
     ),
     "metadata name": (
         lambda d: d["metadata"].update(name="Pump_1"),
