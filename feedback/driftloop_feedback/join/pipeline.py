@@ -121,6 +121,8 @@ class _JoinerCollector(Collector):
             paused.add_metric([stage.name], float(stage.stats.paused))
             sampled.add_metric([stage.name], stage.breaker.sampled_out)
             tripped.add_metric([stage.name], float(stage.breaker.tripped))
+        for tp, value in sorted(self.joiner.rekey.lag.items()):
+            lag.add_metric(["rekey", tp.topic, str(tp.partition)], value)
         rekey = CounterMetricFamily("driftloop_joiner_rekeyed", "request-log events re-keyed")
         rekey.add_metric([], self.joiner.rekey.copied)
         yield from (events, lag, pending, paused, sampled, tripped, rekey)

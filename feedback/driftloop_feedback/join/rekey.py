@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from driftloop_feedback.join.settings import JoinerSettings
 
-from driftloop.eventlog import CommitFailedError, EventLog
+from driftloop.eventlog import CommitFailedError, EventLog, TopicPartition
 from driftloop.seldon_log import H_REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class RekeyStage:
         self.producer = log_.producer()
         self.copied = 0
         self.malformed = 0
+        self.lag: dict[TopicPartition, int] = {}
 
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
@@ -47,18 +48,20 @@ class RekeyStage:
             self.copied += 1
             self.unflushed += 1
         due = self.clock() - self._last_commit >= self.settings.checkpoint_interval_s
-        if self.unflushed >= self.settings.max_in_flight or (due and self.unflushed):
+        if self.unflushed >= self.settings.max_in_flight or due:
             self.checkpoint()
         return len(records)
 
     def checkpoint(self) -> None:
         """Flush the copies, then commit what was copied (never the other way round)."""
-        self.producer.flush()
-        try:
-            self.consumer.commit()
-        except CommitFailedError as exc:
-            log.warning("rekey: %s", exc)
+        if self.unflushed:
+            self.producer.flush()
+            try:
+                self.consumer.commit()
+            except CommitFailedError as exc:
+                log.warning("rekey: %s", exc)
         self.unflushed = 0
+        self.lag = self.consumer.lag()
         self._last_commit = self.clock()
 
     def run(self, should_stop: Callable[[], bool]) -> None:
