@@ -6,19 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import pandas as pd
 
 from driftloop.errors import DriftloopError
-from driftloop.telemetry import (
-    PUMP_SCHEMA,
-    SimulatorSettings,
-    TelemetrySchema,
-    load_telemetry,
-    simulate_fleet,
-)
+
+if TYPE_CHECKING:  # pandas and the simulator load only when a command runs: `driftloop --help` stays fast
+    import pandas as pd
+
+    from driftloop.telemetry import TelemetrySchema
+
+DEFAULT_TARGET = "bearing_temp_c"  # driftloop.telemetry.PUMP_SCHEMA.target_col
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +58,7 @@ def csv_options(func: F) -> F:
                 "--asset-col", default="asset_id", show_default=True, help="Asset column ('' = one)."
             ),
             click.option(
-                "--target-col", default=PUMP_SCHEMA.target_col, show_default=True, help="Sensor to forecast."
+                "--target-col", default=DEFAULT_TARGET, show_default=True, help="Sensor to forecast."
             ),
             click.option(
                 "--feature-col",
@@ -85,6 +84,8 @@ def load_source(
     seed: int,
 ) -> tuple[pd.DataFrame, TelemetrySchema]:
     """The user's file when ``csv_path`` is given, else a fresh simulation."""
+    from driftloop.telemetry import PUMP_SCHEMA, SimulatorSettings, load_telemetry, simulate_fleet
+
     if csv_path is not None:
         return load_telemetry(
             csv_path,
@@ -119,6 +120,7 @@ def simulate(
     Train on it with `driftloop train --csv <file>`.
     """
     from driftloop.learning.features import FeatureSpec, with_labels
+    from driftloop.telemetry import SimulatorSettings, simulate_fleet
 
     started = time.perf_counter()
     try:

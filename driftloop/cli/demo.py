@@ -10,19 +10,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
-import pandas as pd
 
 from driftloop.cli.serve import server_env
-from driftloop.cli.train import DEFAULT_REPOSITORY, print_published, print_training, quiet_third_party_logs
+from driftloop.cli.train import (
+    CHAMPION,
+    DEFAULT_REPOSITORY,
+    print_published,
+    print_training,
+    quiet_third_party_logs,
+)
 from driftloop.errors import DriftloopError
-from driftloop.learning.features import FeatureSpec, build_features, latest_rows
-from driftloop.learning.registration import CHAMPION
-from driftloop.learning.training import TrainingSettings
-from driftloop.learning.v2_payload import as_next_node_request, features_request, output_values
+
+if TYPE_CHECKING:  # heavy imports happen inside the steps: `driftloop --help` stays fast
+    import pandas as pd
 
 
 @dataclass
@@ -49,7 +52,8 @@ def step_simulate(ctx: DemoContext) -> str:
 
 
 def step_train(ctx: DemoContext) -> str:
-    from driftloop.learning.training import train
+    from driftloop.learning.features import FeatureSpec
+    from driftloop.learning.training import TrainingSettings, train
 
     assert ctx.telemetry is not None
     ctx.training = train(ctx.telemetry, FeatureSpec(), TrainingSettings(seed=ctx.seed))
@@ -76,6 +80,11 @@ def step_serve(ctx: DemoContext) -> str:
 
 def step_call_graph(ctx: DemoContext) -> str:
     """The latest row of every pump through bearing-outlier -> bearing-temp, chained as Seldon does."""
+    import httpx
+
+    from driftloop.learning.features import FeatureSpec, build_features, latest_rows
+    from driftloop.learning.v2_payload import as_next_node_request, features_request, output_values
+
     assert ctx.telemetry is not None and ctx.server is not None
     rows = latest_rows(build_features(ctx.telemetry, FeatureSpec(), require_label=False))
     body = features_request(
@@ -131,6 +140,8 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
 def demo(assets: int, days: float, seed: int, repository: Path) -> None:
     """Run the loop on this machine: simulate -> train -> register -> serve with MLServer on 127.0.0.1 ->
     one V2 call through the outlier -> model chain -> stop. State goes to DRIFTLOOP_HOME (./.driftloop)."""
+    import httpx
+
     quiet_third_party_logs()
     ctx = DemoContext(assets=assets, days=days, seed=seed, repository=repository)
     total = time.perf_counter()

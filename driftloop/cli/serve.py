@@ -7,12 +7,15 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from driftloop.cli.train import DEFAULT_REPOSITORY, echo_step, quiet_third_party_logs
 from driftloop.errors import DriftloopError
-from driftloop.settings import StateSettings
+
+if TYPE_CHECKING:
+    from driftloop.settings import StateSettings
 
 
 def server_env(state: StateSettings | None = None) -> dict[str, str]:
@@ -20,6 +23,8 @@ def server_env(state: StateSettings | None = None) -> dict[str, str]:
     runs in its own working directory), the tracking URI, and MLflow's own
     MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: MLflow 3.17 resolves ``models:/`` URIs inside
     ``download_artifacts`` with the global registry URI even when one is passed in."""
+    from driftloop.settings import StateSettings
+
     state = state or StateSettings()
     uri = state.tracking_uri()
     return {

@@ -7,14 +7,18 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from driftloop.cli.data import csv_options, load_source, simulator_options
 from driftloop.errors import DriftloopError
-from driftloop.learning.features import FeatureSpec
-from driftloop.learning.registration import CHAMPION, PublishedVersions
-from driftloop.learning.training import TrainingResult, TrainingSettings
+
+if TYPE_CHECKING:  # scikit-learn, pandas and MLflow load only when a command runs
+    from driftloop.learning.registration import PublishedVersions
+    from driftloop.learning.training import TrainingResult, TrainingSettings
+
+CHAMPION = "champion"  # driftloop.learning.registration.CHAMPION
 
 DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
 
@@ -100,6 +104,8 @@ def train(
     (--time-col, --asset-col, --target-col, --feature-col). The registry is MLflow at
     DRIFTLOOP_MLFLOW_TRACKING_URI, default sqlite under DRIFTLOOP_HOME (./.driftloop).
     """
+    from driftloop.learning.training import TrainingSettings
+
     quiet_third_party_logs()
     try:
         result = run_training(
@@ -137,6 +143,7 @@ def run_training(
     lag_s: float,
     settings: TrainingSettings,
 ) -> TrainingResult:
+    from driftloop.learning.features import FeatureSpec
     from driftloop.learning.training import train as train_model
 
     started = time.perf_counter()
