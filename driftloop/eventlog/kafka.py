@@ -174,6 +174,7 @@ class KafkaProducer:
         )
         self._failures: list[tuple[str, BaseException]] = []  # filled by the futures' errbacks
         self._sent_since_flush = 0
+        self._sent_counters: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -192,7 +193,7 @@ class KafkaProducer:
         except EventLogError as exc:
             self._log.metrics.refused(self._log.backend, topic, exc)
             raise
-        future.add_callback(self._acknowledged, topic)
+        future.add_callback(self._acknowledged)
         future.add_errback(self._failed, topic)
         with self._lock:
             self._sent_since_flush += 1
@@ -231,8 +232,12 @@ class KafkaProducer:
             ) from exc
         return future
 
-    def _acknowledged(self, topic: str, _metadata: Any) -> None:
-        self._log.metrics.records_sent.labels(self._log.backend, topic).inc()
+    def _acknowledged(self, metadata: Any) -> None:
+        counter = self._sent_counters.get(metadata.topic)
+        if counter is None:  # one label lookup per topic, not per record
+            counter = self._log.metrics.records_sent.labels(self._log.backend, metadata.topic)
+            self._sent_counters[metadata.topic] = counter
+        counter.inc()
 
     def _failed(self, topic: str, exc: BaseException) -> None:
         self._log.metrics.send_errors.labels(self._log.backend, topic, "not_acknowledged").inc()
