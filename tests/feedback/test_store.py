@@ -15,6 +15,7 @@ MODULES = [
     "driftloop_feedback.join.shard",
     "driftloop_feedback.join.pipeline",
     "driftloop_feedback.labelled",
+    "driftloop_feedback.join.watchdog",
 ]
 
 

@@ -23,6 +23,7 @@ from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard
 from driftloop_feedback.join.snapshots import SnapshotStore
+from driftloop_feedback.join.watchdog import AssignmentWatchdog
 from driftloop_feedback.records import PredictionRow, TruthRecord, UndecodableRecord, decode_feedback
 
 from driftloop.eventlog import CommitFailedError, EventLog, Record, TopicPartition
@@ -72,7 +73,9 @@ class JoinStage:
         self._labelled_on_shard = name == "request" and (
             log_.partitions_for(s.labelled_topic) == log_.partitions_for(s.keyed_log_topic)
         )
-        self.consumer = log_.consumer(f"{s.group_id}-{name}", self.topics)
+        self.group_id = f"{s.group_id}-{name}"
+        self.consumer = log_.consumer(self.group_id, self.topics)
+        self.watchdog = AssignmentWatchdog(clock)
         self.producer = log_.producer()
         self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
         self.shards: dict[int, JoinShard] = {}
@@ -89,6 +92,15 @@ class JoinStage:
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
         records = self._sync_assignment(records)
+        if self.watchdog.should_resubscribe(assigned=bool(self.shards)):
+            log.warning(
+                "%s stage: no partition assigned for %.0f s; re-subscribing once (kafka-python "
+                "may have joined before it knew the topics)",
+                self.name,
+                self.watchdog.grace_s,
+            )
+            self.consumer.close()
+            self.consumer = self.log.consumer(self.group_id, self.topics)
         for record in records:
             self._dispatch(record)
         now = self.clock()
