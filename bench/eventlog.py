@@ -90,8 +90,12 @@ def driftloop_client(log: EventLog) -> Client:
 def raw_kafka_client(bootstrap: str) -> Client:
     import kafka
 
-    producer = kafka.KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    producer = kafka.KafkaProducer(  # the settings driftloop's producer uses
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        batch_size=KafkaSettings().batch_size_bytes,
     )
 
     def consumer(group: str, topic: str) -> Callable[[], list[bytes]]:

@@ -167,6 +167,7 @@ class KafkaProducer:
                 enable_idempotence=True,
                 delivery_timeout_ms=int(s.delivery_timeout_s * 1000),
                 linger_ms=s.linger_ms,
+                batch_size=s.batch_size_bytes,
                 max_request_size=s.max_message_bytes,
                 max_block_ms=int(s.connect_timeout_s * 1000),
                 **log._config,

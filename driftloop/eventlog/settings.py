@@ -38,6 +38,11 @@ class KafkaSettings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     delivery_timeout_s: float = Field(default=120.0, gt=0, description="retry a send for at most this")
     linger_ms: int = Field(default=5, ge=0, description="batch sends for up to this many ms")
+    batch_size_bytes: int = Field(
+        default=256 * 1024,
+        gt=0,
+        description="largest producer batch per partition (kafka-python's default 16 KiB sends tiny batches)",
+    )
     session_timeout_s: float = Field(default=10.0, gt=0, description="group member declared dead after")
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     max_poll_interval_s: float = Field(default=300.0, gt=0)
