@@ -17,7 +17,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import httpx
+import httpcore
 import orjson
 
 from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
@@ -26,6 +26,22 @@ from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment, Node, Predictor
 
 JSON = "application/json"
+# What can go wrong on the way to a node (httpcore's exceptions share no common base).
+TRANSPORT_ERRORS = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.TimeoutException,
+    httpcore.UnsupportedProtocol,
+    httpcore.ConnectionNotAvailable,
+)
+NODE_TIMEOUTS = {"connect": 5.0, "read": 60.0, "write": 60.0, "pool": 60.0}
+
+
+def _content_type(response: httpcore.Response) -> str:
+    for name, value in response.headers:
+        if name.lower() == b"content-type":
+            return bytes(value).decode("latin-1")
+    return JSON
 
 
 @dataclass(frozen=True)
@@ -78,14 +94,14 @@ class PredictorExecutor:
         deployment: Deployment,
         predictor: Predictor,
         base_url: str,
-        client: httpx.AsyncClient,
+        pool: httpcore.AsyncConnectionPool,
         metrics: IngressMetrics,
         request_logger: RequestLogger | None,
     ) -> None:
         self.deployment = deployment
         self.predictor = predictor
         self.base_url = base_url.rstrip("/")
-        self._client = client
+        self._pool = pool
         self._metrics = metrics
         self._logger = request_logger
         self._labels = (deployment.name, predictor.name)
@@ -139,27 +155,30 @@ class PredictorExecutor:
                 ) from exc
         started = time.perf_counter()
         try:
-            response = await self._client.post(
+            response = await self._pool.request(
+                "POST",
                 f"{self.base_url}/v2/models/{model}/infer",
                 content=msg.body,
-                headers={"content-type": msg.content_type, "seldon-puid": ctx.puid},
+                headers=[
+                    (b"content-type", msg.content_type.encode("latin-1")),
+                    (b"seldon-puid", ctx.puid.encode("latin-1")),
+                ],
+                extensions={"timeout": NODE_TIMEOUTS},
             )
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             self._count(node, 0, time.perf_counter() - started)
             raise NodeFailure(
                 node.name,
                 503,
                 error_body(
-                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
+                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc!r}"
                 ),
                 "unreachable",
             ) from exc
-        self._count(node, response.status_code, time.perf_counter() - started)
-        if response.status_code != 200:
-            raise NodeFailure(
-                node.name, response.status_code, response.content, f"status_{response.status_code}"
-            )
-        result = Payload(response.content, response.headers.get("content-type", JSON))
+        self._count(node, response.status, time.perf_counter() - started)
+        if response.status != 200:
+            raise NodeFailure(node.name, response.status, response.content, f"status_{response.status}")
+        result = Payload(response.content, _content_type(response))
         if logs and node.logger is not None and node.logger.logs_responses:
             await self._log(TYPE_RESPONSE, node, result, ctx)
         return result
@@ -188,7 +207,9 @@ class PredictorExecutor:
     async def get(self, path: str) -> tuple[int, bytes, str]:
         """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable."""
         try:
-            response = await self._client.get(f"{self.base_url}{path}")
-        except httpx.HTTPError as exc:
-            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc}"), JSON
-        return response.status_code, response.content, response.headers.get("content-type", JSON)
+            response = await self._pool.request(
+                "GET", f"{self.base_url}{path}", extensions={"timeout": NODE_TIMEOUTS}
+            )
+        except TRANSPORT_ERRORS as exc:
+            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc!r}"), JSON
+        return response.status, response.content, _content_type(response)

