@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -104,3 +104,16 @@ def test_a_broker_that_is_down_gives_a_clear_error_naming_it_within_seconds() ->
     assert "Check that the broker is running" in message
     assert "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS" in message
     assert elapsed < 15, f"took {elapsed:.1f} s to give up on a dead broker"
+
+
+def test_the_new_topic_fixture_creates_unique_topics_on_the_shared_broker(
+    new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    first, second = new_topic(partitions=3), new_topic()
+    assert first != second
+    log = KafkaEventLog(kafka_bootstrap, quick_kafka_settings())
+    try:
+        assert log.partitions_for(first) == 3
+        assert log.partitions_for(second) == 1
+    finally:
+        log.close()
