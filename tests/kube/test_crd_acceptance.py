@@ -282,10 +282,6 @@ def test_unknown_field_is_refused_by_the_api_server(
     assert f'unknown field "{field}' in str(created.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driftloop_graphs.validation accepts fields the CRD does not declare; kubectl refuses them",
-)
 @pytest.mark.parametrize(("mutate", "field"), _unknown)
 def test_unknown_field_is_refused_by_driftloop(mutate: Mutation, field: str) -> None:
     doc = canary_sdep()
