@@ -18,7 +18,7 @@ from tests.fixtures.kafka import quick_kafka_settings, unique_topic
 
 
 def quick_embedded_settings(**overrides: object) -> EmbeddedSettings:
-    values: dict[str, object] = {"session_timeout_s": 1.5}
+    values: dict[str, object] = {"session_timeout_s": 3.0}
     values.update(overrides)
     return EmbeddedSettings.model_validate(values)
 

@@ -38,7 +38,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     log: EventLog
     if request.param == "embedded":
         home = tmp_path / "home"
-        env.update(DRIFTLOOP_HOME=str(home), DRIFTLOOP_EVENTLOG_SESSION_TIMEOUT_S="1.5")
+        env.update(DRIFTLOOP_HOME=str(home), DRIFTLOOP_EVENTLOG_SESSION_TIMEOUT_S="3")
         log = EmbeddedEventLog(home.resolve() / "eventlog", quick_embedded_settings())
     else:
         from driftloop.eventlog.kafka import KafkaEventLog
@@ -46,8 +46,8 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
         env.update(
             DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S="1.5",
-            DRIFTLOOP_KAFKA_HEARTBEAT_INTERVAL_S="0.3",
+            DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S="3",
+            DRIFTLOOP_KAFKA_HEARTBEAT_INTERVAL_S="0.5",
             DRIFTLOOP_KAFKA_LINGER_MS="0",
         )
         log = KafkaEventLog(bootstrap, quick_kafka_settings())

@@ -31,7 +31,7 @@ def test_broker_restarted_mid_stream_loses_no_acknowledged_record_and_consumers_
     own_broker: LocalKafkaBroker,
 ) -> None:
     broker = own_broker
-    log = KafkaEventLog(broker.bootstrap_servers, quick_kafka_settings(session_timeout_s=6.0))
+    log = KafkaEventLog(broker.bootstrap_servers, quick_kafka_settings())
     try:
         log.create_topic("plant.telemetry", 2)
         producer = log.producer()
