@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driftloop_feedback.join.watchdog import AssignmentWatchdog
 from driftloop_feedback.records import LabelledExample, TruthRecord
 
 from driftloop.eventlog import EventLog
@@ -85,6 +86,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def progress(log_path: Path) -> str:
+    """The joiner's last progress lines and warnings (for assertion messages)."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    return "\n".join([ln for ln in lines if "joined=" in ln or "WARNING" in ln or "ERROR" in ln][-8:])
+
+
 def start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as out:
         return subprocess.Popen(
@@ -111,7 +118,9 @@ class LabelledReader:
     """Reads the labelled topic as the trainer would: deduplicated by ``example_id``."""
 
     def __init__(self, log: EventLog, topic: str) -> None:
+        self.log, self.topic = log, topic
         self.consumer = log.consumer(f"reader-{uuid.uuid4().hex[:8]}", [topic])
+        self.watchdog = AssignmentWatchdog(time.monotonic)
         self.raw = 0
         self.examples: dict[str, LabelledExample] = {}
         self.conflicts: list[str] = []
@@ -119,6 +128,10 @@ class LabelledReader:
     def read_until(self, done: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not done() and time.monotonic() < deadline:
+            if self.watchdog.should_resubscribe(assigned=bool(self.consumer.assignment())):
+                # kafka-python joined before it knew the topic (see AssignmentWatchdog)
+                self.consumer.close()
+                self.consumer = self.log.consumer(f"reader-{uuid.uuid4().hex[:8]}", [self.topic])
             for record in self.consumer.poll(timeout_s=0.5, max_records=5000):
                 self.raw += 1
                 example = LabelledExample.decode(record.value)

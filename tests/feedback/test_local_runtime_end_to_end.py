@@ -22,6 +22,7 @@ from tests.feedback.pipeline_support import (
     LabelledReader,
     Topology,
     free_port,
+    progress,
     start_api,
     start_joiner,
     stop,
@@ -151,7 +152,7 @@ def test_runtime_request_log_plus_api_truth_and_readings_are_labelled(
         stop(joiner)
         stop(api)
         reader.close()
-    assert set(reader.examples) == expected, (tmp_path / "joiner.log").read_text()[-3000:]
+    assert set(reader.examples) == expected, progress(tmp_path / "joiner.log")
     first = reader.examples[f"{puids[1]}:1"]
     assert (first.features, first.prediction, first.truth) == ((1.0, 2.0), 3.0, 201.0)
     assert (first.endpoint, first.model_version, first.joined_by) == ("main", "7", "request")

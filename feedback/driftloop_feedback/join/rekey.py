@@ -40,7 +40,7 @@ class RekeyStage:
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
         if self.watchdog.should_resubscribe(assigned=bool(records) or bool(self.consumer.assignment())):
-            log.warning("rekey: no partition assigned for %.0f s; re-subscribing once", self.watchdog.grace_s)
+            log.warning("rekey: no partition assigned; re-subscribing (attempt %d)", self.watchdog.used)
             self.checkpoint()
             self.consumer.close()
             self.consumer = self.log.consumer(self.group_id, [self.settings.request_log_topic])

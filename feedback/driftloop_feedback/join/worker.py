@@ -94,7 +94,7 @@ class JoinStage:
         records = self._sync_assignment(records)
         if self.watchdog.should_resubscribe(assigned=bool(self.shards)):
             log.warning(
-                "%s stage: no partition assigned for %.0f s; re-subscribing once (kafka-python "
+                "%s stage: no partition assigned; re-subscribing (attempt %d; kafka-python "
                 "may have joined before it knew the topics)",
                 self.name,
                 self.watchdog.grace_s,
