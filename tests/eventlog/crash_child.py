@@ -3,6 +3,7 @@ driftloop service does) and reports progress on stdout, one line per acknowledge
 
     python -m tests.eventlog.crash_child produce <topic> <count> <label> <wait|exit>
     python -m tests.eventlog.crash_child consume <group> <topic> <count> <commit|nocommit>
+    python -m tests.eventlog.crash_child member <group> <topic>
 """
 
 from __future__ import annotations
@@ -42,11 +43,30 @@ def consume(group: str, topic: str, count: int, mode: str) -> None:
     time.sleep(3600)  # killed here by the test, without closing the consumer
 
 
+def member(group: str, topic: str) -> None:
+    """A long-running group member: reports its assignment and every record, commits each batch."""
+    log = open_event_log()
+    consumer = log.consumer(group, [topic])
+    seen: list[int] = []
+    while True:
+        records = consumer.poll(timeout_s=0.2)
+        assigned = sorted(tp.partition for tp in consumer.assignment())
+        if assigned != seen:
+            seen = assigned
+            print("assigned " + ",".join(map(str, assigned)), flush=True)
+        for record in records:
+            print(f"got {record.partition} {record.value.decode()}", flush=True)
+        if records:
+            consumer.commit()
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "produce":
         produce(args[0], int(args[1]), args[2], args[3])
     elif command == "consume":
         consume(args[0], args[1], int(args[2]), args[3])
+    elif command == "member":
+        member(args[0], args[1])
     else:
         raise SystemExit(f"unknown command {command!r}")

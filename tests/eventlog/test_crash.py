@@ -6,8 +6,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,11 +86,21 @@ class Child:
                 return
         raise AssertionError(f"child never printed {predicate!r}")
 
+    def read_all(self) -> None:
+        """Collect every line until the child exits (run in a thread)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.strip())
+
     def kill(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
-        out, _ = self.process.communicate(timeout=30)
-        self.lines.extend(line.strip() for line in out.splitlines())
+        try:
+            out, _ = self.process.communicate(timeout=30)
+        except ValueError:  # stdout is being read by read_all's thread
+            self.process.wait(30)
+            out = ""
+        self.lines.extend(line.strip() for line in (out or "").splitlines())
 
 
 def test_a_producer_killed_right_after_acknowledged_sends_loses_none_of_them(target: Target) -> None:
@@ -156,3 +167,45 @@ def test_several_producer_processes_share_one_embedded_log(tmp_path: Path) -> No
         per_key.setdefault(record.key, []).append(int(record.value.decode().split(":")[1]))
     assert all(seqs == sorted(seqs) for seqs in per_key.values())
     log.close()
+
+
+def test_two_processes_in_one_group_split_the_partitions_between_them(target: Target) -> None:
+    topic = unique_topic("group")
+    target.log.create_topic(topic, 4)
+    members = [Child(target.env, "member", "split", topic) for _ in range(2)]
+    readers = [threading.Thread(target=m.read_all, daemon=True) for m in members]
+    for reader in readers:
+        reader.start()
+    try:
+
+        def latest_assignment(member: Child) -> set[int]:
+            lines = [line for line in list(member.lines) if line.startswith("assigned")]
+            return {int(p) for p in lines[-1].split()[1].split(",") if p} if lines else set()
+
+        wait_for(lambda: all(len(latest_assignment(m)) == 2 for m in members), what="a 2 + 2 split")
+        first, second = (latest_assignment(m) for m in members)
+        assert first | second == {0, 1, 2, 3}
+        assert not first & second
+        producer = target.log.producer()
+        for i in range(100):
+            producer.send(topic, str(i).encode(), key=str(i).encode())
+        producer.flush()
+
+        def received(member: Child) -> list[tuple[int, int]]:
+            got = [line.split() for line in list(member.lines) if line.startswith("got")]
+            return [(int(partition), int(value)) for _, partition, value in got]
+
+        wait_for(lambda: sum(len(received(m)) for m in members) >= 100, what="100 records")
+        assert {p for p, _ in received(members[0])} <= first
+        assert {p for p, _ in received(members[1])} <= second
+        assert sorted(v for m in members for _, v in received(m)) == list(range(100))
+    finally:
+        for member in members:
+            member.kill()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.1)
