@@ -48,6 +48,21 @@ class Topology:
         return self.env()[f"DRIFTLOOP_JOINER_{name.upper()}_TOPIC"]
 
 
+TOPIC_NAMES = ("request_log", "keyed_log", "feedback", "telemetry", "predictions", "labelled")
+
+
+def create_topics(log: EventLog, topo: Topology, timeout_s: float = 60.0) -> None:
+    """Create the joiner's topics and wait until the log reports every partition of each."""
+    for name in TOPIC_NAMES:
+        log.create_topic(topo.topic(name), topo.partitions)
+    deadline = time.monotonic() + timeout_s
+    missing = list(TOPIC_NAMES)
+    while missing and time.monotonic() < deadline:
+        missing = [n for n in missing if len(log.end_offsets(topo.topic(n))) != topo.partitions]
+        time.sleep(0.2)
+    assert not missing, f"topics {missing} not visible after {timeout_s} s"
+
+
 def write_requests(log: EventLog, topo: Topology, start: int, count: int, rows: int = 2) -> set[str]:
     """``count`` graph calls (4 Seldon events each, no key) and truth for every row of every other
     call; returns the example ids that must be labelled."""

@@ -18,6 +18,7 @@ from driftloop.eventlog.kafka import KafkaEventLog
 from tests.feedback.pipeline_support import (
     LabelledReader,
     Topology,
+    create_topics,
     free_port,
     progress,
     start_joiner,
@@ -49,11 +50,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ev
         log.close()
 
 
-def create_topics(log: EventLog, topo: Topology) -> None:
-    for name in ("request_log", "keyed_log", "feedback", "telemetry", "predictions", "labelled"):
-        log.create_topic(topo.topic(name), topo.partitions)
-
-
 def test_sigkill_mid_stream_then_restart_labels_every_example_once(
     backend: tuple[EventLog, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -65,12 +61,12 @@ def test_sigkill_mid_stream_then_restart_labels_every_example_once(
     reader = LabelledReader(log, topo.topic("labelled"))
     joiner = start_joiner(env, tmp_path / "joiner.log")
     try:
-        reader.read_until(lambda: len(reader.examples) >= 100, timeout_s=90)
+        reader.read_until(lambda: len(reader.examples) >= 100, timeout_s=200)
         assert len(reader.examples) >= 100, progress(tmp_path / "joiner.log")
         stop(joiner, signal.SIGKILL)  # mid-stream: more input is still unread or unflushed
         expected |= write_requests(log, topo, 300, 300)
         joiner = start_joiner(env, tmp_path / "joiner.log")
-        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=120)
+        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
         time.sleep(1.0)
         reader.read_until(lambda: False, timeout_s=1.0)  # anything extra would show up now
     finally:
@@ -98,7 +94,7 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
     reader = LabelledReader(log, topo.topic("labelled"))
     try:
         expected = write_requests(log, topo, 0, 400)
-        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=120)
+        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
         assert all(j.poll() is None for j in joiners), "a joiner died"
         time.sleep(1.0)  # one more checkpoint refreshes the lag figures
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text

@@ -21,6 +21,7 @@ from tests.feedback.pipeline_support import (
     REPO,
     LabelledReader,
     Topology,
+    create_topics,
     free_port,
     progress,
     start_api,
@@ -88,8 +89,7 @@ def test_runtime_request_log_plus_api_truth_and_readings_are_labelled(
         "DRIFTLOOP_JOINER_TOLERANCE_S": "100",
         "DRIFTLOOP_JOINER_ALLOWED_LATENESS_S": "0",
     }
-    for name in ("request_log", "keyed_log", "feedback", "telemetry", "predictions", "labelled"):
-        log.create_topic(topo.topic(name), topo.partitions)
+    create_topics(log, topo)
     manifest = tmp_path / "pump.yaml"
     manifest.write_text(MANIFEST.format(topic=topo.topic("request_log")))
     deployments = [Deployment.from_doc(doc) for doc in load_manifests(manifest)]
@@ -147,7 +147,7 @@ def test_runtime_request_log_plus_api_truth_and_readings_are_labelled(
         r = httpx.post(f"{base}/v1/feedback", json={"records": truths + readings}, headers=auth, timeout=30)
         assert r.status_code == 200 and r.json()["accepted"] == 16, r.text
         expected = {f"{p}:{row}" for p in puids[:6] for row in (0, 1)} | {f"{asset_puid}:0"}
-        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=90)
+        reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
     finally:
         stop(joiner)
         stop(api)

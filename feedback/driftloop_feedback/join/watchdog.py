@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 
 class AssignmentWatchdog:
-    def __init__(self, clock: Callable[[], float], grace_s: float = 10.0, attempts: int = 5) -> None:
+    def __init__(self, clock: Callable[[], float], grace_s: float = 5.0, attempts: int = 6) -> None:
         self.clock = clock
         self.grace_s = grace_s
         self.attempts = attempts

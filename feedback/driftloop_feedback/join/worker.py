@@ -97,7 +97,7 @@ class JoinStage:
                 "%s stage: no partition assigned; re-subscribing (attempt %d; kafka-python "
                 "may have joined before it knew the topics)",
                 self.name,
-                self.watchdog.grace_s,
+                self.watchdog.used,
             )
             self.consumer.close()
             self.consumer = self.log.consumer(self.group_id, self.topics)
