@@ -6,11 +6,14 @@ version a runtime reports is the one it serves even if the alias moves meanwhile
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import joblib
 from mlserver.logging import logger  # configured by MLServer (format, level, model context)
@@ -20,6 +23,23 @@ from driftloop_servers.errors import ArtifactError
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _LOCAL_MODEL_FILES = ("model.joblib", "model.pkl", "model.pickle")
+
+_T = TypeVar("_T")
+# MLServer loads a repository's models concurrently. Unpickling imports the estimator's modules, and two
+# threads importing scikit-learn at once can see a partially initialised module ("cannot import name
+# 'BaseLibSVM' from partially initialized module 'sklearn.svm._base'"). Imports are process-wide, so
+# loading one artifact at a time per process costs nothing that could run in parallel anyway.
+_LOAD_LOCK = threading.Lock()
+
+
+async def load_off_loop(load: Callable[..., _T], *args: Any) -> _T:
+    """Run a blocking artifact load in a worker thread, one load at a time in this process."""
+
+    def locked() -> _T:
+        with _LOAD_LOCK:
+            return load(*args)
+
+    return await asyncio.to_thread(locked)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters
 
-from driftloop_servers.artifacts import ArtifactRef
+from driftloop_servers.artifacts import ArtifactRef, load_off_loop
 from driftloop_servers.detector_loading import load_runtime_detector
 from driftloop_servers.detectors import DriftDetector, DriftResult
 from driftloop_servers.errors import ArtifactError, InvalidTensor
@@ -47,7 +47,7 @@ class DriftRuntime(MLModel):
     async def load(self) -> bool:
         self.runtime_settings = DriftRuntimeSettings.from_model_settings(self.settings)
         s = self.runtime_settings
-        detector, ref = await asyncio.to_thread(
+        detector, ref = await load_off_loop(
             load_runtime_detector, s.detector_uri, self.settings, s.resolved_tracking_uri()
         )
         if not isinstance(detector, DriftDetector):

@@ -14,7 +14,6 @@ clears, so requests already inside the old runtime finish on the old model.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from mlserver.errors import MLServerError
 from mlserver.logging import logger  # configured by MLServer (format, level, model context)
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
 
-from driftloop_servers.artifacts import ArtifactRef, artifact_uri, load_estimator
+from driftloop_servers.artifacts import ArtifactRef, artifact_uri, load_estimator, load_off_loop
 from driftloop_servers.errors import ArtifactError, InvalidTensor
 from driftloop_servers.metrics import count_rows
 from driftloop_servers.settings import ModelRuntimeSettings
@@ -58,7 +57,7 @@ class IncrementalModelRuntime(MLModel):
 
     async def load(self) -> bool:
         self.runtime_settings = ModelRuntimeSettings.from_model_settings(self.settings)
-        self._served = await asyncio.to_thread(self._load_served)
+        self._served = await load_off_loop(self._load_served)
         ref = self._served.ref
         logger.info(
             "model %r serves %s%s (%s)",

@@ -8,14 +8,12 @@ annotations into its own response.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 from fastapi import status
 from mlserver import MLModel
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters
 
-from driftloop_servers.artifacts import ArtifactRef
+from driftloop_servers.artifacts import ArtifactRef, load_off_loop
 from driftloop_servers.detector_loading import load_runtime_detector
 from driftloop_servers.detectors import OutlierDetector
 from driftloop_servers.errors import ArtifactError, DetectorError, InvalidTensor
@@ -39,7 +37,7 @@ class OutlierRuntime(MLModel):
     async def load(self) -> bool:
         self.runtime_settings = OutlierRuntimeSettings.from_model_settings(self.settings)
         s = self.runtime_settings
-        detector, ref = await asyncio.to_thread(
+        detector, ref = await load_off_loop(
             load_runtime_detector, s.detector_uri, self.settings, s.resolved_tracking_uri()
         )
         if not isinstance(detector, OutlierDetector):
