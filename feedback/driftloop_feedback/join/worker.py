@@ -128,10 +128,11 @@ class JoinStage:
         self.in_flight = 0
         owned = self.consumer.assignment()
         commits: dict[TopicPartition, int] = {}
+        owned_partitions = {tp.partition for tp in owned}
         for p in sorted(self.dirty):
             shard = self.shards.get(p)
-            if shard is None:
-                continue
+            if shard is None or p not in owned_partitions:
+                continue  # revoked since the last poll: its new owner writes its snapshots now
             offsets = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
             self.snapshots.save(self.name, p, {"offsets": offsets, "shard": shard.snapshot()})
             commits.update({tp: o for tp, o in offsets.items() if tp in owned})
