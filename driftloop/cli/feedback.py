@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from types import FrameType
 
 import click
@@ -80,12 +79,21 @@ def join(metrics_port: int | None, progress_s: float) -> None:
         server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=joiner.registry())
         click.echo(f"joiner metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
     click.echo(f"joiner ready (group {settings.group_id}, mode {settings.mode})", err=True)
-    last = time.monotonic()
+    failed: list[BaseException] = []
+
+    def _run() -> None:
+        try:
+            joiner.run(stop.is_set)
+        except BaseException as exc:  # reported below, from the main thread
+            failed.append(exc)
+            stop.set()
+
+    runner = threading.Thread(target=_run, name="joiner", daemon=True)
     try:
-        while not stop.is_set():
-            joiner.step()
-            if time.monotonic() - last >= progress_s:
-                last = time.monotonic()
+        runner.start()
+        while runner.is_alive():
+            runner.join(timeout=progress_s)
+            if runner.is_alive():
                 c = joiner.counters()
                 pending = joiner.request.stats.pending + joiner.asset.stats.pending
                 click.echo(
@@ -94,7 +102,8 @@ def join(metrics_port: int | None, progress_s: float) -> None:
                     f"sampled_out={joiner.sampled_out()}",
                     err=True,
                 )
-        joiner.checkpoint()
+        if failed:
+            raise click.ClickException(f"joiner stopped: {failed[0]!r}")
     finally:
         joiner.close()
         log.close()

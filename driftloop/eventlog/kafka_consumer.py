@@ -50,6 +50,10 @@ class KafkaConsumer:
                 **log._config,
             )
         )
+        # Learn the topics' partitions before joining the group, so the first assignment covers them
+        # (otherwise the assignor logs "No partition metadata for topic ..." and assigns nothing).
+        for topic in topics:
+            self._call("metadata fetch", functools.partial(self._consumer.partitions_for_topic, topic))
         self._consumer.subscribe(topics)
         self._closed = False
 

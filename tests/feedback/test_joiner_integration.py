@@ -96,14 +96,19 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
         expected = write_requests(log, topo, 0, 400)
         reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
         assert all(j.poll() is None for j in joiners), "a joiner died"
-        time.sleep(1.0)  # one more checkpoint refreshes the lag figures
-        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        # Lag figures refresh at each checkpoint (every 2 s by default): wait until they show caught up.
+        deadline = time.monotonic() + 30
+        while True:
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            lag_lines = [ln for ln in metrics.splitlines() if ln.startswith("driftloop_joiner_consumer_lag{")]
+            if (lag_lines and all(ln.endswith(" 0.0") for ln in lag_lines)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     finally:
         for j in joiners:
             stop(j)
         reader.close()
     assert set(reader.examples) == expected
     assert reader.conflicts == []
-    lag_lines = [line for line in metrics.splitlines() if line.startswith("driftloop_joiner_consumer_lag{")]
     assert lag_lines and all(line.endswith(" 0.0") for line in lag_lines), metrics
     assert 'driftloop_joiner_events_total{outcome="joined",stage="request"}' in metrics
