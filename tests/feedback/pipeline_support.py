@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from driftloop_feedback.join.watchdog import AssignmentWatchdog
 from driftloop_feedback.records import LabelledExample, TruthRecord
 
 from driftloop.eventlog import EventLog
@@ -135,7 +134,6 @@ class LabelledReader:
     def __init__(self, log: EventLog, topic: str) -> None:
         self.log, self.topic = log, topic
         self.consumer = log.consumer(f"reader-{uuid.uuid4().hex[:8]}", [topic])
-        self.watchdog = AssignmentWatchdog(time.monotonic)
         self.raw = 0
         self.examples: dict[str, LabelledExample] = {}
         self.conflicts: list[str] = []
@@ -143,10 +141,6 @@ class LabelledReader:
     def read_until(self, done: Callable[[], bool], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not done() and time.monotonic() < deadline:
-            if self.watchdog.should_resubscribe(assigned=bool(self.consumer.assignment())):
-                # kafka-python joined before it knew the topic (see AssignmentWatchdog)
-                self.consumer.close()
-                self.consumer = self.log.consumer(f"reader-{uuid.uuid4().hex[:8]}", [self.topic])
             for record in self.consumer.poll(timeout_s=0.5, max_records=5000):
                 self.raw += 1
                 example = LabelledExample.decode(record.value)

@@ -15,7 +15,6 @@ MODULES = [
     "driftloop_feedback.join.shard",
     "driftloop_feedback.join.pipeline",
     "driftloop_feedback.labelled",
-    "driftloop_feedback.join.watchdog",
 ]
 
 

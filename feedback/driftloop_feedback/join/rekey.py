@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 
 from driftloop_feedback.join.settings import JoinerSettings
-from driftloop_feedback.join.watchdog import AssignmentWatchdog
 
 from driftloop.eventlog import CommitFailedError, EventLog, TopicPartition
 from driftloop.seldon_log import H_REQUEST_ID
@@ -28,10 +27,8 @@ class RekeyStage:
         self.clock = clock
         self.unflushed = 0
         self._last_commit = clock()
-        self.log = log_
         self.group_id = f"{settings.group_id}-rekey"
         self.consumer = log_.consumer(self.group_id, [settings.request_log_topic])
-        self.watchdog = AssignmentWatchdog(clock)
         self.producer = log_.producer()
         self.copied = 0
         self.malformed = 0
@@ -39,12 +36,6 @@ class RekeyStage:
 
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
-        if self.watchdog.should_resubscribe(assigned=bool(records) or bool(self.consumer.assignment())):
-            log.warning("rekey: no partition assigned; re-subscribing (attempt %d)", self.watchdog.used)
-            self.checkpoint()
-            self.consumer.close()
-            self.consumer = self.log.consumer(self.group_id, [self.settings.request_log_topic])
-            return 0
         topic = self.settings.keyed_log_topic
         for record in records:
             request_id = record.header(H_REQUEST_ID)

@@ -23,7 +23,6 @@ from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard
 from driftloop_feedback.join.snapshots import SnapshotStore
-from driftloop_feedback.join.watchdog import AssignmentWatchdog
 from driftloop_feedback.records import PredictionRow, TruthRecord, UndecodableRecord, decode_feedback
 
 from driftloop.eventlog import CommitFailedError, EventLog, Record, TopicPartition
@@ -66,7 +65,6 @@ class JoinStage:
             self.prediction_topics = {s.predictions_topic}
         else:
             raise ValueError(f"unknown join stage {name!r}; use 'request' or 'asset'")
-        self.log = log_
         # The request join's shards are partitions of topics keyed by request id, as is the labelled
         # topic: with equal counts, a shard's examples belong on the shard's own partition, which saves
         # hashing every key again (the key is still set on each record).
@@ -75,7 +73,6 @@ class JoinStage:
         )
         self.group_id = f"{s.group_id}-{name}"
         self.consumer = log_.consumer(self.group_id, self.topics)
-        self.watchdog = AssignmentWatchdog(clock)
         self.producer = log_.producer()
         self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
         self.shards: dict[int, JoinShard] = {}
@@ -92,15 +89,6 @@ class JoinStage:
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
         records = self._sync_assignment(records)
-        if self.watchdog.should_resubscribe(assigned=bool(self.shards)):
-            log.warning(
-                "%s stage: no partition assigned; re-subscribing (attempt %d; kafka-python "
-                "may have joined before it knew the topics)",
-                self.name,
-                self.watchdog.used,
-            )
-            self.consumer.close()
-            self.consumer = self.log.consumer(self.group_id, self.topics)
         for record in records:
             self._dispatch(record)
         now = self.clock()
