@@ -16,32 +16,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpcore
 import orjson
 
 from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment, Node, Predictor
+from driftloop_graphs.upstream import UpstreamError, UpstreamPool
 
 JSON = "application/json"
-# What can go wrong on the way to a node (httpcore's exceptions share no common base).
-TRANSPORT_ERRORS = (
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.TimeoutException,
-    httpcore.UnsupportedProtocol,
-    httpcore.ConnectionNotAvailable,
-)
-NODE_TIMEOUTS = {"connect": 5.0, "read": 60.0, "write": 60.0, "pool": 60.0}
-
-
-def _content_type(response: httpcore.Response) -> str:
-    for name, value in response.headers:
-        if name.lower() == b"content-type":
-            return bytes(value).decode("latin-1")
-    return JSON
 
 
 @dataclass(frozen=True)
@@ -94,13 +79,17 @@ class PredictorExecutor:
         deployment: Deployment,
         predictor: Predictor,
         base_url: str,
-        pool: httpcore.AsyncConnectionPool,
+        pool: UpstreamPool,
         metrics: IngressMetrics,
         request_logger: RequestLogger | None,
     ) -> None:
         self.deployment = deployment
         self.predictor = predictor
         self.base_url = base_url.rstrip("/")
+        origin = urlsplit(self.base_url)
+        if origin.scheme != "http" or origin.hostname is None or origin.port is None:
+            raise ValueError(f"a predictor's MLServer URL must be http://host:port, got {base_url!r}")
+        self._host, self._port = origin.hostname, origin.port
         self._pool = pool
         self._metrics = metrics
         self._logger = request_logger
@@ -157,28 +146,29 @@ class PredictorExecutor:
         try:
             response = await self._pool.request(
                 "POST",
-                f"{self.base_url}/v2/models/{model}/infer",
-                content=msg.body,
-                headers=[
+                self._host,
+                self._port,
+                f"/v2/models/{model}/infer",
+                msg.body,
+                (
                     (b"content-type", msg.content_type.encode("latin-1")),
                     (b"seldon-puid", ctx.puid.encode("latin-1")),
-                ],
-                extensions={"timeout": NODE_TIMEOUTS},
+                ),
             )
-        except TRANSPORT_ERRORS as exc:
+        except UpstreamError as exc:
             self._count(node, 0, time.perf_counter() - started)
             raise NodeFailure(
                 node.name,
                 503,
                 error_body(
-                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc!r}"
+                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
                 ),
                 "unreachable",
             ) from exc
         self._count(node, response.status, time.perf_counter() - started)
         if response.status != 200:
-            raise NodeFailure(node.name, response.status, response.content, f"status_{response.status}")
-        result = Payload(response.content, _content_type(response))
+            raise NodeFailure(node.name, response.status, response.body, f"status_{response.status}")
+        result = Payload(response.body, response.content_type or JSON)
         if logs and node.logger is not None and node.logger.logs_responses:
             await self._log(TYPE_RESPONSE, node, result, ctx)
         return result
@@ -207,9 +197,7 @@ class PredictorExecutor:
     async def get(self, path: str) -> tuple[int, bytes, str]:
         """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable."""
         try:
-            response = await self._pool.request(
-                "GET", f"{self.base_url}{path}", extensions={"timeout": NODE_TIMEOUTS}
-            )
-        except TRANSPORT_ERRORS as exc:
-            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc!r}"), JSON
-        return response.status, response.content, _content_type(response)
+            response = await self._pool.request("GET", self._host, self._port, path)
+        except UpstreamError as exc:
+            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc}"), JSON
+        return response.status, response.body, response.content_type or JSON

@@ -14,13 +14,10 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from driftloop_graphs.executor import JSON, CallContext, NodeFailure, Payload, PredictorExecutor, error_body
+from driftloop_graphs.executor import JSON, CallContext, NodeFailure, Payload, PredictorExecutor
+from driftloop_graphs.http_server import HttpRequest, HttpResponse, json_error
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment
@@ -29,7 +26,6 @@ from driftloop_graphs.traffic import TrafficTable
 logger = logging.getLogger(__name__)
 
 PUID_HEADER = "Seldon-Puid"
-SKIP_LOGGING_HEADER = "Seldon-Skip-Logging"
 MAX_SHADOW_IN_FLIGHT = 256
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # Go's strconv.ParseBool, as Seldon reads the header
 
@@ -45,9 +41,14 @@ class DeploymentRuntime:
     shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def _json(status: int, message: str, puid: str | None = None) -> Response:
-    headers = {PUID_HEADER: puid} if puid else None
-    return Response(error_body(message), status_code=status, media_type=JSON, headers=headers)
+def _json(status: int, message: str, puid: str | None = None) -> HttpResponse:
+    response = json_error(status, message)
+    return HttpResponse(status, response.body, JSON, ((PUID_HEADER, puid),)) if puid else response
+
+
+def _not_allowed(method: str, allowed: str) -> HttpResponse:
+    body = json_error(405, f"{method} not allowed here: use {allowed}").body
+    return HttpResponse(405, body, JSON, (("allow", allowed),))
 
 
 class Ingress:
@@ -61,39 +62,68 @@ class Ingress:
         self.metrics = metrics
         self.request_logger = request_logger
 
-    def app(self) -> Starlette:
-        prefix = "/seldon/{namespace}/{name}/v2"
-        routes = [
-            Route(f"{prefix}/models/infer", self.infer, methods=["POST"]),
-            Route(prefix + "/models/{model}/infer", self.infer, methods=["POST"]),
-            Route(prefix + "/models/{model}/ready", self.model_ready, methods=["GET"]),
-            Route(prefix + "/models/{model}", self.model_metadata, methods=["GET"]),
-            Route(f"{prefix}/health/ready", self.deployment_ready, methods=["GET"]),
-            Route(f"{prefix}/health/live", self.live, methods=["GET"]),
-            Route("/ready", self.all_ready, methods=["GET"]),
-            Route("/live", self.live, methods=["GET"]),
-            Route("/metrics", self.prometheus, methods=["GET"]),
-        ]
-        return Starlette(routes=routes)
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        """Route one request. Paths are Seldon's; anything else is a JSON 404 (or 405) saying so."""
+        parts = request.path.split("/")
+        # ['', 'seldon', ns, name, 'v2', ...]
+        if len(parts) >= 6 and parts[1] == "seldon" and parts[4] == "v2":
+            namespace, name, rest = parts[2], parts[3], parts[5:]
+            runtime = self.runtimes.get((namespace, name))
+            if runtime is None:
+                return self._unknown(namespace, name)
+            if rest[0] == "models" and len(rest) in (2, 3) and rest[-1] == "infer":
+                model = rest[1] if len(rest) == 3 else None
+                return await self._post(request, self.infer, runtime, model)
+            if rest[0] == "models" and len(rest) == 3 and rest[2] == "ready":
+                puid = request.headers.get("seldon-puid")
+                return await self._get(request, self._node_get, runtime, rest[1], "/ready", puid)
+            if rest[0] == "models" and len(rest) == 2:
+                puid = request.headers.get("seldon-puid")
+                return await self._get(request, self._node_get, runtime, rest[1], "", puid)
+            if len(rest) == 2 and (rest[0], rest[1]) == ("health", "ready"):
+                return await self._get(request, self._ready, [runtime])
+            if len(rest) == 2 and (rest[0], rest[1]) == ("health", "live"):
+                return await self._get(request, self.live)
+        elif request.path == "/ready":
+            return await self._get(request, self._ready, list(self.runtimes.values()))
+        elif request.path == "/live":
+            return await self._get(request, self.live)
+        elif request.path == "/metrics":
+            return await self._get(request, self.prometheus)
+        return _json(
+            404,
+            f"no route {request.path!r}: the ingress serves /seldon/<namespace>/<name>/v2/models/infer, "
+            ".../v2/models/<model>/infer|ready, .../v2/models/<model>, .../v2/health/ready|live, "
+            "/ready, /live and /metrics",
+        )
 
-    def _runtime(self, request: Request) -> DeploymentRuntime | None:
-        key = (request.path_params["namespace"], request.path_params["name"])
-        return self.runtimes.get(key)
+    @staticmethod
+    async def _post(request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
+        if request.method != "POST":
+            return _not_allowed(request.method, "POST")
+        result: HttpResponse = await handler(request, *args)
+        return result
 
-    def _unknown(self, request: Request) -> Response:
-        ns, name = request.path_params["namespace"], request.path_params["name"]
+    @staticmethod
+    async def _get(request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
+        if request.method != "GET":
+            return _not_allowed(request.method, "GET")
+        result: HttpResponse = await handler(*args)
+        return result
+
+    def _unknown(self, namespace: str, name: str) -> HttpResponse:
         known = [f"{n}/{d}" for n, d in self.runtimes]
-        return _json(404, f"no SeldonDeployment {ns}/{name} is running here; serving: {known}")
+        return _json(404, f"no SeldonDeployment {namespace}/{name} is running here; serving: {known}")
 
-    async def infer(self, request: Request) -> Response:
+    async def infer(
+        self, request: HttpRequest, runtime: DeploymentRuntime, model: str | None
+    ) -> HttpResponse:
         started = time.perf_counter()
-        runtime = self._runtime(request)
-        if runtime is None:
-            return self._unknown(request)
-        puid = request.headers.get(PUID_HEADER) or str(uuid.uuid4())
-        skip = request.headers.get(SKIP_LOGGING_HEADER, "") in _TRUE
-        ctx = CallContext(puid=puid, model_override=request.path_params.get("model"), skip_logging=skip)
-        payload = Payload(await request.body(), request.headers.get("content-type") or JSON)
+        headers = request.headers
+        puid = headers.get("seldon-puid") or str(uuid.uuid4())
+        skip = headers.get("seldon-skip-logging", "") in _TRUE
+        ctx = CallContext(puid=puid, model_override=model, skip_logging=skip)
+        payload = Payload(request.body, headers.get("content-type") or JSON)
         if not payload.body:
             return _json(400, "empty request body: send a V2 inference request with 'inputs'", puid)
         executor = runtime.executors[runtime.traffic.choose(puid)]
@@ -105,12 +135,10 @@ class Ingress:
         except NodeFailure as failure:
             self.metrics.errors.labels(*labels, failure.node, failure.reason).inc()
             self.metrics.requests.labels(*labels, str(failure.status)).inc()
-            return Response(
-                failure.body, status_code=failure.status, media_type=JSON, headers={PUID_HEADER: puid}
-            )
+            return HttpResponse(failure.status, failure.body, JSON, ((PUID_HEADER, puid),))
         self.metrics.requests.labels(*labels, "200").inc()
         self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        return Response(result.body, media_type=result.content_type, headers={PUID_HEADER: puid})
+        return HttpResponse(200, result.body, result.content_type, ((PUID_HEADER, puid),))
 
     def _mirror(self, runtime: DeploymentRuntime, payload: Payload, ctx: CallContext) -> None:
         shadow = runtime.shadow
@@ -135,35 +163,18 @@ class Ingress:
         runtime.shadow_tasks.add(task)
         task.add_done_callback(runtime.shadow_tasks.discard)
 
-    async def model_ready(self, request: Request) -> Response:
-        return await self._node_get(request, "/ready")
-
-    async def model_metadata(self, request: Request) -> Response:
-        return await self._node_get(request, "")
-
-    async def _node_get(self, request: Request, suffix: str) -> Response:
-        runtime = self._runtime(request)
-        if runtime is None:
-            return self._unknown(request)
-        model = request.path_params["model"]
-        puid = request.headers.get(PUID_HEADER) or str(uuid.uuid4())
+    async def _node_get(
+        self, runtime: DeploymentRuntime, model: str, suffix: str, puid: str | None
+    ) -> HttpResponse:
+        puid = puid or str(uuid.uuid4())
         executor = runtime.executors[runtime.traffic.choose(puid)]
         if executor.predictor.graph.find(model) is None:
             nodes = [n.name for n in executor.predictor.nodes()]
             return _json(404, f"Failed to find model {model}: the graph's nodes are {nodes}", puid)
         status, body, content_type = await executor.get(f"/v2/models/{model}{suffix}")
-        return Response(body, status_code=status, media_type=content_type, headers={PUID_HEADER: puid})
+        return HttpResponse(status, body, content_type, ((PUID_HEADER, puid),))
 
-    async def deployment_ready(self, request: Request) -> Response:
-        runtime = self._runtime(request)
-        if runtime is None:
-            return self._unknown(request)
-        return await self._ready([runtime])
-
-    async def all_ready(self, request: Request) -> Response:
-        return await self._ready(list(self.runtimes.values()))
-
-    async def _ready(self, runtimes: list[DeploymentRuntime]) -> Response:
+    async def _ready(self, runtimes: list[DeploymentRuntime]) -> HttpResponse:
         executors = [e for r in runtimes for e in [*r.executors.values(), *([r.shadow] if r.shadow else [])]]
         results = await asyncio.gather(*(e.get("/v2/health/ready") for e in executors))
         not_ready = [
@@ -171,12 +182,12 @@ class Ingress:
         ]
         if not_ready:
             return _json(503, f"predictor(s) not ready: {not_ready}")
-        return Response(b"", status_code=200)
+        return HttpResponse(200, b"", None)
 
-    async def live(self, request: Request) -> Response:
-        return Response(b"", status_code=200)
+    async def live(self) -> HttpResponse:
+        return HttpResponse(200, b"", None)
 
-    async def prometheus(self, request: Request) -> Response:
+    async def prometheus(self) -> HttpResponse:
         if self.request_logger is not None:
             self.metrics.log_queue_depth.set(self.request_logger.depth)
-        return Response(self.metrics.render(), media_type="text/plain; version=0.0.4")
+        return HttpResponse(200, self.metrics.render(), "text/plain; version=0.0.4")

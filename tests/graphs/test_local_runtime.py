@@ -80,6 +80,21 @@ def test_model_readiness_and_metadata_reach_the_node(echo_canary: RuntimeThread)
     assert r.status_code == 404 and "echo-in" in r.json()["error"]
 
 
+def test_wrong_routes_methods_and_sizes_get_json_errors(echo_canary: RuntimeThread) -> None:
+    url = base_url(echo_canary)
+    r = httpx.get(f"{url}/v2/models/infer")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "use POST" in r.json()["error"]
+    r = httpx.post(f"{url}/v2/health/ready")
+    assert r.status_code == 405 and "use GET" in r.json()["error"]
+    r = httpx.get(f"http://127.0.0.1:{echo_canary.runtime.port}/v1/predictions")
+    assert r.status_code == 404 and "/seldon/<namespace>/<name>/v2/models/infer" in r.json()["error"]
+    limit = echo_canary.runtime.settings.max_body_bytes
+    r = httpx.post(f"{url}/v2/models/infer", content=b"x" * (limit + 1))
+    assert r.status_code == 413 and f"limit of {limit} bytes" in r.json()["error"]
+    r = httpx.post(f"{url}/v2/models/infer", json=REQUEST)  # a new connection serves again
+    assert r.status_code == 200
+
+
 def test_the_shadow_gets_a_mirror_of_every_request(echo_canary: RuntimeThread) -> None:
     shadow_before = metric_value(metrics(echo_canary), "driftloop_shadow_requests_total", outcome="ok")
     n = 400

@@ -1,0 +1,305 @@
+"""The ingress's HTTP/1.1 server: an asyncio ``Protocol`` over the C parser httptools.
+
+uvicorn + Starlette cost the ingress ~0.1 ms of CPU per request in ASGI messages, middleware and
+routing before a handler ran; the ingress needs none of that generality. This server gives each
+complete request to one handler coroutine and writes its response:
+
+- keep-alive (HTTP/1.1 default; ``Connection: close`` and HTTP/1.0 honoured), pipelined requests
+  answered in order, idle connections closed after ``keepalive_timeout_s``;
+- ``Content-Length`` and chunked request bodies (httptools decodes chunks), ``Expect: 100-continue``;
+- bodies over ``max_body_bytes`` answered 413, malformed requests 400, both as JSON and followed by a
+  close; a handler that raises is answered 500 with a JSON message (logged here, no stack trace to
+  the client);
+- back-pressure: a connection stops reading while its responses cannot be written;
+- ``stop()`` stops accepting, lets in-flight requests finish (up to a deadline) and closes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import http
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+import httptools
+import orjson
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+MAX_PIPELINED = 16  # parsed requests waiting on one connection before it stops reading
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
+    body: bytes
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    content_type: str | None = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+def json_error(status: int, message: str) -> HttpResponse:
+    return HttpResponse(status, orjson.dumps({"error": message}))
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
+    head = [f"HTTP/1.1 {response.status} {_reason(response.status)}\r\n"]
+    if response.content_type is not None:
+        head.append(f"content-type: {response.content_type}\r\n")
+    head.append(f"content-length: {len(response.body)}\r\n")
+    for name, value in response.headers:
+        head.append(f"{name}: {value}\r\n")
+    if not keep_alive:
+        head.append("connection: close\r\n")
+    head.append("\r\n")
+    return "".join(head).encode("latin-1") + response.body
+
+
+class _HttpConnection(asyncio.Protocol):
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url: list[bytes] = []
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._rejected = False
+        # parsed requests (or an error answer found while parsing) with their keep-alive, in order
+        self._pending: collections.deque[tuple[HttpRequest | HttpResponse, bool]] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._server.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.connections.discard(self)
+        self._cancel_idle_timer()
+        self._pending.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._cancel_idle_timer()
+        if self._rejected:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(json_error(400, "protocol upgrades are not supported by the ingress"))
+        except httptools.HttpParserError as exc:
+            self._reject(json_error(400, f"malformed HTTP request: {exc}"))
+        if self._task is None and not self._rejected:
+            self._arm_idle_timer()  # a request still arriving: a client that stalls is closed in time
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if len(self._pending) <= MAX_PIPELINED:
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._read_paused and self._transport is not None:
+            self._read_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._read_paused and self._transport is not None and not self._rejected:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    # -- httptools callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._server.max_body_bytes:
+            self._too_large()
+            return
+        if self._headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        if self._rejected:
+            return
+        self._body_size += len(body)
+        if self._body_size > self._server.max_body_bytes:
+            self._too_large()
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._rejected:
+            return
+        url = httptools.parse_url(b"".join(self._url))
+        request = HttpRequest(
+            method=self._parser.get_method().decode("latin-1"),
+            path=url.path.decode("latin-1"),
+            headers=self._headers,
+            body=b"".join(self._body),
+        )
+        self._pending.append((request, self._parser.should_keep_alive()))
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
+        if len(self._pending) > MAX_PIPELINED:
+            self._pause_reading()  # a client pipelining far ahead waits for its answers
+
+    # -- requests ---------------------------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while self._pending:
+                item, keep_alive = self._pending.popleft()
+                if isinstance(item, HttpResponse):
+                    response = item
+                else:
+                    self._server.in_flight += 1
+                    try:
+                        response = await self._server.call(item)
+                    finally:
+                        self._server.in_flight -= 1
+                if self.closed or self._transport is None:
+                    return
+                keep_alive = keep_alive and not self._server.stopping
+                self._transport.write(encode_response(response, keep_alive))
+                if not keep_alive:
+                    self._transport.close()
+                    return
+                if not self._write_paused and len(self._pending) <= MAX_PIPELINED:
+                    self._resume_reading()
+        finally:
+            self._task = None
+            if not self.closed:
+                self._arm_idle_timer()
+
+    def _too_large(self) -> None:
+        limit = self._server.max_body_bytes
+        self._reject(json_error(413, f"request body larger than the ingress's limit of {limit} bytes"))
+
+    def _reject(self, response: HttpResponse) -> None:
+        self._pause_reading()
+        self._rejected = True
+        if self._transport is None:
+            return
+        if self._task is None:  # nothing in flight: answer now; else the answer would jump the queue
+            self._transport.write(encode_response(response, keep_alive=False))
+            self._transport.close()
+        else:
+            self._pending.append((response, False))
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        self._idle_timer = self._loop.call_later(self._server.keepalive_timeout_s, self.close_if_idle)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def close_if_idle(self) -> None:
+        if self._task is None and not self._pending and self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class HttpServer:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        keepalive_timeout_s: float = 75.0,
+    ) -> None:
+        self.handler = handler
+        self.max_body_bytes = max_body_bytes
+        self.keepalive_timeout_s = keepalive_timeout_s
+        self.connections: set[_HttpConnection] = set()
+        self.in_flight = 0
+        self.stopping = False
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "HttpServer.start() first"
+        return self._loop
+
+    async def start(self, sock: socket.socket, backlog: int = 4096) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(
+            lambda: _HttpConnection(self), sock=sock, backlog=backlog
+        )
+
+    async def call(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return await self.handler(request)
+        except Exception as exc:  # the client gets a message, the log the stack trace
+            logger.exception("ingress: %s %s failed", request.method, request.path)
+            return json_error(500, f"the ingress failed on {request.method} {request.path}: {exc!r}")
+
+    async def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop accepting; answer what is in flight (up to ``timeout_s``); close every connection."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            connection.close_if_idle()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.abort()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+            self._server = None
