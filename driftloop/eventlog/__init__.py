@@ -16,6 +16,7 @@ from driftloop.eventlog.base import (
     RecordMetadata,
     TopicPartition,
 )
+from driftloop.eventlog.bulk import send_many
 from driftloop.eventlog.delivery import CommitFailedError
 from driftloop.eventlog.factory import open_event_log
 from driftloop.eventlog.memory import MemoryEventLog
@@ -42,4 +43,5 @@ __all__ = [
     "murmur2",
     "open_event_log",
     "partition_for_key",
+    "send_many",
 ]

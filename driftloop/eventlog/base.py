@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from driftloop.errors import DriftloopError
 
@@ -34,8 +34,10 @@ class RecordMetadata:
     timestamp_ms: int
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
+    """One consumed record. A named tuple rather than a frozen dataclass: consumers build one per
+    record polled, and a tuple is several times cheaper to make (the joiner polls 100k+ per second)."""
+
     topic: str
     partition: int
     offset: int

@@ -16,7 +16,7 @@ import kafka
 import kafka.errors as kerrors
 from kafka.structs import TopicPartition as KafkaTP
 
-from driftloop.eventlog import kafka_compat
+from driftloop.eventlog import kafka_bulk, kafka_compat
 from driftloop.eventlog.base import EventLogError, RecordMetadata
 from driftloop.eventlog.kafka_consumer import KafkaConsumer
 from driftloop.eventlog.metrics import EventLogMetrics
@@ -24,6 +24,7 @@ from driftloop.eventlog.settings import KafkaSettings
 from driftloop.eventlog.validation import (
     check_auto_offset_reset,
     check_group_id,
+    check_many,
     check_partitions,
     check_record,
     check_topic,
@@ -178,6 +179,7 @@ class KafkaProducer:
         self._sent_counters: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._bulk = kafka_bulk.supported(self._producer)
 
     def send(
         self,
@@ -232,6 +234,61 @@ class KafkaProducer:
                 f"send to topic {topic!r} on {self._log.bootstrap_servers} failed: {exc}"
             ) from exc
         return future
+
+    def send_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        *,
+        partition: int,
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
+        timestamps_ms: Sequence[int | None] | None = None,
+    ) -> None:
+        """Queue many (key, value) records for one partition (see ``kafka_bulk``); ``headers`` and
+        ``timestamps_ms``, when given, run parallel to ``records``. The same records as ``send`` per
+        record, at a fraction of the CPU. Their outcome is reported by ``flush``, like every send's."""
+        if not records:
+            return
+        try:
+            check_many(topic, records, headers, timestamps_ms, self._log.settings.max_message_bytes)
+        except EventLogError as exc:
+            self._log.metrics.refused(self._log.backend, topic, exc)
+            raise
+        if not self._bulk:
+            for i, (key, value) in enumerate(records):
+                self.send(
+                    topic,
+                    value,
+                    key=key,
+                    partition=partition,
+                    headers=() if headers is None else headers[i],
+                    timestamp_ms=None if timestamps_ms is None else timestamps_ms[i],
+                )
+            return
+        known = self._call_partitions(topic)
+        if partition not in known:
+            raise EventLogError(
+                f"topic {topic!r} has {len(known)} partition(s); partition {partition} does not exist"
+            )
+        watch = kafka_bulk.BatchWatch(topic, self._settled)
+        try:
+            kafka_bulk.append_bulk(
+                self._producer, topic, partition, records, watch, headers=headers, timestamps_ms=timestamps_ms
+            )
+        except kerrors.KafkaError as exc:
+            raise EventLogError(
+                f"send to topic {topic!r} on {self._log.bootstrap_servers} failed: {exc}"
+            ) from exc
+        with self._lock:
+            self._sent_since_flush += len(records)
+
+    def _settled(self, topic: str, records: int, error: BaseException | None) -> None:
+        if error is None:
+            self._log.metrics.records_sent.labels(self._log.backend, topic).inc(records)
+            return
+        self._log.metrics.send_errors.labels(self._log.backend, topic, "not_acknowledged").inc(records)
+        with self._lock:
+            self._failures.extend([(topic, error)] * records)
 
     def _acknowledged(self, metadata: Any) -> None:
         counter = self._sent_counters.get(metadata.topic)

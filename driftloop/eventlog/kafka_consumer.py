@@ -78,12 +78,19 @@ class KafkaConsumer:
             "poll", lambda: self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         )
         out: list[Record] = []
+        append = out.append
         for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
+            topic, partition = tp.topic, tp.partition
             for r in batches[tp]:
-                headers = tuple((name, bytes(value)) for name, value in (r.headers or ()))
-                value = b"" if r.value is None else bytes(r.value)
-                out.append(Record(r.topic, r.partition, r.offset, r.timestamp, r.key, value, headers))
-        self._log.metrics.polled(self._log.backend, self.group_id, out)
+                # kafka-python hands out bytes already; bytes(b) of a bytes object is that object.
+                headers = (
+                    tuple((n, v if type(v) is bytes else bytes(v)) for n, v in r.headers) if r.headers else ()
+                )
+                value = r.value
+                if type(value) is not bytes:
+                    value = b"" if value is None else bytes(value)
+                append(Record(topic, partition, r.offset, r.timestamp, r.key, value, headers))
+            self._log.metrics.polled_count(self._log.backend, self.group_id, topic, len(batches[tp]))
         return out
 
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:

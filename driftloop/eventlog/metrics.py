@@ -74,5 +74,9 @@ class EventLogMetrics:
         for topic, count in counts.items():
             self.records_polled.labels(backend, group, topic).inc(count)
 
+    def polled_count(self, backend: str, group: str, topic: str, count: int) -> None:
+        if count:
+            self.records_polled.labels(backend, group, topic).inc(count)
+
     def commit(self, backend: str, group: str, outcome: str) -> None:
         self.commits.labels(backend, group, outcome).inc()

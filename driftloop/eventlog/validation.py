@@ -135,3 +135,32 @@ def check_topics(topics: object) -> tuple[str, ...]:
     if not topics:
         raise EventLogError("topics is empty: subscribe to at least one topic")
     return tuple(check_topic(topic) for topic in topics)
+
+
+def check_many(
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    headers: Sequence[Sequence[Header]] | None,
+    timestamps_ms: Sequence[int | None] | None,
+    max_message_bytes: int,
+) -> None:
+    """Validate the records of one ``send_many`` call, all before any is sent: bytes keys and values,
+    (str, bytes) headers, each record within ``max_message_bytes``."""
+    check_topic(topic)
+    if headers is not None and len(headers) != len(records):
+        raise InvalidRecordError(f"topic {topic!r}: {len(headers)} header lists for {len(records)} records")
+    if timestamps_ms is not None and len(timestamps_ms) != len(records):
+        raise InvalidRecordError(
+            f"topic {topic!r}: {len(timestamps_ms)} timestamps for {len(records)} records"
+        )
+    for i, (key, value) in enumerate(records):
+        hdrs = () if headers is None else headers[i]
+        plain = type(value) is bytes and (key is None or type(key) is bytes)
+        size = len(value) + (len(key) if key else 0) + RECORD_OVERHEAD_BYTES if plain else 0
+        for name, raw in hdrs:
+            plain = plain and type(name) is str and type(raw) is bytes
+            size += len(raw) + len(name) * 4 if plain else 0
+        if not plain or size > max_message_bytes:
+            check_record(topic, value, key, hdrs, max_message_bytes)  # raises the usual error, if any
+            if any(type(raw) is not bytes for _, raw in hdrs):
+                raise InvalidRecordError(f"topic {topic!r}: send_many takes header values as bytes, not str")

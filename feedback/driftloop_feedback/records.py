@@ -22,6 +22,7 @@ import orjson
 
 KIND_TRUTH = "truth"
 KIND_READING = "reading"
+TRUTH_PREFIX = b'{"kind":"truth"'  # how every TruthRecord.encode() starts (orjson keeps key order)
 
 
 def record_id(*parts: str) -> str:

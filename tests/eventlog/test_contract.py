@@ -16,6 +16,7 @@ from driftloop.eventlog import (
     RecordTooLargeError,
     TopicPartition,
     partition_for_key,
+    send_many,
 )
 from tests.eventlog.conftest import LogKit, drain, poll_until
 
@@ -259,3 +260,48 @@ def test_every_record_sent_refused_polled_and_committed_is_counted(kit: LogKit) 
 def test_a_subscription_must_be_a_list_of_topics(kit: LogKit, topics: object) -> None:
     with pytest.raises(EventLogError, match="topics"):
         kit.open().consumer("g", topics)  # type: ignore[arg-type]
+
+
+def test_send_many_writes_the_same_records_as_send(kit: LogKit) -> None:
+    """``send_many`` (bulk on Kafka, one ``send`` each elsewhere) interleaved with ``send``: order,
+    keys, values, headers and timestamps as sent, and every record counted once acknowledged."""
+    topic = kit.topic(partitions=2)
+    log = kit.open()
+    producer = log.producer()
+    producer.send(topic, b"first", key=b"k", partition=1)
+    pairs = [(None if i % 7 == 0 else f"k{i}".encode(), f"v{i}".encode() * (i % 50 + 1)) for i in range(300)]
+    headers = [[("requestid", f"r{i}".encode())] if i % 2 else [] for i in range(300)]
+    stamps = [1_700_000_000_000 + i if i % 3 else None for i in range(300)]
+    before = int(time.time() * 1000)
+    send_many(producer, topic, pairs[:100], partition=1)
+    send_many(producer, topic, pairs[100:], partition=1, headers=headers[100:], timestamps_ms=stamps[100:])
+    producer.send(topic, b"last", partition=1)
+    producer.flush()
+    records = drain(kit.consumer("g", [topic]), 302)
+    assert [r.partition for r in records] == [1] * 302
+    assert [r.offset for r in records] == list(range(302))
+    assert [(r.key, r.value) for r in records] == [(b"k", b"first"), *pairs, (None, b"last")]
+    for i, record in enumerate(records[101:301], start=100):
+        assert list(record.headers) == headers[i]
+        if stamps[i] is not None:
+            assert record.timestamp_ms == stamps[i]
+        else:
+            assert record.timestamp_ms >= before
+    assert all(r.headers == () and r.timestamp_ms >= before for r in records[1:101])
+    metrics, backend = log.metrics, log.backend  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while metrics.value("driftloop_eventlog_records_sent", backend=backend, topic=topic) < 302:
+        assert time.monotonic() < deadline, "acknowledged sends were not counted"
+        time.sleep(0.01)
+    assert metrics.value("driftloop_eventlog_records_sent", backend=backend, topic=topic) == 302
+
+
+def test_send_many_refuses_bad_records_before_sending_any(kit: LogKit) -> None:
+    topic = kit.topic()
+    producer = kit.open().producer()
+    with pytest.raises(InvalidRecordError):
+        send_many(producer, topic, [(b"k", b"ok"), (b"k", "text")], partition=0)  # type: ignore[list-item]
+    with pytest.raises(RecordTooLargeError):
+        send_many(producer, topic, [(None, b"x" * (2 * 1024 * 1024))], partition=0)
+    producer.flush()
+    assert sum(kit.open().end_offsets(topic).values()) == 0

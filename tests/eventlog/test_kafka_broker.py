@@ -117,3 +117,32 @@ def test_the_new_topic_fixture_creates_unique_topics_on_the_shared_broker(
         assert log.partitions_for(second) == 1
     finally:
         log.close()
+
+
+def test_send_many_spans_batches_and_flush_reports_what_was_not_acknowledged(
+    own_broker: LocalKafkaBroker,
+) -> None:
+    """Bulk sends open new producer batches as they fill (records past one batch are all delivered,
+    in order), and records in batches the broker never acknowledged make ``flush`` raise."""
+    settings = quick_kafka_settings(
+        delivery_timeout_s=3.0, request_timeout_s=1.0, linger_ms=0, batch_size_bytes=4096
+    )
+    log = KafkaEventLog(own_broker.bootstrap_servers, settings)
+    try:
+        log.create_topic("bulk", 2)
+        producer = log.producer()
+        pairs = [(f"k{i}".encode(), f"value-{i}".encode() * 20) for i in range(2000)]  # ~100 batches
+        producer.send_many("bulk", pairs, partition=1)
+        producer.flush(timeout_s=30)
+        consumer = log.consumer("bulk-check", ["bulk"])
+        records = drain(consumer, 2000, timeout_s=60)
+        assert [(r.key, r.value) for r in records] == pairs
+        assert [r.offset for r in records] == list(range(2000))
+        consumer.close()
+        own_broker.stop()
+        producer.send_many("bulk", pairs[:50], partition=0)
+        with pytest.raises(EventLogError, match="50 of 50 records sent since the last flush"):
+            producer.flush(timeout_s=30)
+    finally:
+        log.close()
+        own_broker.start()

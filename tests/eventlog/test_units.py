@@ -104,3 +104,12 @@ def test_kafka_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 def test_inconsistent_kafka_security_settings_are_refused(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         KafkaSettings.model_validate(values)
+
+
+def test_bulk_send_docstring_example_runs() -> None:
+    import doctest
+
+    import driftloop.eventlog.bulk
+
+    result = doctest.testmod(driftloop.eventlog.bulk)
+    assert result.attempted > 0 and result.failed == 0

@@ -47,7 +47,10 @@ class Joiner:
         self.rekey = RekeyStage(log, s)
         self.request = JoinStage("request", log, s, clock=clock)
         self.asset = JoinStage("asset", log, s, clock=clock)
-        self.stages: list[RekeyStage | JoinStage] = [self.rekey, self.request, self.asset]
+        # In request mode the asset stage is idle (``JoinStage.active``): no thread, no consumer.
+        self.stages: list[RekeyStage | JoinStage] = [
+            stage for stage in (self.rekey, self.request, self.asset) if stage.active
+        ]
 
     def step(self, poll_timeout_s: float = 0.05) -> int:
         """One round over the stages: non-blocking polls first; only when nothing arrived anywhere
@@ -90,9 +93,8 @@ class Joiner:
             raise failed[0]
 
     def checkpoint(self) -> None:
-        self.rekey.checkpoint()
-        self.request.checkpoint()
-        self.asset.checkpoint()
+        for stage in self.stages:
+            stage.checkpoint()
 
     def counters(self) -> JoinCounters:
         total = JoinCounters()

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from driftloop_feedback.join.settings import JoinerSettings
 
-from driftloop.eventlog import CommitFailedError, EventLog, TopicPartition
+from driftloop.eventlog import (
+    CommitFailedError,
+    EventLog,
+    Header,
+    TopicPartition,
+    partition_for_key,
+    send_many,
+)
 from driftloop.seldon_log import H_REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -21,6 +28,7 @@ Clock = Callable[[], float]
 
 class RekeyStage:
     name = "rekey"
+    active = True
 
     def __init__(self, log_: EventLog, settings: JoinerSettings, *, clock: Clock = time.monotonic) -> None:
         self.settings = settings
@@ -30,24 +38,32 @@ class RekeyStage:
         self.group_id = f"{settings.group_id}-rekey"
         self.consumer = log_.consumer(self.group_id, [settings.request_log_topic])
         self.producer = log_.producer()
+        self.partitions = log_.partitions_for(settings.keyed_log_topic)
         self.copied = 0
         self.malformed = 0
         self.lag: dict[TopicPartition, int] = {}
 
     def step(self, poll_timeout_s: float = 0.2) -> int:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
-        topic = self.settings.keyed_log_topic
+        # Grouped by target partition (Kafka's default partitioner on the request id), one bulk send each.
+        out: dict[int, tuple[list[tuple[bytes | None, bytes]], list[Sequence[Header]], list[int | None]]] = {}
         for record in records:
             request_id = record.header(H_REQUEST_ID)
             if not request_id:
                 self.malformed += 1
                 log.warning("rekey: %s@%d has no requestid header; skipped", record.tp, record.offset)
                 continue
-            self.producer.send(
-                topic, record.value, key=request_id, headers=record.headers, timestamp_ms=record.timestamp_ms
-            )
-            self.copied += 1
-            self.unflushed += 1
+            part = out.get(p := partition_for_key(request_id, self.partitions))
+            if part is None:
+                part = out[p] = ([], [], [])
+            part[0].append((request_id, record.value))
+            part[1].append(record.headers)
+            part[2].append(record.timestamp_ms)
+        topic = self.settings.keyed_log_topic
+        for p, (pairs, headers, stamps) in out.items():
+            send_many(self.producer, topic, pairs, partition=p, headers=headers, timestamps_ms=stamps)
+            self.copied += len(pairs)
+            self.unflushed += len(pairs)
         due = self.clock() - self._last_commit >= self.settings.checkpoint_interval_s
         if self.unflushed >= self.settings.max_in_flight or due:
             self.checkpoint()

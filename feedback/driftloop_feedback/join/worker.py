@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +23,25 @@ from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard
 from driftloop_feedback.join.snapshots import SnapshotStore
-from driftloop_feedback.records import PredictionRow, TruthRecord, UndecodableRecord, decode_feedback
+from driftloop_feedback.records import (
+    TRUTH_PREFIX,
+    PredictionRow,
+    TruthRecord,
+    UndecodableRecord,
+    decode_feedback,
+)
 
-from driftloop.eventlog import CommitFailedError, EventLog, Record, TopicPartition
+from driftloop.eventlog import (
+    CommitFailedError,
+    Consumer,
+    Delivery,
+    EventLog,
+    EventLogError,
+    Producer,
+    Record,
+    TopicPartition,
+    send_many,
+)
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
 
@@ -72,8 +88,14 @@ class JoinStage:
             log_.partitions_for(s.labelled_topic) == log_.partitions_for(s.keyed_log_topic)
         )
         self.group_id = f"{s.group_id}-{name}"
-        self.consumer = log_.consumer(self.group_id, self.topics)
-        self.producer = log_.producer()
+        # In request mode no row is ever routed to the asset join: that stage would read the telemetry
+        # and feedback topics for nothing, so it stays idle (no consumer, no producer, no thread).
+        self.active = not (name == "asset" and s.mode == "request")
+        self.consumer: Consumer = _IdleConsumer()
+        self.producer: Producer = _IdleProducer()
+        if self.active:
+            self.consumer = log_.consumer(self.group_id, self.topics)
+            self.producer = log_.producer()
         self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
         self.shards: dict[int, JoinShard] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
@@ -83,14 +105,16 @@ class JoinStage:
         self.stats = StageStats()
         self._last_checkpoint = clock()
         self._last_timer = clock()
+        self._last_lag = float("-inf")
         self._paused: set[TopicPartition] = set()
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self, poll_timeout_s: float = 0.2) -> int:
+        if not self.active:
+            return 0
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
         records = self._sync_assignment(records)
-        for record in records:
-            self._dispatch(record)
+        self._dispatch(records)
         now = self.clock()
         if now - self._last_timer >= self.settings.timer_interval_s:
             # Caught up (nothing polled): wall-clock time moves the shards on; otherwise log time does.
@@ -99,10 +123,10 @@ class JoinStage:
                 self.dirty.add(p)
             self._last_timer = now
         self._collect_outputs()
-        if self.in_flight >= self.settings.max_in_flight or now - self._last_checkpoint >= (
-            self.settings.checkpoint_interval_s
-        ):
+        if now - self._last_checkpoint >= self.settings.checkpoint_interval_s:
             self.checkpoint()
+        elif self.in_flight >= self.settings.max_in_flight:
+            self.checkpoint(forced=True)
         return len(records)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -110,7 +134,10 @@ class JoinStage:
             self.step()
         self.checkpoint()
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, forced: bool = False) -> None:
+        """``forced``: called because the unflushed outputs reached ``max_in_flight``."""
+        if not self.active:
+            return
         self._collect_outputs()
         self.producer.flush()
         self.in_flight = 0
@@ -132,11 +159,12 @@ class JoinStage:
             log.warning("%s stage: %s", self.name, exc)
         self._last_checkpoint = self.clock()
         self.stats.checkpoints += 1
-        self._refresh_stats()
+        self._refresh_stats(forced)
 
     def close(self) -> None:
-        self.consumer.close()
-        self.producer.close()
+        if self.active:
+            self.consumer.close()
+            self.producer.close()
 
     # -- internals -----------------------------------------------------------------------------
     def _sync_assignment(self, records: list[Record]) -> list[Record]:
@@ -169,47 +197,80 @@ class JoinStage:
             r for r in records if (tp := TopicPartition(r.topic, r.partition)) in owned and tp not in seeked
         ]
 
-    def _dispatch(self, record: Record) -> None:
-        tp = TopicPartition(record.topic, record.partition)
-        if record.offset < self.next_offsets.get(tp, 0):
-            return  # already covered by the snapshot this shard was restored from
-        self.next_offsets[tp] = record.offset + 1
-        shard = self.shards[record.partition]
-        self.dirty.add(record.partition)
-        logged_at = record.timestamp_ms / 1000.0
+    def _dispatch(self, records: list[Record]) -> None:
+        """Feed polled records to their shards. Records come in runs of one partition; per run, the
+        snapshot's offset is looked up once and the next offset is written once."""
+        run: tuple[str, int] | None = None
+        tp = TopicPartition("", 0)
+        floor = last = -1
+        handle: Callable[[JoinShard, Record], None] = self._on_feedback
+        shard: JoinShard | None = None
         try:
-            if record.topic == self.settings.keyed_log_topic:
-                event = parse_event(record.headers, record.value)
-                if self.breaker.drop(event.request_id):
-                    return
-                shard.on_log_event(event, logged_at)
-            elif record.topic == self.settings.predictions_topic:
-                row = PredictionRow.decode(record.value)
-                if self.breaker.drop(row.request_id):
-                    return
-                shard.on_prediction(row, logged_at)
-            else:
-                item = decode_feedback(record.value)
-                if isinstance(item, TruthRecord):
-                    if self.name == "request":
-                        shard.on_truth(item, logged_at)
-                elif self.name == "asset":
-                    shard.on_reading(item, logged_at)
-        except (MalformedLogEvent, UndecodableRecord) as exc:
-            shard.counters.malformed += 1
-            log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, record.offset, exc)
+            for record in records:
+                if (record.topic, record.partition) != run:
+                    if last >= 0:
+                        self.next_offsets[tp] = last + 1
+                    run = (record.topic, record.partition)
+                    tp = TopicPartition(record.topic, record.partition)
+                    floor, last = self.next_offsets.get(tp, 0), -1
+                    shard = self.shards[record.partition]
+                    self.dirty.add(record.partition)
+                    handle = self._handler(record.topic)
+                if record.offset < floor:
+                    continue  # already covered by the snapshot this shard was restored from
+                last = record.offset
+                assert shard is not None
+                try:
+                    handle(shard, record)
+                except (MalformedLogEvent, UndecodableRecord) as exc:
+                    shard.counters.malformed += 1
+                    log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, last, exc)
+        finally:
+            if last >= 0:
+                self.next_offsets[tp] = last + 1
+
+    def _handler(self, topic: str) -> Callable[[JoinShard, Record], None]:
+        if topic == self.settings.keyed_log_topic:
+            return self._on_log_event
+        if topic == self.settings.predictions_topic:
+            return self._on_prediction
+        return self._on_feedback
+
+    def _on_log_event(self, shard: JoinShard, record: Record) -> None:
+        event = parse_event(record.headers, record.value)
+        if not self.breaker.drop(event.request_id):
+            shard.on_log_event(event, record.timestamp_ms / 1000.0)
+
+    def _on_prediction(self, shard: JoinShard, record: Record) -> None:
+        row = PredictionRow.decode(record.value)
+        if not self.breaker.drop(row.request_id):
+            shard.on_prediction(row, record.timestamp_ms / 1000.0)
+
+    def _on_feedback(self, shard: JoinShard, record: Record) -> None:
+        if self.name == "asset" and record.value.startswith(TRUTH_PREFIX):
+            return  # truth by request id is the request join's; skip it without decoding
+        item = decode_feedback(record.value)
+        if isinstance(item, TruthRecord):
+            if self.name == "request":
+                shard.on_truth(item, record.timestamp_ms / 1000.0)
+        elif self.name == "asset":
+            shard.on_reading(item, record.timestamp_ms / 1000.0)
 
     def _collect_outputs(self) -> None:
         s = self.settings
         send = self.producer.send
         for p, shard in self.shards.items():
-            partition = p if self._labelled_on_shard else None
-            for example in shard.drain_labelled():
-                key = example.request_id.encode()
-                send(s.labelled_topic, example.encode(), key=key, partition=partition)
-                self.in_flight += 1
+            examples = shard.drain_labelled()
+            if examples and self._labelled_on_shard:
+                # One bulk call per shard: the shard's examples belong on the shard's own partition.
+                encoded = [(e.request_id.encode(), e.encode()) for e in examples]
+                send_many(self.producer, s.labelled_topic, encoded, partition=p)
+            else:
+                for example in examples:
+                    send(s.labelled_topic, example.encode(), key=example.request_id.encode())
+            self.in_flight += len(examples)
             for row in shard.drain_forwarded():
-                self.producer.send(s.predictions_topic, row.encode(), key=(row.asset_id or "").encode())
+                send(s.predictions_topic, row.encode(), key=(row.asset_id or "").encode())
                 self.in_flight += 1
 
     def _apply_backpressure(self, owned: set[TopicPartition]) -> None:
@@ -229,13 +290,72 @@ class JoinStage:
             log.info("%s stage: pending back to %d; resuming prediction inputs", self.name, pending)
             self._paused = set()
 
-    def _refresh_stats(self) -> None:
+    def _refresh_stats(self, forced: bool) -> None:
         total = JoinCounters()
         for shard in self.shards.values():
             total.add(shard.counters)
         self.stats.counters = total
         self.stats.pending = sum(len(shard.store) for shard in self.shards.values())
         self.stats.paused = bool(self._paused)
-        self.stats.lag = self.consumer.lag()
-        lag = sum(v for tp, v in self.stats.lag.items() if tp.topic in self.prediction_topics)
-        self.breaker.observe(lag)
+        now = self.clock()
+        if not forced or now - self._last_lag >= self.settings.checkpoint_interval_s:
+            # Lag costs a few requests to the log: at most once per checkpoint interval when a full
+            # output buffer forces the checkpoints.
+            self._last_lag = now
+            self.stats.lag = self.consumer.lag()
+            lag = sum(v for tp, v in self.stats.lag.items() if tp.topic in self.prediction_topics)
+            self.breaker.observe(lag)
+
+
+class _IdleConsumer:
+    """The consumer of a stage that has nothing to do in this join mode: subscribed to nothing."""
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Record]:
+        return []
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        return None
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return None
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        raise EventLogError(f"{tp} is not assigned: this stage is idle in this join mode")
+
+    def seek_to_time(self, timestamp_ms: int) -> None:
+        return None
+
+    def assignment(self) -> set[TopicPartition]:
+        return set()
+
+    def pause(self, tps: Iterable[TopicPartition]) -> None:
+        return None
+
+    def resume(self, tps: Iterable[TopicPartition]) -> None:
+        return None
+
+    def lag(self) -> dict[TopicPartition, int]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+class _IdleProducer:
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes | str]] = (),
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Delivery:
+        raise EventLogError("this joiner stage is idle in this join mode and sends nothing")
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
