@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from driftloop.errors import DriftloopError
+
 
 @click.command("up")
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -65,7 +67,6 @@ def up(
     event log (Kafka if DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set, else the embedded log) in Seldon's
     Kafka logger format. Ctrl-C or `driftloop down` stops everything.
     """
-    from driftloop_graphs.errors import GraphError
     from driftloop_graphs.run_state import RunState, pid_alive, runtime_dir
 
     directory = runtime_dir()
@@ -99,7 +100,7 @@ def up(
                     ),
                 )
             )
-    except GraphError as exc:
+    except DriftloopError as exc:  # invalid manifest, a model that does not load, broker down ...
         raise click.ClickException(str(exc)) from exc
 
 
@@ -246,7 +247,6 @@ def traffic(deployment: str, weights: tuple[str, ...]) -> None:
     non-shadow predictors, summing to 100). Without weights it prints the current state.
     """
     from driftloop_graphs.control_client import ControlClient
-    from driftloop_graphs.errors import GraphError
 
     namespace, _, name = deployment.partition("/")
     if not name:
@@ -260,6 +260,6 @@ def traffic(deployment: str, weights: tuple[str, ...]) -> None:
     try:
         client = ControlClient.from_run_dir()
         state = client.set_traffic(namespace, name, parsed) if parsed else client.deployment(namespace, name)
-    except GraphError as exc:
+    except DriftloopError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(state, indent=2))
