@@ -150,7 +150,7 @@ class LocalRuntime:
             for predictor in deployment.predictors:
                 self.event_log.create_topic(predictor.log_topic)
         self.request_logger = RequestLogger(
-            self.event_log.producer(), self.metrics, self.settings.request_log
+            self.event_log.producer(), self.metrics, self.settings.request_log, self.event_log.partitions_for
         )
         self.request_logger.start()
 
