@@ -1,6 +1,8 @@
 """Many records to one partition in one call: ``send_many``, for producers that emit records by the
-ten thousand (the joiner). The Kafka producer has a bulk path (``KafkaProducer.send_many``, see
-``kafka_bulk``: a fraction of the CPU per record); any other producer gets one ``send`` per record.
+ten thousand (the joiner, the local runtime's request log). The Kafka producer has a bulk path
+(``KafkaProducer.send_many``, see ``kafka_bulk``: a fraction of the CPU per record), the embedded one
+appends them in one transaction (``EmbeddedProducer.send_many``); any other producer gets one ``send``
+per record.
 
 >>> from driftloop.eventlog import MemoryEventLog
 >>> log = MemoryEventLog()

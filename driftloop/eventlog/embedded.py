@@ -25,6 +25,7 @@ from driftloop.eventlog.sqlite_store import Store, encode_headers, ensure_topic
 from driftloop.eventlog.validation import (
     check_auto_offset_reset,
     check_group_id,
+    check_many,
     check_partitions,
     check_record,
     check_topic,
@@ -196,6 +197,70 @@ class EmbeddedProducer:
             self._next_retention = now + self._log.settings.retention_check_s
             enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
         return RecordMetadata(topic, partition, int(offset), stamp)
+
+    def send_many(
+        self,
+        topic: str,
+        records: Sequence[tuple[bytes | None, bytes]],
+        *,
+        partition: int,
+        headers: Sequence[Sequence[tuple[str, bytes]]] | None = None,
+        timestamps_ms: Sequence[int | None] | None = None,
+    ) -> None:
+        """Append many (key, value) records to one partition in ONE transaction: all of them are
+        acknowledged together when it returns, or none is (a per-record ``send`` commits each: ~50 us
+        of CPU per record, most of it the commit)."""
+        if self._closed:
+            raise EventLogError("producer is closed; create a new one with EventLog.producer()")
+        if not records:
+            return
+        limit = self._log.settings.max_message_bytes
+        try:
+            check_many(topic, records, headers, timestamps_ms, limit)
+            now = self._log.clock()
+            rows = []
+            total = 0
+            for i, (key, value) in enumerate(records):
+                blob = encode_headers(tuple(headers[i])) if headers is not None else b""
+                size = len(value) + len(key or b"") + len(blob)
+                stamp = timestamps_ms[i] if timestamps_ms is not None else None
+                rows.append((key, bytes(value), blob, size, int(now * 1000) if stamp is None else int(stamp)))
+                total += size
+            self._write_many(topic, partition, rows, total)
+        except EventLogError as exc:
+            self._log.metrics.refused(self._log.backend, topic, exc)
+            raise
+        self._log.metrics.records_sent.labels(self._log.backend, topic).inc(len(records))
+        if now >= self._next_retention:
+            self._next_retention = now + self._log.settings.retention_check_s
+            enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
+
+    def _write_many(
+        self, topic: str, partition: int, rows: list[tuple[bytes | None, bytes, bytes, int, int]], total: int
+    ) -> None:
+        try:
+            with self._store.write() as conn:
+                count = self._partitions.get(topic) or ensure_topic(conn, topic, 1)
+                self._partitions[topic] = count
+                if not 0 <= partition < count:
+                    raise EventLogError(
+                        f"topic {topic!r} has {count} partition(s); partition {partition} does not exist"
+                    )
+                (first,) = conn.execute(
+                    "UPDATE partitions SET next_offset = next_offset + ?, bytes = bytes + ? "
+                    "WHERE topic = ? AND partition = ? RETURNING next_offset - ?",
+                    (len(rows), total, topic, partition, len(rows)),
+                ).fetchone()
+                conn.executemany(
+                    "INSERT INTO records(topic, partition, offset, timestamp_ms, key, value, headers, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (topic, partition, first + i, stamp, key, value, blob, size)
+                        for i, (key, value, blob, size, stamp) in enumerate(rows)
+                    ],
+                )
+        except sqlite3.Error as exc:
+            raise EventLogError(f"send to topic {topic!r} in {self._log.directory} failed: {exc}") from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
         return None  # every send is already committed

@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from driftloop.eventlog.base import Producer
+from driftloop.eventlog.bulk import send_many
 from driftloop.seldon_log import LogEvent
 from driftloop_graphs.metrics import IngressMetrics
 
@@ -38,8 +40,17 @@ class RequestLogSettings:
 
 
 class RequestLogger:
-    def __init__(self, producer: Producer, metrics: IngressMetrics, settings: RequestLogSettings) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        metrics: IngressMetrics,
+        settings: RequestLogSettings,
+        partitions_for: Callable[[str], int] | None = None,
+    ) -> None:
         self._producer = producer
+        self._partitions_for = partitions_for
+        self._partition_counts: dict[str, int] = {}
+        self._turns: dict[str, int] = {}
         self._metrics = metrics
         self._settings = settings
         self._queue: asyncio.Queue[tuple[str, LogEvent]] = asyncio.Queue(maxsize=settings.queue_size)
@@ -90,15 +101,36 @@ class RequestLogger:
                 self._metrics.log_queue_depth.set(self.depth)
 
     def _write(self, batch: list[tuple[str, LogEvent]]) -> None:
-        try:
-            for topic, event in batch:
-                self._producer.send(topic, event.payload, headers=event.headers())
-            self._producer.flush(timeout_s=30)
-        except Exception as exc:  # the event log refused: count, say so, keep serving
-            self._metrics.log_events.labels("failed").inc(len(batch))
-            logger.error("request log: event log refused %d event(s): %s", len(batch), exc)
-            return
-        self._metrics.log_events.labels("written").inc(len(batch))
+        by_topic: dict[str, list[LogEvent]] = {}
+        for topic, event in batch:
+            by_topic.setdefault(topic, []).append(event)
+        for topic, events in by_topic.items():
+            try:
+                # Keyless, as Seldon's logger writes: a whole batch to one partition, the next batch to
+                # the next (Kafka's sticky partitioning for keyless records), in one bulk append.
+                partition = self._next_partition(topic)
+                send_many(
+                    self._producer,
+                    topic,
+                    [(None, e.payload) for e in events],
+                    partition=partition,
+                    headers=[e.headers() for e in events],
+                )
+                self._producer.flush(timeout_s=30)
+            except Exception as exc:  # the event log refused: count, say so, keep serving
+                self._metrics.log_events.labels("failed").inc(len(events))
+                logger.error("request log: event log refused %d event(s) for %s: %s", len(events), topic, exc)
+                continue
+            self._metrics.log_events.labels("written").inc(len(events))
+
+    def _next_partition(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            found = self._partitions_for(topic) if self._partitions_for is not None else 1
+            count = self._partition_counts[topic] = max(1, found)
+        turn = self._turns.get(topic, 0)
+        self._turns[topic] = turn + 1
+        return turn % count
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until every queued event is written (used on shutdown and by tests)."""
