@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import psutil
-from driftloop_feedback.join.pipeline import Joiner
+from driftloop_feedback.join.pipeline import Joiner, settle_heap
 from driftloop_feedback.join.rules import JoinRules
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard
@@ -117,6 +117,7 @@ def bench_throughput(bootstrap: str, workdir: Path, requests: int = 2000, rows: 
     raw_s = time.perf_counter() - started
     raw.close()
 
+    settle_heap()  # as ``Joiner.run`` (the `driftloop feedback join` process) does at its start
     started = time.perf_counter()
     while sum(sh.counters.joined for sh in joiner.request.shards.values()) < examples:
         joiner.step(0.05)

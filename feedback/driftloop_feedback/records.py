@@ -119,7 +119,7 @@ class PredictionRow:
         return f"{self.request_id}:{self.row}"
 
     def encode(self) -> bytes:
-        return _dumps(dict(self.__dict__))
+        return orjson.dumps(self)
 
     @classmethod
     def decode(cls, value: bytes) -> PredictionRow:
@@ -147,7 +147,7 @@ class LabelledExample:
     asset_id: str | None = None
 
     def encode(self) -> bytes:
-        return _dumps(dict(self.__dict__))  # flat fields: no deep copy (dataclasses.asdict is slow)
+        return orjson.dumps(self)  # orjson writes a dataclass's fields in order, as dict(self.__dict__)
 
     @classmethod
     def decode(cls, value: bytes) -> LabelledExample:

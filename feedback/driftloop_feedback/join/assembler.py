@@ -136,22 +136,23 @@ class PredictionAssembler:
         params = body.get("parameters") or {}
         version = str(body.get("model_version") or params.get("model_version") or "")
         horizon = params.get("horizon_s")
-        rows = []
-        for i in range(n):
-            asset = state.asset_ids[i] if state.asset_ids and i < len(state.asset_ids) else None
-            when = state.event_times[i] if state.event_times and i < len(state.event_times) else logged_at
-            rows.append(
-                PredictionRow(
-                    request_id=rid,
-                    row=i,
-                    features=tuple(float(x) for x in state.features[i]),
-                    prediction=predictions[i],
-                    event_time=when,
-                    endpoint=state.response.endpoint,
-                    model_version=version,
-                    asset_id=asset,
-                    horizon_s=None if horizon is None else float(horizon),
-                    logged_at=logged_at,
-                )
+        horizon_s = None if horizon is None else float(horizon)
+        endpoint = state.response.endpoint
+        features = state.features.tolist()  # Python floats, one list per row, in one call
+        assets = state.asset_ids or []
+        times = state.event_times or []
+        return [
+            PredictionRow(
+                rid,
+                i,
+                tuple(features[i]),
+                predictions[i],
+                times[i] if i < len(times) else logged_at,
+                endpoint,
+                version,
+                assets[i] if i < len(assets) else None,
+                horizon_s,
+                logged_at,
             )
-        return rows
+            for i in range(n)
+        ]

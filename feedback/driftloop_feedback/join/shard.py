@@ -70,14 +70,16 @@ class JoinShard:
                 self.on_prediction(row, logged_at)
 
     def on_prediction(self, row: PredictionRow, logged_at: float) -> None:
-        self._tick(logged_at)
+        if logged_at > self.now:
+            self.now = logged_at
         if self._known(row.request_id, row.row):
             self.counters.duplicate += 1
             return
-        if not self._routes_to_asset(row):
-            truth = self.truths.pop(row.example_id, None)
+        if self.rules.mode == "request" or not self._routes_to_asset(row):
+            example_id = f"{row.request_id}:{row.row}"
+            truth = self.truths.pop(example_id, None)
             if truth is not None:
-                self._emit(row, truth[0], truth[1], "request")
+                self._emit(row, truth[0], truth[1], "request", example_id)
                 return
             self._add_pending(row, logged_at, target=0.0)
             return
@@ -234,23 +236,27 @@ class JoinShard:
             return
         self._emit(row, found[1], found[0], "asset")
 
-    def _emit(self, row: Row, truth: float, truth_time: float, joined_by: str) -> None:
-        self._mark(key_hash(row.request_id, row.row), JOINED)
+    def _emit(
+        self, row: Row, truth: float, truth_time: float, joined_by: str, example_id: str | None = None
+    ) -> None:
+        h = key_hash(row.request_id, row.row)
+        self.resolved[h] = JOINED
+        self._resolved_order.append((self.now, h))
         self.counters.joined += 1
         self._labelled.append(
             LabelledExample(
-                example_id=f"{row.request_id}:{row.row}",
-                request_id=row.request_id,
-                row=row.row,
-                features=tuple(row.features),
-                prediction=row.prediction,
-                truth=truth,
-                endpoint=row.endpoint,
-                model_version=row.model_version,
-                event_time=row.event_time,
-                truth_time=truth_time,
-                joined_by=joined_by,
-                asset_id=row.asset_id,
+                example_id or f"{row.request_id}:{row.row}",
+                row.request_id,
+                row.row,
+                tuple(row.features),
+                row.prediction,
+                truth,
+                row.endpoint,
+                row.model_version,
+                row.event_time,
+                truth_time,
+                joined_by,
+                row.asset_id,
             )
         )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import uuid
+import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,18 +84,24 @@ class Interner:
         return found
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _is_uuid(value: str) -> bool:
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
+    """Whether ``value`` is a UUID in canonical form (``str(uuid.UUID(value)) == value``)."""
+    return len(value) == 36 and _CANONICAL_UUID.fullmatch(value) is not None
 
 
 def _pack_request_id(request_id: str) -> bytes:
     """Canonical UUIDs (what Seldon's executor generates for ``Seldon-Puid``) take 16 bytes."""
-    if len(request_id) == 36 and _is_uuid(request_id):
-        return uuid.UUID(request_id).bytes
+    if _is_uuid(request_id):
+        return bytes.fromhex(request_id.replace("-", ""))
     return request_id.encode()
+
+
+def _unpack_uuid(raw: bytes) -> str:
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class PendingStore:
@@ -136,7 +142,8 @@ class PendingStore:
         if not self._free:
             self._grow()
         slot = self._free.pop()
-        rid = _pack_request_id(request_id)
+        is_uuid = _is_uuid(request_id)
+        rid = bytes.fromhex(request_id.replace("-", "")) if is_uuid else request_id.encode()
         feats = np.asarray(features, dtype=np.float64).tobytes()
         cols = self._cols
         h = key_hash(request_id, row)
@@ -151,7 +158,7 @@ class PendingStore:
         cols["version"][slot] = self.versions.id(model_version)
         cols["row"][slot] = row
         cols["offset"][slot] = len(self._arena)
-        cols["rid_len"][slot] = _UUID_LEN if len(rid) == 16 and _is_uuid(request_id) else len(rid)
+        cols["rid_len"][slot] = _UUID_LEN if is_uuid else len(rid)
         cols["n_features"][slot] = len(feats) // 8
         self._arena += rid
         self._arena += feats
@@ -160,9 +167,22 @@ class PendingStore:
 
     def find(self, request_id: str, row: int) -> int:
         """The slot of a pending prediction, or -1."""
-        h = key_hash(request_id, row)
-        for slot in self._index.probe(h):
-            if self._rid(slot) == request_id and int(self._cols["row"][slot]) == row:
+        if not self._count:
+            return -1
+        slots = self._index.probe(key_hash(request_id, row))
+        if not slots:
+            return -1
+        is_uuid = _is_uuid(request_id)
+        packed = bytes.fromhex(request_id.replace("-", "")) if is_uuid else request_id.encode()
+        kind = _UUID_LEN if is_uuid else len(packed)
+        cols = self._cols
+        for slot in slots:
+            start = int(cols["offset"][slot])
+            if (
+                int(cols["rid_len"][slot]) == kind
+                and int(cols["row"][slot]) == row
+                and self._arena[start : start + len(packed)] == packed
+            ):
                 return slot
         return -1
 
@@ -175,7 +195,7 @@ class PendingStore:
         return PendingPrediction(
             request_id=self._rid(slot),
             row=int(cols["row"][slot]),
-            features=tuple(float(x) for x in feats),
+            features=tuple(feats.tolist()),
             prediction=float(cols["prediction"][slot]),
             event_time=float(cols["event_time"][slot]),
             target_time=float(cols["target_time"][slot]),
@@ -250,7 +270,7 @@ class PendingStore:
         start = int(self._cols["offset"][slot])
         raw = bytes(self._arena[start : start + self._rid_bytes(slot)])
         if int(self._cols["rid_len"][slot]) == _UUID_LEN:
-            return str(uuid.UUID(bytes=raw))
+            return _unpack_uuid(raw)
         return raw.decode()
 
     def _grow(self) -> None:
