@@ -4,6 +4,11 @@ Ports (HTTP, gRPC, metrics) are free ports picked at start; settings go in as ``
 variables, so nothing is written into the repository and nothing binds 0.0.0.0. The process runs in its
 own session (process group) and is stopped by that group, workers included.
 
+With ``forkserver=`` (a started ``driftloop.mlserver_forkserver.ForkServer``) the process is forked from
+that server, which has MLServer and the runtimes' libraries imported already, instead of executing
+``mlserver start``; it behaves the same (settings, log, own process group). If the fork server cannot fork,
+a plain ``mlserver start`` process is started instead.
+
 >>> with MLServerProcess(Path("models"), env={"DRIFTLOOP_HOME": "/abs/state"}) as server:  # doctest: +SKIP
 ...     httpx.get(f"{server.url}/v2/health/ready")
 """
@@ -11,6 +16,7 @@ own session (process group) and is stopped by that group, workers included.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -26,9 +32,11 @@ import httpx
 import psutil
 
 from driftloop.errors import DriftloopError
+from driftloop.mlserver_forkserver import ForkedProcess, ForkServer, ForkServerError
 from driftloop.settings import StateSettings
 
 HOST = "127.0.0.1"
+_log = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception): | ERROR - ")
 
 
@@ -61,6 +69,7 @@ class MLServerProcess:
         run_dir: Path | None = None,
         name: str = "mlserver",
         startup_timeout_s: float = 120.0,
+        forkserver: ForkServer | None = None,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.parallel_workers = parallel_workers
@@ -68,7 +77,9 @@ class MLServerProcess:
         self.startup_timeout_s = startup_timeout_s
         self._extra_env = dict(env or {})
         self._run_dir = run_dir
-        self._process: subprocess.Popen[bytes] | None = None
+        self.forkserver = forkserver
+        self.forked = False
+        self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: Path | None = None
 
@@ -123,15 +134,7 @@ class MLServerProcess:
             "MLSERVER_ENVIRONMENTS_DIR": str(run_dir / "envs"),
         }
         self.log_path = run_dir / "mlserver.log"
-        with self.log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                [_mlserver_executable(), "start", str(self.repository)],
-                cwd=run_dir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._process = self._fork(env, run_dir) or self._exec(env, run_dir)
         (run_dir / "mlserver.json").write_text(
             json.dumps(
                 {
@@ -149,6 +152,35 @@ class MLServerProcess:
             self.stop()
             raise
         return self
+
+    def _fork(self, env: dict[str, str], run_dir: Path) -> ForkedProcess | None:
+        if self.forkserver is None:
+            return None
+        assert self.log_path is not None
+        if not self.forkserver.alive:
+            _log.warning("the MLServer fork server is not running; starting `mlserver start` as a process")
+            return None
+        try:
+            process = self.forkserver.spawn(
+                ["start", str(self.repository)], env=env, cwd=run_dir, log_path=self.log_path
+            )
+        except ForkServerError as exc:
+            _log.warning("%s; starting `mlserver start` as a process instead", exc)
+            return None
+        self.forked = True
+        return process
+
+    def _exec(self, env: dict[str, str], run_dir: Path) -> subprocess.Popen[bytes]:
+        assert self.log_path is not None
+        with self.log_path.open("wb") as log:
+            return subprocess.Popen(
+                [_mlserver_executable(), "start", str(self.repository)],
+                cwd=run_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _wait_ready(self) -> None:
         assert self._process is not None
