@@ -5,7 +5,9 @@ logging to the embedded event log, then measures from this process:
 
 - sequential latency p50/p99, direct vs ingress, logging off (Seldon-Skip-Logging) and on;
 - p99 through the ingress at a paced 200 req/s (open loop), logging on;
-- throughput at concurrency 64, direct vs ingress, logging off and on.
+- throughput at concurrency 64, direct vs ingress, logging off and on;
+- the ingress process's CPU time per request (all its threads, the request-log writer included), which
+  unlike wall-clock ratios holds up when other work shares the machine.
 
 Run: ``python -m bench.ingress`` (or ``python -m bench``). Prints ratios against the direct run.
 """
@@ -111,6 +113,7 @@ def main() -> None:
         process, ingress, direct = start_runtime(Path(tmp))
         try:
             run(ingress, direct)
+            cpu_per_request(process.pid, ingress)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(60)
@@ -149,6 +152,19 @@ def run(ingress: str, direct: str) -> None:
     for label, rps in results.items():
         print(f"  {label:22s} {rps:7.0f} req/s  ratio {rps / base:4.2f}x")
     print(f"(mean of sequential direct {statistics.mean(d) * 1e3:.2f} ms)")
+
+
+def cpu_per_request(pid: int, ingress: str, n: int = 2000) -> None:
+    import psutil
+
+    process = psutil.Process(pid)
+    print(f"ingress process CPU per request ({n} sequential requests, user + system, all threads):")
+    for label, headers in (("logging off", SKIP), ("logging on", {})):
+        before = process.cpu_times()
+        sequential(ingress, n, headers)
+        after = process.cpu_times()
+        used = (after.user + after.system) - (before.user + before.system)
+        print(f"  {label:12s} {used / (n + 50) * 1e3:.3f} ms")
 
 
 if __name__ == "__main__":
