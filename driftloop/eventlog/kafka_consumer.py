@@ -12,6 +12,7 @@ import kafka.errors as kerrors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
+from driftloop.eventlog import kafka_fetch
 from driftloop.eventlog.base import EventLogError, Record, TopicPartition
 from driftloop.eventlog.delivery import CommitFailedError
 
@@ -53,6 +54,7 @@ class KafkaConsumer:
                 **log._config,
             )
         )
+        kafka_fetch.install(self._consumer)  # fetched records decoded straight into Records
         # Learn the topics' partitions before joining the group, so the first assignment covers them
         # (otherwise the assignor logs "No partition metadata for topic ..." and assigns nothing).
         for topic in topics:
@@ -81,7 +83,12 @@ class KafkaConsumer:
         append = out.append
         for tp in sorted(batches, key=lambda t: (t.topic, t.partition)):
             topic, partition = tp.topic, tp.partition
-            for r in batches[tp]:
+            fetched = batches[tp]
+            if fetched and type(fetched[0]) is Record:  # decoded by kafka_fetch already
+                out.extend(fetched)
+                self._log.metrics.polled_count(self._log.backend, self.group_id, topic, len(fetched))
+                continue
+            for r in fetched:
                 # kafka-python hands out bytes already; bytes(b) of a bytes object is that object.
                 headers = (
                     tuple((n, v if type(v) is bytes else bytes(v)) for n, v in r.headers) if r.headers else ()

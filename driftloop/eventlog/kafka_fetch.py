@@ -1,0 +1,168 @@
+"""Decoding fetched record batches straight into driftloop ``Record``s, for driftloop's own consumers.
+
+kafka-python turns each fetched record into a ``DefaultRecord`` (seven varints through a generic
+decoder), then a ``ConsumerRecord`` (deserializers, size sums), which ``KafkaConsumer.poll`` then copied
+into a ``Record``: ~8 us of Python per record, most of a busy consumer's time. ``FastPartitionRecords``
+replaces kafka-python's per-record loop, for message format v2 batches, with one that reads the record
+fields (the same bytes, the same checks: batch CRC, record length, control batches skipped) and builds
+the ``Record`` directly. Everything around it stays kafka-python's: fetch requests, positions, the
+``max_records`` cut, pause/resume, offset resets. It applies only to consumers without deserializers
+and with ``read_uncommitted`` isolation (what driftloop uses); anything else takes kafka-python's path.
+
+It is installed per consumer instance (``install``), never on kafka-python's classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import kafka.errors as kerrors
+from kafka.consumer.fetcher import Fetcher
+from kafka.record.default_records import DefaultRecordBatch
+from kafka.record.util import decode_varint
+
+from driftloop.eventlog.base import Record
+
+_PartitionRecords: Any = Fetcher.PartitionRecords
+
+
+def supported(consumer: Any) -> bool:
+    fetcher = getattr(consumer, "_fetcher", None)
+    return (
+        fetcher is not None
+        and fetcher.config.get("key_deserializer") is None
+        and fetcher.config.get("value_deserializer") is None
+        and consumer.config.get("isolation_level") == "read_uncommitted"
+        and hasattr(_PartitionRecords, "_unpack_records")
+        and hasattr(DefaultRecordBatch, "_maybe_uncompress")
+    )
+
+
+def install(consumer: Any) -> bool:
+    """Make this kafka-python consumer decode its fetches with ``FastPartitionRecords``."""
+    if not supported(consumer):
+        return False
+    consumer._fetcher.PartitionRecords = FastPartitionRecords
+    return True
+
+
+def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
+    """Kafka's zig-zag varint at ``pos``: (value, next position); one- and two-byte forms inline."""
+    b = buf[pos]
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos + 1
+    b2 = buf[pos + 1]
+    if b2 < 0x80:
+        v = (b & 0x7F) | (b2 << 7)
+        return (v >> 1) ^ -(v & 1), pos + 2
+    value: int
+    value, pos = decode_varint(buf, pos)
+    return value, pos
+
+
+class FastPartitionRecords(_PartitionRecords):
+    def _unpack_records(
+        self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
+    ) -> Iterator[Any]:
+        if key_deserializer is not None or value_deserializer is not None:
+            yield from super()._unpack_records(tp, records, key_deserializer, value_deserializer)
+            return
+        topic, partition = tp.topic, tp.partition
+        try:
+            batch = records.next_batch()
+            last_batch = None
+            while batch is not None:
+                last_batch = batch
+                if self.check_crcs and not batch.validate_crc():
+                    raise kerrors.CorruptRecordError(
+                        f"Record batch for partition {self.topic_partition} at offset "
+                        f"{batch.base_offset} failed crc check"
+                    )
+                if batch.magic == 2:
+                    self.leader_epoch = batch.leader_epoch
+                    if batch.is_control_batch:  # transaction markers are not returned to consumers
+                        self.next_fetch_offset = batch.next_offset
+                        batch = records.next_batch()
+                        continue
+                    yield from self._records_v2(batch, topic, partition)
+                else:
+                    yield from self._records_legacy(batch, topic, partition)
+                batch = records.next_batch()
+            else:
+                # v2 keeps the last offset of a batch even if compaction removed that record: resume
+                # after it, so the same batch is not fetched again.
+                if last_batch is not None and last_batch.magic == 2:
+                    self.next_fetch_offset = last_batch.next_offset
+                self.drain()
+        except StopIteration as exc:  # a StopIteration would end this generator silently
+            raise RuntimeError("StopIteration raised unpacking messageset") from exc
+
+    def _records_v2(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:
+        batch._maybe_uncompress()
+        buf = batch._buffer
+        pos = batch._pos
+        base_offset = batch.base_offset
+        log_append_time = batch.timestamp_type == batch.LOG_APPEND_TIME
+        first_ts, max_ts = batch.first_timestamp, batch.max_timestamp
+        varint = _varint
+        for _ in range(batch.records_count):
+            length, pos = varint(buf, pos)
+            start = pos
+            pos += 1  # attributes (int8, unused in v2 records)
+            ts_delta, pos = varint(buf, pos)
+            offset_delta, pos = varint(buf, pos)
+            size, pos = varint(buf, pos)
+            key = None
+            if size >= 0:
+                key = bytes(buf[pos : pos + size])
+                pos += size
+            size, pos = varint(buf, pos)
+            value = b""
+            if size >= 0:
+                value = bytes(buf[pos : pos + size])
+                pos += size
+            count, pos = varint(buf, pos)
+            headers: tuple[tuple[str, bytes], ...] = ()
+            if count:
+                if count < 0:
+                    raise kerrors.CorruptRecordError(f"Found invalid number of record headers {count}")
+                items = []
+                for _h in range(count):
+                    size, pos = varint(buf, pos)
+                    if size < 0:
+                        raise kerrors.CorruptRecordError(f"Invalid negative header key size {size}")
+                    name = buf[pos : pos + size].decode("utf-8")
+                    pos += size
+                    size, pos = varint(buf, pos)
+                    raw = b""
+                    if size >= 0:
+                        raw = bytes(buf[pos : pos + size])
+                        pos += size
+                    items.append((name, raw))
+                headers = tuple(items)
+            if pos - start != length:
+                raise kerrors.CorruptRecordError(
+                    f"Invalid record size: expected to read {length} bytes in record payload, "
+                    f"but instead read {pos - start}"
+                )
+            offset = base_offset + offset_delta
+            self.records_read += 1
+            self.bytes_read += length
+            self.next_fetch_offset = offset + 1
+            stamp = max_ts if log_append_time else first_ts + ts_delta
+            yield Record(topic, partition, offset, stamp, key, value, headers)
+        batch._pos = pos
+
+    def _records_legacy(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:
+        for record in batch:  # message format v0/v1: kafka-python's own record objects
+            if self.check_crcs and not record.validate_crc():
+                raise kerrors.CorruptRecordError(
+                    f"Record for partition {self.topic_partition} at offset {record.offset} failed crc check"
+                )
+            headers = tuple((name, b"" if raw is None else bytes(raw)) for name, raw in record.headers or ())
+            self.records_read += 1
+            self.bytes_read += record.size_in_bytes
+            self.next_fetch_offset = record.offset + 1
+            value = b"" if record.value is None else bytes(record.value)
+            yield Record(topic, partition, record.offset, record.timestamp, record.key, value, headers)
