@@ -1,5 +1,7 @@
-"""An open-addressing hash index from 64-bit key hashes to slots, in two numpy arrays (12 bytes per
+"""An open-addressing hash index from 64-bit key hashes to slots, in two typed arrays (12 bytes per
 entry at load <= 1/2): no Python object per entry. Slot -1 marks an empty position, -2 a tombstone.
+The arrays are ``array.array`` (one element read from Python costs a third of a numpy element read);
+an index unpickled from an older snapshot may hold numpy arrays, which ``restore`` converts.
 
 >>> index = HashIndex(8)
 >>> index.put(12345, slot=3)
@@ -11,7 +13,9 @@ entry at load <= 1/2): no Python object per entry. Slot -1 marks an empty positi
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -19,18 +23,33 @@ EMPTY = -1
 TOMBSTONE = -2
 
 
+def _keys(size: int) -> array[int]:
+    return array("Q", bytes(8 * size))
+
+
+def _slots(size: int) -> array[int]:
+    return array("i", [EMPTY]) * size
+
+
 class HashIndex:
     def __init__(self, size: int) -> None:
         if size & (size - 1):
             raise ValueError(f"index size {size} must be a power of two")
-        self.keys = np.zeros(size, dtype=np.uint64)
-        self.slots = np.full(size, EMPTY, dtype=np.int32)
+        self.keys: Any = _keys(size)
+        self.slots: Any = _slots(size)
         self.used = 0  # live entries + tombstones
         self.live = 0
 
     @property
     def nbytes(self) -> int:
-        return int(self.keys.nbytes + self.slots.nbytes)
+        return int(len(self.keys) * 8 + len(self.slots) * 4)
+
+    def restore(self) -> HashIndex:
+        """Typed arrays again after unpickling an index that held numpy arrays (older snapshots)."""
+        if not isinstance(self.keys, array):
+            self.keys = array("Q", self.keys.astype("<u8").tobytes())
+            self.slots = array("i", self.slots.astype("<i4").tobytes())
+        return self
 
     def probe(self, h: int) -> list[int]:
         """Every slot filed under ``h`` (hash collisions are possible: callers check the key)."""
@@ -38,12 +57,11 @@ class HashIndex:
         mask = len(keys) - 1
         pos = h & mask
         found: list[int] = []
-        hv = np.uint64(h)
         while True:
-            s = int(slots[pos])
+            s = slots[pos]
             if s == EMPTY:
                 return found
-            if s >= 0 and keys[pos] == hv:
+            if s >= 0 and keys[pos] == h:
                 found.append(s)
             pos = (pos + 1) & mask
 
@@ -53,9 +71,9 @@ class HashIndex:
         keys, slots = self.keys, self.slots
         mask = len(keys) - 1
         pos = h & mask
-        while int(slots[pos]) >= 0:
+        while slots[pos] >= 0:
             pos = (pos + 1) & mask
-        if int(slots[pos]) == EMPTY:
+        if slots[pos] == EMPTY:
             self.used += 1
         keys[pos] = h
         slots[pos] = slot
@@ -65,21 +83,22 @@ class HashIndex:
         keys, slots = self.keys, self.slots
         mask = len(keys) - 1
         pos = h & mask
-        while int(slots[pos]) != slot or int(keys[pos]) != h:
-            if int(slots[pos]) == EMPTY:
+        while slots[pos] != slot or keys[pos] != h:
+            if slots[pos] == EMPTY:
                 raise KeyError(f"slot {slot} is not indexed under {h}")
             pos = (pos + 1) & mask
         slots[pos] = TOMBSTONE
         self.live -= 1
 
     def entries(self) -> Iterable[tuple[int, int]]:
-        for pos in np.nonzero(self.slots >= 0)[0]:
-            yield int(self.keys[pos]), int(self.slots[pos])
+        keys, slots = self.keys, self.slots
+        for pos in np.nonzero(np.frombuffer(slots, dtype=np.int32) >= 0)[0].tolist():
+            yield keys[pos], slots[pos]
 
     def _rehash(self, size: int) -> None:
         old = list(self.entries())
-        self.keys = np.zeros(size, dtype=np.uint64)
-        self.slots = np.full(size, EMPTY, dtype=np.int32)
+        self.keys = _keys(size)
+        self.slots = _slots(size)
         self.used = self.live = 0
         for h, slot in old:
             self.put(h, slot)

@@ -18,6 +18,7 @@ import copy
 import functools
 import hashlib
 import re
+import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,19 @@ _FIELDS: dict[str, Any] = {
     "rid_len": np.uint16,
     "n_features": np.uint16,
 }
+# The columns live in ``array.array``s of the same types: reading or writing one element from Python
+# costs a third of a numpy element access. Whole-column work (TTL scans, compaction) goes through
+# zero-copy numpy views (``_view``); snapshots hold numpy copies, as before.
+_TYPECODES = {name: np.dtype(dtype).char for name, dtype in _FIELDS.items()}
+
+
+def _zeros(name: str, n: int) -> array[Any]:
+    return array(_TYPECODES[name], bytes(np.dtype(_FIELDS[name]).itemsize * n))
+
+
+@functools.lru_cache(maxsize=64)
+def _features(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}d")
 
 
 @functools.lru_cache(maxsize=1 << 14)  # one item is hashed several times in a row (dedupe, find, mark)
@@ -106,7 +120,7 @@ def _unpack_uuid(raw: bytes) -> str:
 
 class PendingStore:
     def __init__(self, capacity: int = 1024) -> None:
-        self._cols = {name: np.zeros(capacity, dtype=dtype) for name, dtype in _FIELDS.items()}
+        self._cols: dict[str, array[Any]] = {name: _zeros(name, capacity) for name in _FIELDS}
         self._free = array("q", range(capacity - 1, -1, -1))
         self._arena = bytearray()
         self._dead_bytes = 0
@@ -121,7 +135,7 @@ class PendingStore:
 
     @property
     def nbytes(self) -> int:
-        cols = sum(c.nbytes for c in self._cols.values())
+        cols = sum(c.itemsize * len(c) for c in self._cols.values())
         return cols + len(self._arena) + self._index.nbytes
 
     # -- public operations ---------------------------------------------------------------------
@@ -144,7 +158,7 @@ class PendingStore:
         slot = self._free.pop()
         is_uuid = _is_uuid(request_id)
         rid = bytes.fromhex(request_id.replace("-", "")) if is_uuid else request_id.encode()
-        feats = np.asarray(features, dtype=np.float64).tobytes()
+        feats = _features(len(features)).pack(*features)
         cols = self._cols
         h = key_hash(request_id, row)
         self._index.put(h, slot)
@@ -177,10 +191,10 @@ class PendingStore:
         kind = _UUID_LEN if is_uuid else len(packed)
         cols = self._cols
         for slot in slots:
-            start = int(cols["offset"][slot])
+            start = cols["offset"][slot]
             if (
-                int(cols["rid_len"][slot]) == kind
-                and int(cols["row"][slot]) == row
+                cols["rid_len"][slot] == kind
+                and cols["row"][slot] == row
                 and self._arena[start : start + len(packed)] == packed
             ):
                 return slot
@@ -188,32 +202,30 @@ class PendingStore:
 
     def get(self, slot: int) -> PendingPrediction:
         cols = self._cols
-        start = int(cols["offset"][slot]) + self._rid_bytes(slot)
-        n = int(cols["n_features"][slot])
-        feats = np.frombuffer(self._arena, dtype=np.float64, count=n, offset=start)
-        asset = int(cols["asset"][slot])
+        n = cols["n_features"][slot]
+        asset = cols["asset"][slot]
         return PendingPrediction(
             request_id=self._rid(slot),
-            row=int(cols["row"][slot]),
-            features=tuple(feats.tolist()),
-            prediction=float(cols["prediction"][slot]),
-            event_time=float(cols["event_time"][slot]),
-            target_time=float(cols["target_time"][slot]),
-            arrived=float(cols["arrived"][slot]),
-            endpoint=self.endpoints.values[int(cols["endpoint"][slot])],
-            model_version=self.versions.values[int(cols["version"][slot])],
+            row=cols["row"][slot],
+            features=_features(n).unpack_from(self._arena, cols["offset"][slot] + self._rid_bytes(slot)),
+            prediction=cols["prediction"][slot],
+            event_time=cols["event_time"][slot],
+            target_time=cols["target_time"][slot],
+            arrived=cols["arrived"][slot],
+            endpoint=self.endpoints.values[cols["endpoint"][slot]],
+            model_version=self.versions.values[cols["version"][slot]],
             asset_id=None if asset < 0 else self.assets.values[asset],
         )
 
     def remove(self, slot: int) -> None:
         if slot < 0:
             raise IndexError(f"slot {slot} is not a pending prediction")
-        h = int(self._cols["key"][slot])
+        h = self._cols["key"][slot]
         if h == _EMPTY:
             return
         self._index.remove(h, slot)
         self._cols["key"][slot] = _EMPTY
-        self._dead_bytes += self._rid_bytes(slot) + 8 * int(self._cols["n_features"][slot])
+        self._dead_bytes += self._rid_bytes(slot) + 8 * self._cols["n_features"][slot]
         self._free.append(slot)
         self._count -= 1
         if self._dead_bytes > 1 << 20 and self._dead_bytes > len(self._arena) // 2:
@@ -221,18 +233,17 @@ class PendingStore:
 
     def arrived_before(self, cutoff: float) -> list[int]:
         """Slots of live entries that arrived at or before ``cutoff`` (TTL expiry)."""
-        cols = self._cols
-        mask = (cols["key"] != _EMPTY) & (cols["arrived"] <= cutoff)
+        mask = (self._view("key") != _EMPTY) & (self._view("arrived") <= cutoff)
         return [int(s) for s in np.nonzero(mask)[0]]
 
     def target_time(self, slot: int) -> float:
-        return float(self._cols["target_time"][slot])
+        return self._cols["target_time"][slot]
 
     # -- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         """Plain arrays and lists (cheap to pickle even at 1M entries)."""
         return {
-            "cols": {name: col.copy() for name, col in self._cols.items()},
+            "cols": {name: self._view(name).copy() for name in self._cols},
             "free": self._free.tobytes(),
             "arena": bytes(self._arena),
             "dead_bytes": self._dead_bytes,
@@ -246,12 +257,12 @@ class PendingStore:
     @classmethod
     def restore(cls, state: dict[str, Any]) -> PendingStore:
         store = cls(capacity=1)
-        store._cols = dict(state["cols"])
+        store._cols = {name: array(_TYPECODES[name], col.tobytes()) for name, col in state["cols"].items()}
         store._free = array("q")
         store._free.frombytes(state["free"])
         store._arena = bytearray(state["arena"])
         store._dead_bytes = state["dead_bytes"]
-        store._index = state["index"]
+        store._index = state["index"].restore()
         store._count = state["count"]
         store.endpoints = Interner(state["endpoints"])
         store.versions = Interner(state["versions"])
@@ -259,17 +270,21 @@ class PendingStore:
         return store
 
     def live_slots(self) -> list[int]:
-        return [int(s) for s in np.nonzero(self._cols["key"] != _EMPTY)[0]]
+        return [int(s) for s in np.nonzero(self._view("key") != _EMPTY)[0]]
 
     # -- internals -----------------------------------------------------------------------------
+    def _view(self, name: str) -> np.ndarray:
+        """A numpy view of a column (valid until the column grows)."""
+        return np.frombuffer(self._cols[name], dtype=_FIELDS[name])
+
     def _rid_bytes(self, slot: int) -> int:
-        n = int(self._cols["rid_len"][slot])
+        n = self._cols["rid_len"][slot]
         return 16 if n == _UUID_LEN else n
 
     def _rid(self, slot: int) -> str:
-        start = int(self._cols["offset"][slot])
+        start = self._cols["offset"][slot]
         raw = bytes(self._arena[start : start + self._rid_bytes(slot)])
-        if int(self._cols["rid_len"][slot]) == _UUID_LEN:
+        if self._cols["rid_len"][slot] == _UUID_LEN:
             return _unpack_uuid(raw)
         return raw.decode()
 
@@ -277,17 +292,15 @@ class PendingStore:
         old = len(self._cols["key"])
         new = old * 2
         for name, col in self._cols.items():
-            grown = np.zeros(new, dtype=col.dtype)
-            grown[:old] = col
-            self._cols[name] = grown
+            col.extend(_zeros(name, new - old))
         self._free.extend(range(new - 1, old - 1, -1))
 
     def _compact_arena(self) -> None:
         cols = self._cols
         arena = bytearray()
-        for s in np.nonzero(cols["key"] != _EMPTY)[0]:
-            start = int(cols["offset"][s])
-            size = self._rid_bytes(int(s)) + 8 * int(cols["n_features"][s])
+        for s in np.nonzero(self._view("key") != _EMPTY)[0].tolist():
+            start = cols["offset"][s]
+            size = self._rid_bytes(s) + 8 * cols["n_features"][s]
             cols["offset"][s] = len(arena)
             arena += self._arena[start : start + size]
         self._arena = arena
