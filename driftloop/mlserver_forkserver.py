@@ -61,6 +61,10 @@ class ForkServerError(DriftloopError):
     """The fork server is not running or could not fork; start MLServer as a plain process instead."""
 
 
+class ForkServerTimeout(ForkServerError):
+    """The fork server did not answer in time (still importing, or the machine is overloaded)."""
+
+
 def preload_modules(repositories: Iterable[Path]) -> list[str]:
     """``DEFAULT_PRELOAD`` plus the module of every ``implementation`` in the repositories' model-settings."""
     modules = list(DEFAULT_PRELOAD)
@@ -157,8 +161,20 @@ class ForkServer:
         self._reader.start()
         return self
 
-    def spawn(self, argv: list[str], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> ForkedProcess:
-        """Fork ``mlserver <argv>`` (waits for the helper's preload, which runs once)."""
+    def spawn(
+        self,
+        argv: list[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+        timeout_s: float | None = None,
+    ) -> ForkedProcess:
+        """Fork ``mlserver <argv>`` (waits for the helper's preload, which runs once).
+
+        ``ForkServerTimeout`` if the helper has not answered in ``timeout_s``: it may still fork later (a
+        child that ``close()`` stops); any other ``ForkServerError`` means no child was or will be forked.
+        """
         with self._state:
             if self._process is None or self._closed:
                 raise ForkServerError("the MLServer fork server is not running")
@@ -166,14 +182,14 @@ class ForkServer:
             self._next_id += 1
         request = {"id": request_id, "argv": argv, "env": dict(env), "cwd": str(cwd), "log": str(log_path)}
         self._send(request)
-        deadline = time.monotonic() + self.reply_timeout_s
+        timeout_s = self.reply_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
         with self._state:
             while request_id not in self._replies:
                 if self._closed:
                     raise ForkServerError(f"the MLServer fork server exited; see {self.log_path}")
                 if not self._state.wait(timeout=max(0.0, deadline - time.monotonic())):
-                    waited = f"{self.reply_timeout_s:.0f}s"
-                    raise ForkServerError(f"no answer from the MLServer fork server in {waited}")
+                    raise ForkServerTimeout(f"no answer from the MLServer fork server in {timeout_s:.0f}s")
             reply = self._replies.pop(request_id)
         if "error" in reply:
             raise ForkServerError(f"the MLServer fork server could not fork: {reply['error']}")

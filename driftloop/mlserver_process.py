@@ -32,7 +32,7 @@ import httpx
 import psutil
 
 from driftloop.errors import DriftloopError
-from driftloop.mlserver_forkserver import ForkedProcess, ForkServer, ForkServerError
+from driftloop.mlserver_forkserver import ForkedProcess, ForkServer, ForkServerError, ForkServerTimeout
 from driftloop.settings import StateSettings
 
 HOST = "127.0.0.1"
@@ -162,8 +162,14 @@ class MLServerProcess:
             return None
         try:
             process = self.forkserver.spawn(
-                ["start", str(self.repository)], env=env, cwd=run_dir, log_path=self.log_path
+                ["start", str(self.repository)],
+                env=env,
+                cwd=run_dir,
+                log_path=self.log_path,
+                timeout_s=self.startup_timeout_s,
             )
+        except ForkServerTimeout as exc:  # it may still fork this server: not a case for a second one
+            raise MLServerStartError(f"{exc}; its log: {self.forkserver.log_path}") from None
         except ForkServerError as exc:
             _log.warning("%s; starting `mlserver start` as a process instead", exc)
             return None

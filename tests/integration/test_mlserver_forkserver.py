@@ -180,3 +180,15 @@ def test_killing_the_zygote_stops_its_mlservers(tmp_path: Path) -> None:
     finally:
         server.stop()
         zygote.close()
+
+
+def test_without_a_running_fork_server_mlserver_starts_as_a_process(tmp_path: Path) -> None:
+    repository = tmp_path / "repo"
+    write_model(repository, "noop", "mlserver.MLModel")
+    zygote = ForkServer(preload=[], log_path=tmp_path / "forkserver.log").start()
+    zygote.close()  # gone before the server starts: the plain `mlserver start` path takes over
+    with MLServerProcess(repository, run_dir=tmp_path / "run", forkserver=zygote) as server:
+        assert not server.forked and server.pid is not None
+        assert psutil.Process(server.pid).ppid() == os.getpid()
+        assert httpx.get(f"{server.url}/v2/models/noop/ready", timeout=10).status_code == 200
+    assert not server.running
