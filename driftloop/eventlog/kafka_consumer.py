@@ -48,6 +48,7 @@ class KafkaConsumer:
                 heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
                 max_poll_interval_ms=int(s.max_poll_interval_s * 1000),
                 fetch_max_wait_ms=100,
+                max_partition_fetch_bytes=s.max_partition_fetch_bytes,
                 # A subscribed topic created after this member joined is assigned at the next metadata
                 # refresh: every 5 s rather than kafka-python's default of 5 minutes.
                 metadata_max_age_ms=5000,

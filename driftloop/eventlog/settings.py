@@ -43,6 +43,9 @@ class KafkaSettings(BaseSettings):
         gt=0,
         description="largest producer batch per partition (kafka-python's default 16 KiB sends tiny batches)",
     )
+    max_partition_fetch_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="consumers: most bytes fetched per partition per request"
+    )
     session_timeout_s: float = Field(default=10.0, gt=0, description="group member declared dead after")
     heartbeat_interval_s: float = Field(default=1.0, gt=0)
     max_poll_interval_s: float = Field(default=300.0, gt=0)

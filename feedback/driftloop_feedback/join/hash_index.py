@@ -24,7 +24,7 @@ TOMBSTONE = -2
 
 
 def _keys(size: int) -> array[int]:
-    return array("Q", bytes(8 * size))
+    return array("Q", [0]) * size  # repetition allocates exactly the size
 
 
 def _slots(size: int) -> array[int]:

@@ -35,6 +35,7 @@ class RekeyStage:
         self.clock = clock
         self.unflushed = 0
         self._last_commit = clock()
+        self._last_lag = float("-inf")
         self.group_id = f"{settings.group_id}-rekey"
         self.consumer = log_.consumer(self.group_id, [settings.request_log_topic])
         self.producer = log_.producer()
@@ -78,8 +79,11 @@ class RekeyStage:
             except CommitFailedError as exc:
                 log.warning("rekey: %s", exc)
         self.unflushed = 0
-        self.lag = self.consumer.lag()
-        self._last_commit = self.clock()
+        now = self.clock()
+        if now - self._last_lag >= self.settings.checkpoint_interval_s:
+            self._last_lag = now  # lag costs requests to the log: at most once per checkpoint interval
+            self.lag = self.consumer.lag()
+        self._last_commit = now
 
     def run(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():

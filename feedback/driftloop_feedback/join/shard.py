@@ -101,7 +101,7 @@ class JoinShard:
             self.now = logged_at
         slot = self.store.find(truth.request_id, truth.row)
         if slot >= 0:
-            pending = self.store.get(slot)
+            pending = self.store.get(slot, truth.request_id)
             self.store.remove(slot)
             self._emit(pending, truth.truth, truth.received_at, "request")
             return

@@ -50,7 +50,8 @@ _TYPECODES = {name: np.dtype(dtype).char for name, dtype in _FIELDS.items()}
 
 
 def _zeros(name: str, n: int) -> array[Any]:
-    return array(_TYPECODES[name], bytes(np.dtype(_FIELDS[name]).itemsize * n))
+    """Exactly ``n`` zeros (repetition allocates exactly; extend/frombytes over-allocate by 1/16)."""
+    return array(_TYPECODES[name], [0]) * n
 
 
 @functools.lru_cache(maxsize=64)
@@ -200,12 +201,13 @@ class PendingStore:
                 return slot
         return -1
 
-    def get(self, slot: int) -> PendingPrediction:
+    def get(self, slot: int, request_id: str | None = None) -> PendingPrediction:
+        """The prediction in ``slot``; ``request_id`` when the caller knows it (from ``find``)."""
         cols = self._cols
         n = cols["n_features"][slot]
         asset = cols["asset"][slot]
         return PendingPrediction(
-            request_id=self._rid(slot),
+            request_id=self._rid(slot) if request_id is None else request_id,
             row=cols["row"][slot],
             features=_features(n).unpack_from(self._arena, cols["offset"][slot] + self._rid_bytes(slot)),
             prediction=cols["prediction"][slot],
@@ -292,7 +294,9 @@ class PendingStore:
         old = len(self._cols["key"])
         new = old * 2
         for name, col in self._cols.items():
-            col.extend(_zeros(name, new - old))
+            grown = _zeros(name, new)
+            grown[:old] = col
+            self._cols[name] = grown
         self._free.extend(range(new - 1, old - 1, -1))
 
     def _compact_arena(self) -> None:
