@@ -152,15 +152,25 @@ class KafkaConsumer:
         self._call("resume", lambda: self._consumer.resume(*[_ktp(tp) for tp in tps]))
 
     def lag(self) -> dict[TopicPartition, int]:
-        """End offset minus committed offset (or minus the first retained offset when none is committed)."""
+        """End offset minus committed offset (or minus the first retained offset when none is committed).
+        Three requests at most, whatever the number of partitions: one for every committed offset (the
+        call ``committed`` makes per partition), one for the end offsets, one for the first offsets of
+        partitions without a commit."""
         ktps = [_ktp(tp) for tp in sorted(self.assignment())]
+        if not ktps:
+            return {}
+        coordinator = self._consumer._coordinator
+        committed = self._call("committed", lambda: coordinator.fetch_committed_offsets(ktps))
         ends = self._call("end_offsets", lambda: self._consumer.end_offsets(ktps))
-        starts = self._call("beginning_offsets", lambda: self._consumer.beginning_offsets(ktps))
+        missing = [ktp for ktp in ktps if committed.get(ktp) is None]
+        starts = {}
+        if missing:
+            starts = self._call("beginning_offsets", lambda: self._consumer.beginning_offsets(missing))
         out: dict[TopicPartition, int] = {}
         for ktp in ktps:
-            tp = TopicPartition(ktp.topic, ktp.partition)
-            committed = self.committed(tp)
-            out[tp] = int(ends[ktp]) - (committed if committed is not None else int(starts[ktp]))
+            found = committed.get(ktp)
+            base = int(found.offset) if found is not None else int(starts[ktp])
+            out[TopicPartition(ktp.topic, ktp.partition)] = int(ends[ktp]) - base
         return out
 
     def close(self) -> None:
