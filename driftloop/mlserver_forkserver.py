@@ -19,8 +19,10 @@ A module that fails to import in the helper is reported and skipped: the child i
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import ctypes
+import importlib.machinery
 import json
 import os
 import selectors
@@ -39,17 +41,21 @@ import psutil
 
 from driftloop.errors import DriftloopError
 
-# imported by the helper when installed, whatever the repositories name: MLServer's CLI and server (every
-# child runs them), and what the driftloop runtimes import while loading a model
-DEFAULT_PRELOAD = (
-    "mlserver.cli.main",
+# every child runs MLServer's CLI and server
+DEFAULT_PRELOAD = ("mlserver.cli.main",)
+# the libraries worth importing once: a runtime's imports of them (lazy ones included) are preloaded
+HEAVY_LIBRARIES = ("mlserver", "mlflow", "sklearn", "alibi_detect")
+# imported while loading, not named in the runtimes' code: the estimator modules an unpickled model needs
+# and MLflow's sqlite stores (the local registry)
+_SKLEARN_ESTIMATORS = (
     "sklearn.linear_model",
     "sklearn.ensemble",
-    "mlflow.sklearn",
-    "mlflow.tracking",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+)
+_MLFLOW_SQL_STORES = (
     "mlflow.store.tracking.sqlalchemy_store",
     "mlflow.store.model_registry.sqlalchemy_store",
-    "alibi_detect.od",
 )
 _PRELOAD_ENV = "DRIFTLOOP_FORKSERVER_PRELOAD"  # comma-separated; not argv, which every child would show
 _PR_SET_NAME = 15
@@ -65,9 +71,17 @@ class ForkServerTimeout(ForkServerError):
     """The fork server did not answer in time (still importing, or the machine is overloaded)."""
 
 
-def preload_modules(repositories: Iterable[Path]) -> list[str]:
-    """``DEFAULT_PRELOAD`` plus the module of every ``implementation`` in the repositories' model-settings."""
-    modules = list(DEFAULT_PRELOAD)
+def preload_modules(repositories: Iterable[Path], env: Mapping[str, str] | None = None) -> list[str]:
+    """What the helper should import for these repositories, found without importing anything here.
+
+    ``DEFAULT_PRELOAD``, the module of every ``implementation`` in their model-settings, and what those
+    modules (and the modules of their own package they import) import from ``HEAVY_LIBRARIES``, lazy
+    imports inside functions included. If that includes scikit-learn or MLflow's sklearn flavour, the
+    common estimator modules too; if MLflow with a ``sqlite:`` registry (``env``), MLflow's SQL stores.
+    """
+    env = os.environ if env is None else env
+    search_path = [*filter(None, env.get("PYTHONPATH", "").split(os.pathsep)), *sys.path]
+    implementations: list[str] = []
     for repository in repositories:
         for settings_file in sorted(Path(repository).rglob("model-settings.json")):
             try:
@@ -75,8 +89,60 @@ def preload_modules(repositories: Iterable[Path]) -> list[str]:
             except (OSError, ValueError):
                 continue  # MLServer reports an unreadable settings file when it loads the repository
             if isinstance(implementation, str) and "." in implementation:
-                modules.append(implementation.rsplit(".", 1)[0])
-    return list(dict.fromkeys(modules))
+                implementations.append(implementation.rsplit(".", 1)[0])
+    heavy: list[str] = []
+    seen: set[str] = set()
+    for module in implementations:
+        heavy += _heavy_imports(module, search_path, seen)
+    modules = [*DEFAULT_PRELOAD, *heavy]
+    if any(m.split(".")[0] == "sklearn" or m.startswith("mlflow.sklearn") for m in modules):
+        modules += _SKLEARN_ESTIMATORS
+    registry = env.get("MLFLOW_REGISTRY_URI") or env.get("MLFLOW_TRACKING_URI") or ""
+    if any(m.split(".")[0] == "mlflow" for m in modules) and registry.startswith("sqlite:"):
+        modules += _MLFLOW_SQL_STORES
+    return list(dict.fromkeys([*modules, *implementations]))
+
+
+def _source(module: str, search_path: list[str]) -> Path | None:
+    """The source file of ``module``, looked up on ``search_path`` without importing its packages."""
+    locations: list[str] | None = search_path
+    spec = None
+    parts = module.split(".")
+    for depth in range(1, len(parts) + 1):
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), locations)
+        if spec is None:
+            return None
+        locations = list(spec.submodule_search_locations or [])
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _heavy_imports(module: str, search_path: list[str], seen: set[str]) -> list[str]:
+    if module in seen:
+        return []
+    seen.add(module)
+    source = _source(module, search_path)
+    if source is None:
+        return []
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    package = module.split(".")[0]
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            if top in HEAVY_LIBRARIES:
+                found.append(name)
+            elif top == package:  # the runtime's own package: follow it
+                found += _heavy_imports(name, search_path, seen)
+    return found
 
 
 class ForkedProcess:

@@ -141,7 +141,7 @@ class LocalRuntime:
         forkserver = None
         if len(self.repositories) > 1:
             forkserver = ForkServer(
-                preload=preload_modules(self.repositories.values()),
+                preload=preload_modules(self.repositories.values(), env),
                 env=env,
                 log_path=self.settings.run_dir / "mlserver-forkserver.log",
             )

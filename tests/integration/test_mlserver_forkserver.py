@@ -19,7 +19,7 @@ import pytest
 from driftloop_graphs.run_state import RunState
 from sklearn.linear_model import LinearRegression
 
-from driftloop.mlserver_forkserver import DEFAULT_PRELOAD, ForkServer, preload_modules
+from driftloop.mlserver_forkserver import ForkServer, preload_modules
 from driftloop.mlserver_process import MLServerProcess, MLServerStartError
 
 pytestmark = pytest.mark.integration
@@ -63,18 +63,28 @@ def gone(pids: list[int], timeout_s: float) -> list[int]:
 @pytest.fixture(scope="module")
 def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
     log = tmp_path_factory.mktemp("zygote") / "forkserver.log"
-    preload = ["no_such_module_to_preload", *DEFAULT_PRELOAD, "mlserver_sklearn"]
+    preload = ["no_such_module_to_preload", "mlserver.cli.main", "mlserver_sklearn"]
     with ForkServer(preload=preload, env={**os.environ, "PYTHONPATH": str(REPO)}, log_path=log) as server:
         yield server
     assert server.pid is not None and gone([server.pid], 10) == []
 
 
-def test_preload_modules_adds_the_implementations_of_the_repositories(tmp_path: Path) -> None:
+def test_preload_modules_follows_the_runtimes_imports_of_heavy_libraries(tmp_path: Path) -> None:
     write_model(tmp_path / "a", "one", "driftloop_servers.model_runtime.IncrementalModelRuntime")
     write_model(tmp_path / "b", "two", "mlserver_sklearn.SKLearnModel")
-    modules = preload_modules([tmp_path / "a", tmp_path / "b"])
-    assert modules[: len(DEFAULT_PRELOAD)] == list(DEFAULT_PRELOAD)
-    assert modules[len(DEFAULT_PRELOAD) :] == ["driftloop_servers.model_runtime", "mlserver_sklearn"]
+    modules = preload_modules([tmp_path / "a", tmp_path / "b"], {"MLFLOW_TRACKING_URI": "sqlite:///x.db"})
+    assert modules[0] == "mlserver.cli.main"
+    assert modules[-2:] == ["driftloop_servers.model_runtime", "mlserver_sklearn"]
+    # imported inside functions of driftloop_servers.artifacts, which the runtime imports
+    assert {"mlflow.sklearn", "mlflow.tracking", "sklearn.linear_model"} <= set(modules)
+    assert "mlflow.store.model_registry.sqlalchemy_store" in modules  # a sqlite registry
+    assert "mlflow.store.model_registry.sqlalchemy_store" not in preload_modules([tmp_path / "a"], {})
+    assert "sys" not in modules and not any(m.startswith("driftloop_servers.") for m in modules[:-2])
+    light = tmp_path / "light"
+    write_model(light, "echo", "tests.graphs.echo_runtime.EchoRuntime")
+    assert not any(
+        m.split(".")[0] in {"mlflow", "sklearn", "alibi_detect"} for m in preload_modules([light], {})
+    )
 
 
 def test_two_forked_mlservers_serve_v2_inference_correctly(zygote: ForkServer, tmp_path: Path) -> None:
