@@ -80,8 +80,8 @@ class RekeyStage:
                 log.warning("rekey: %s", exc)
         self.unflushed = 0
         now = self.clock()
-        if now - self._last_lag >= self.settings.checkpoint_interval_s:
-            self._last_lag = now  # lag costs requests to the log: at most once per checkpoint interval
+        if now - self._last_lag >= self.settings.lag_interval_s:
+            self._last_lag = now  # lag costs requests to the log: at most once per interval
             self.lag = self.consumer.lag()
         self._last_commit = now
 

@@ -53,6 +53,9 @@ class JoinerSettings(BaseSettings):
     )
     checkpoint_interval_s: float = Field(default=2.0, gt=0, description="flush output, snapshot, commit")
     timer_interval_s: float = Field(default=1.0, gt=0)
+    lag_interval_s: float = Field(
+        default=5.0, gt=0, description="consumer lag (metrics, breaker) refreshed at most this often"
+    )
     poll_max_records: int = Field(default=5000, ge=1, description="records per poll of each stage")
     max_in_flight: int = Field(
         default=20000, ge=1, description="unflushed outputs before a forced checkpoint"

@@ -123,10 +123,10 @@ class JoinStage:
                 self.dirty.add(p)
             self._last_timer = now
         self._collect_outputs()
-        if now - self._last_checkpoint >= self.settings.checkpoint_interval_s:
+        if self.in_flight >= self.settings.max_in_flight or now - self._last_checkpoint >= (
+            self.settings.checkpoint_interval_s
+        ):
             self.checkpoint()
-        elif self.in_flight >= self.settings.max_in_flight:
-            self.checkpoint(forced=True)
         return len(records)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -134,8 +134,7 @@ class JoinStage:
             self.step()
         self.checkpoint()
 
-    def checkpoint(self, *, forced: bool = False) -> None:
-        """``forced``: called because the unflushed outputs reached ``max_in_flight``."""
+    def checkpoint(self) -> None:
         if not self.active:
             return
         self._collect_outputs()
@@ -159,7 +158,7 @@ class JoinStage:
             log.warning("%s stage: %s", self.name, exc)
         self._last_checkpoint = self.clock()
         self.stats.checkpoints += 1
-        self._refresh_stats(forced)
+        self._refresh_stats()
 
     def close(self) -> None:
         if self.active:
@@ -290,7 +289,7 @@ class JoinStage:
             log.info("%s stage: pending back to %d; resuming prediction inputs", self.name, pending)
             self._paused = set()
 
-    def _refresh_stats(self, forced: bool) -> None:
+    def _refresh_stats(self) -> None:
         total = JoinCounters()
         for shard in self.shards.values():
             total.add(shard.counters)
@@ -298,9 +297,8 @@ class JoinStage:
         self.stats.pending = sum(len(shard.store) for shard in self.shards.values())
         self.stats.paused = bool(self._paused)
         now = self.clock()
-        if not forced or now - self._last_lag >= self.settings.checkpoint_interval_s:
-            # Lag costs a few requests to the log: at most once per checkpoint interval when a full
-            # output buffer forces the checkpoints.
+        if now - self._last_lag >= self.settings.lag_interval_s:
+            # Lag costs requests to the log (tens of ms on a busy broker): at most once per interval.
             self._last_lag = now
             self.stats.lag = self.consumer.lag()
             lag = sum(v for tp, v in self.stats.lag.items() if tp.topic in self.prediction_topics)
