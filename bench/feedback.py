@@ -166,7 +166,9 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
             errors.append(exc)
 
     joiner_log = workdir / f"joiner-{suffix}.log"
-    proc = _start_assigned_joiner(env, joiner_log)
+    # In request mode the asset stage is idle (no consumer): only the other two get partitions.
+    stages = {"rekey", "request"} if s.mode == "request" else {"rekey", "request", "asset"}
+    proc = _start_assigned_joiner(env, joiner_log, stages)
     reader = threading.Thread(target=read)
     try:
         reader.start()
@@ -219,8 +221,10 @@ def _assigned_stages(metrics_port: int) -> set[str]:
     return {stage for stage in ("rekey", "request", "asset") if any(f'stage="{stage}"' in ln for ln in lines)}
 
 
-def _start_assigned_joiner(env: dict[str, str], joiner_log: Path) -> subprocess.Popen[bytes]:
-    """A joiner subprocess whose three stages all have partitions (checked on its /metrics). A stage
+def _start_assigned_joiner(
+    env: dict[str, str], joiner_log: Path, stages: set[str]
+) -> subprocess.Popen[bytes]:
+    """A joiner subprocess whose active ``stages`` all have partitions (checked on its /metrics). A stage
     that got none within 30 s (kafka-python assigned before it had the topics' metadata: see
     docs/benchmarks.md) gets one restart of the joiner, said on stdout."""
     from driftloop.eventlog.broker import free_port
@@ -238,7 +242,7 @@ def _start_assigned_joiner(env: dict[str, str], joiner_log: Path) -> subprocess.
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:
-            if _assigned_stages(port) == {"rekey", "request", "asset"}:
+            if _assigned_stages(port) == stages:
                 return proc
             time.sleep(0.5)
         os.killpg(proc.pid, 15)
