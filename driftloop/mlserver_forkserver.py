@@ -501,6 +501,7 @@ def serve(modules: list[str]) -> int:
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     request = json.loads(line)
+                    sys.stderr.flush()  # nothing buffered here may be written again by the child
                     try:
                         pid = os.fork()
                     except OSError as exc:
@@ -510,7 +511,8 @@ def serve(modules: list[str]) -> int:
                     if pid == 0:
                         code = 1
                         try:
-                            code = _become_mlserver(request, parent_pid, [out_fd, wake_r, wake_w])
+                            inherited = [out_fd, wake_r, wake_w, selector.fileno()]
+                            code = _become_mlserver(request, parent_pid, inherited)
                         finally:
                             with contextlib.suppress(Exception):
                                 sys.stdout.flush()
