@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -94,6 +95,10 @@ class PredictorExecutor:
         self._metrics = metrics
         self._logger = request_logger
         self._labels = (deployment.name, predictor.name)
+        self._node_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # the whole-graph success metrics, used by the ingress on every answered request
+        self.ok_requests = metrics.requests.labels(*self._labels, "200")
+        self.ok_latency = metrics.latency.labels(*self._labels)
 
     async def predict(self, request: Payload, ctx: CallContext) -> Payload:
         return await self._predict(self.predictor.graph, request, ctx, from_node=False)
@@ -174,9 +179,14 @@ class PredictorExecutor:
         return result
 
     def _count(self, node: Node, status: int, seconds: float) -> None:
-        self._metrics.node_requests.labels(*self._labels, node.name, str(status)).inc()
-        if status:
-            self._metrics.node_latency.labels(*self._labels, node.name).observe(seconds)
+        children = self._node_metrics.get((node.name, status))
+        if children is None:  # labels() costs a lock and a dict lookup per call: resolve once
+            latency = self._metrics.node_latency.labels(*self._labels, node.name) if status else None
+            counter = self._metrics.node_requests.labels(*self._labels, node.name, str(status))
+            children = self._node_metrics[(node.name, status)] = (counter, latency)
+        children[0].inc()
+        if children[1] is not None:
+            children[1].observe(seconds)
 
     async def _log(self, event_type: str, node: Node, msg: Payload, ctx: CallContext) -> None:
         if self._logger is None:

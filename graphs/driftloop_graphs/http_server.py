@@ -35,7 +35,7 @@ JSON = "application/json"
 MAX_PIPELINED = 16  # parsed requests waiting on one connection before it stops reading
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HttpRequest:
     method: str
     path: str
@@ -58,15 +58,12 @@ def json_error(status: int, message: str) -> HttpResponse:
     return HttpResponse(status, orjson.dumps({"error": message}))
 
 
-def _reason(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return "Unknown"
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in http.HTTPStatus}
 
 
 def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
-    head = [f"HTTP/1.1 {response.status} {_reason(response.status)}\r\n"]
+    status = response.status
+    head = [_STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"]
     if response.content_type is not None:
         head.append(f"content-type: {response.content_type}\r\n")
     head.append(f"content-length: {len(response.body)}\r\n")
@@ -94,7 +91,10 @@ class _HttpConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._write_paused = False
         self._read_paused = False
+        # One timer per connection, re-armed only when it fires: touching a timer on every request
+        # (cancel + call_later) costs more than the check it saves.
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
@@ -105,6 +105,7 @@ class _HttpConnection(asyncio.Protocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.connections.add(self)
+        self._last_activity = self._loop.time()
         self._arm_idle_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,7 +115,7 @@ class _HttpConnection(asyncio.Protocol):
         self._pending.clear()
 
     def data_received(self, data: bytes) -> None:
-        self._cancel_idle_timer()
+        self._last_activity = self._loop.time()
         if self._rejected:
             return
         try:
@@ -123,8 +124,6 @@ class _HttpConnection(asyncio.Protocol):
             self._reject(json_error(400, "protocol upgrades are not supported by the ingress"))
         except httptools.HttpParserError as exc:
             self._reject(json_error(400, f"malformed HTTP request: {exc}"))
-        if self._task is None and not self._rejected:
-            self._arm_idle_timer()  # a request still arriving: a client that stalls is closed in time
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -215,8 +214,7 @@ class _HttpConnection(asyncio.Protocol):
                     self._resume_reading()
         finally:
             self._task = None
-            if not self.closed:
-                self._arm_idle_timer()
+            self._last_activity = self._loop.time()
 
     def _too_large(self) -> None:
         limit = self._server.max_body_bytes
@@ -233,17 +231,30 @@ class _HttpConnection(asyncio.Protocol):
         else:
             self._pending.append((response, False))
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        self._idle_timer = self._loop.call_later(self._server.keepalive_timeout_s, self.close_if_idle)
+    def _arm_idle_timer(self, delay: float | None = None) -> None:
+        timeout = self._server.keepalive_timeout_s
+        self._idle_timer = self._loop.call_later(timeout if delay is None else delay, self._idle_check)
 
     def _cancel_idle_timer(self) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
 
+    def _idle_check(self) -> None:
+        """Close a connection quiet for ``keepalive_timeout_s`` with nothing in progress (an idle
+        keep-alive connection, or a client that stalled mid-request)."""
+        self._idle_timer = None
+        if self.closed:
+            return
+        quiet = self._loop.time() - self._last_activity
+        timeout = self._server.keepalive_timeout_s
+        if self._task is None and not self._pending and quiet >= timeout:
+            self.close_if_idle()
+        else:
+            self._arm_idle_timer(max(0.01, timeout - quiet) if self._task is None else timeout)
+
     def close_if_idle(self) -> None:
-        if self._task is None and not self._pending and self._transport is not None:
+        if self._task is None and not self._pending and self._transport is not None and not self.closed:
             self._transport.close()
 
     def abort(self) -> None:

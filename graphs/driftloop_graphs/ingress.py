@@ -136,8 +136,8 @@ class Ingress:
             self.metrics.errors.labels(*labels, failure.node, failure.reason).inc()
             self.metrics.requests.labels(*labels, str(failure.status)).inc()
             return HttpResponse(failure.status, failure.body, JSON, ((PUID_HEADER, puid),))
-        self.metrics.requests.labels(*labels, "200").inc()
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        executor.ok_requests.inc()
+        executor.ok_latency.observe(time.perf_counter() - started)
         return HttpResponse(200, result.body, result.content_type, ((PUID_HEADER, puid),))
 
     def _mirror(self, runtime: DeploymentRuntime, payload: Payload, ctx: CallContext) -> None:
