@@ -84,17 +84,23 @@ class UndecodableRecord(ValueError):
     """A record on a feedback-side topic is not the JSON this module writes."""
 
 
+def decode_truth_fields(data: dict[str, Any]) -> tuple[str, int, float, float]:
+    """(request_id, row, truth, received_at) of a decoded truth record; raises what ``decode_feedback``
+    turns into ``UndecodableRecord``."""
+    return (
+        str(data["request_id"]),
+        int(data["row"]),
+        float(data["truth"]),
+        float(data.get("received_at", 0.0)),
+    )
+
+
 def decode_feedback(value: bytes) -> TruthRecord | Reading:
     """A record of ``driftloop.feedback`` or ``driftloop.telemetry`` (telemetry carries no ``kind``)."""
     try:
         data = orjson.loads(value)
         if data.get("kind", KIND_READING) == KIND_TRUTH:
-            return TruthRecord(
-                request_id=str(data["request_id"]),
-                row=int(data["row"]),
-                truth=float(data["truth"]),
-                received_at=float(data.get("received_at", 0.0)),
-            )
+            return TruthRecord(*decode_truth_fields(data))
         values = {str(k): float(v) for k, v in dict(data["values"]).items()}
         return Reading(asset_id=str(data["asset_id"]), event_time=float(data["event_time"]), values=values)
     except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:

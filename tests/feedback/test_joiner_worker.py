@@ -177,3 +177,18 @@ def test_restart_reads_inputs_the_snapshot_did_not_cover(tmp_path: Path) -> None
     second.checkpoint()
     assert {e.example_id for e in labelled(log, s)} == {f"req-{i}:0" for i in range(10)}
     second.close()
+
+
+def test_malformed_truth_records_are_counted_and_skipped(tmp_path: Path) -> None:
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=1)
+    joiner = Joiner(log, s, clock=clock)
+    expected = log_calls(log, s, 0, 3)
+    producer = log.producer()
+    for bad in (b'{"kind":"truth","request_id":', b'{"kind":"truth","request_id":"req-1"}', b"[1, 2]"):
+        producer.send(s.feedback_topic, bad, key=b"req-1")
+    run(joiner)
+    joiner.checkpoint()
+    assert {e.example_id for e in labelled(log, s)} == expected
+    assert joiner.request.stats.counters.malformed == 3  # the asset stage skips truth unread
+    joiner.close()

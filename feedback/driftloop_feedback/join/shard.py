@@ -97,22 +97,28 @@ class JoinShard:
         state.add_pending(target, slot)
 
     def on_truth(self, truth: TruthRecord, logged_at: float) -> None:
+        self.on_truth_fields(truth.request_id, truth.row, truth.truth, truth.received_at, logged_at)
+
+    def on_truth_fields(
+        self, request_id: str, row: int, truth: float, received_at: float, logged_at: float
+    ) -> None:
+        """``on_truth`` from the record's fields (the worker's path: no ``TruthRecord`` per record)."""
         if logged_at > self.now:
             self.now = logged_at
-        slot = self.store.find(truth.request_id, truth.row)
+        slot = self.store.find(request_id, row)
         if slot >= 0:
-            pending = self.store.get(slot, truth.request_id)
+            pending = self.store.get(slot, request_id)
             self.store.remove(slot)
-            self._emit(pending, truth.truth, truth.received_at, "request")
+            self._emit(pending, truth, received_at, "request")
             return
-        status = self.resolved.get(key_hash(truth.request_id, truth.row))
-        example_id = f"{truth.request_id}:{truth.row}"
+        status = self.resolved.get(key_hash(request_id, row))
+        example_id = f"{request_id}:{row}"
         if status == JOINED or example_id in self.truths:
             self.counters.duplicate += 1
         elif status == EXPIRED:
             self.counters.late += 1
         else:
-            self.truths[example_id] = (truth.truth, truth.received_at, logged_at)
+            self.truths[example_id] = (truth, received_at, logged_at)
 
     def on_reading(self, reading: Reading, logged_at: float) -> None:
         self._tick(logged_at)

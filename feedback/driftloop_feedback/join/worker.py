@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 from driftloop_feedback.join.breaker import SamplingBreaker
 from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
@@ -29,6 +30,7 @@ from driftloop_feedback.records import (
     TruthRecord,
     UndecodableRecord,
     decode_feedback,
+    decode_truth_fields,
 )
 
 from driftloop.eventlog import (
@@ -246,9 +248,17 @@ class JoinStage:
             shard.on_prediction(row, record.timestamp_ms / 1000.0)
 
     def _on_feedback(self, shard: JoinShard, record: Record) -> None:
-        if self.name == "asset" and record.value.startswith(TRUTH_PREFIX):
-            return  # truth by request id is the request join's; skip it without decoding
-        item = decode_feedback(record.value)
+        value = record.value
+        if value.startswith(TRUTH_PREFIX):  # written by TruthRecord.encode: decoded here, no object
+            if self.name == "asset":
+                return  # truth by request id is the request join's; skip it without decoding
+            try:
+                fields = decode_truth_fields(orjson.loads(value))
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise UndecodableRecord(f"not a truth record: {exc!r}; value={value[:200]!r}") from exc
+            shard.on_truth_fields(*fields, record.timestamp_ms / 1000.0)
+            return
+        item = decode_feedback(value)
         if isinstance(item, TruthRecord):
             if self.name == "request":
                 shard.on_truth(item, record.timestamp_ms / 1000.0)
