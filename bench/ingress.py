@@ -120,11 +120,18 @@ def main() -> None:
 
 
 def run(ingress: str, direct: str) -> None:
-    n = 1000
-    d = sequential(direct, n, {})
-    i_off = sequential(ingress, n, SKIP)
-    i_on = sequential(ingress, n, {})
-    print(f"sequential latency, {n} requests (ms):")
+    # Interleaved rounds (direct, off, on, direct, ...): a change in what else the machine runs then
+    # shifts all three alike instead of biasing whichever ran during it.
+    rounds, per_round = 5, 400
+    d: list[float] = []
+    i_off: list[float] = []
+    i_on: list[float] = []
+    for _ in range(rounds):
+        d += sequential(direct, per_round, {})
+        i_off += sequential(ingress, per_round, SKIP)
+        i_on += sequential(ingress, per_round, {})
+    n = rounds * per_round
+    print(f"sequential latency, {n} requests each, {rounds} interleaved rounds (ms):")
     for label, values in (
         ("direct MLServer", d),
         ("ingress, logging off", i_off),
