@@ -40,7 +40,7 @@ def _varint_slow(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint_slow(i) for i in range(1 << 14)]  # zig-zag varints of 0..16383, the common lengths
+_SMALL = [_varint_slow(i) for i in range(1 << 12)]  # zig-zag varints of 0..4095, the common sizes
 
 
 def supported(producer: kafka.KafkaProducer) -> bool:
@@ -245,4 +245,4 @@ def _append(
 
 def _zz(value: int, small: list[bytes] = _SMALL) -> bytes:
     """Kafka's zig-zag varint of a signed int (``encode_varint`` zig-zags itself)."""
-    return small[value] if 0 <= value < 16384 else _varint_slow(value)
+    return small[value] if 0 <= value < 4096 else _varint_slow(value)

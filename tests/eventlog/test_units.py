@@ -113,3 +113,18 @@ def test_bulk_send_docstring_example_runs() -> None:
 
     result = doctest.testmod(driftloop.eventlog.bulk)
     assert result.attempted > 0 and result.failed == 0
+
+
+VARINTS = [-(2**40), -(2**31), -65, -64, -1, 0, 1, 63, 64, 4095, 4096, 16384, 2**31, 2**40]
+
+
+@pytest.mark.parametrize("value", VARINTS)
+def test_bulk_varints_are_kafka_pythons(value: int) -> None:
+    from kafka.record.util import decode_varint, encode_varint
+
+    from driftloop.eventlog import kafka_bulk, kafka_fetch
+
+    expected = bytearray()
+    encode_varint(value, expected.append)
+    assert kafka_bulk._zz(value) == bytes(expected)
+    assert kafka_fetch._varint(bytearray(expected), 0) == decode_varint(expected, 0) == (value, len(expected))
