@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from driftloop_feedback.join.rules import JoinRules
 from driftloop_feedback.join.shard import JoinShard
-from driftloop_feedback.records import Reading, TruthRecord
+from driftloop_feedback.records import LabelledExample, Reading, TruthRecord
 
 from tests.feedback.helpers import chain_events
 
@@ -129,3 +129,35 @@ def test_snapshot_restore_keeps_pending_and_dedupe_state() -> None:
     restored.on_truth(TruthRecord("r8", 1, 5.5, 2.0), logged_at=2.0)
     assert [e.example_id for e in restored.drain_labelled()] == ["r8:1"]
     assert restored.counters.duplicate == 1 and restored.counters.joined == 2
+
+
+def _expected(
+    example_id: str, truth: float, truth_time: float, features: tuple[float, ...], pred: float
+) -> bytes:
+    rid, row = example_id.rsplit(":", 1)
+    return LabelledExample(
+        example_id, rid, int(row), features, pred, truth, "default", "3", 7.0, truth_time, "request"
+    ).encode()
+
+
+def test_labelled_records_are_byte_identical_to_labelled_example_encode_in_either_order() -> None:
+    shard = JoinShard(JoinRules(mode="request"))
+    shard.on_truth(TruthRecord("r9", 0, 1.5, 3.0), logged_at=3.0)  # truth first: waits in `truths`
+    feed(shard, chain_events("r9", [[1.0, 2.0], [3.0, 4.0]], [10.0, 20.0]), at=7.0)
+    shard.on_truth(TruthRecord("r9", 1, 2.5, 8.0), logged_at=8.0)  # prediction first: waits in the store
+    assert shard.drain_encoded() == [
+        (b"r9", _expected("r9:0", 1.5, 3.0, (1.0, 2.0), 10.0)),
+        (b"r9", _expected("r9:1", 2.5, 8.0, (3.0, 4.0), 20.0)),
+    ]
+
+
+def test_truths_restored_from_a_snapshot_without_their_hash_still_join_once() -> None:
+    shard = JoinShard(JoinRules(mode="request"))
+    shard.on_truth(TruthRecord("r10", 0, 1.5, 3.0), logged_at=3.0)
+    state = shard.snapshot()
+    state["truths"] = {k: v[:3] for k, v in state["truths"].items()}  # as snapshots before the hash
+    restored = JoinShard.restore(state, JoinRules(mode="request"))
+    feed(restored, chain_events("r10", [[1.0]], [10.0]), at=7.0)
+    assert [e.example_id for e in restored.drain_labelled()] == ["r10:0"]
+    restored.on_truth(TruthRecord("r10", 0, 1.5, 9.0), logged_at=9.0)
+    assert restored.counters.joined == 1 and restored.counters.duplicate == 1

@@ -41,6 +41,45 @@ class _Partial:
     event_times: list[float] | None = None
     response: LogEvent | None = None
     response_body: dict[str, Any] | None = None
+    # The last payload decoded and its body: a graph's nodes pass the same request on (and a
+    # transformer's response is its successor's request), so equal payloads are decoded once.
+    last_payload: bytes | None = None
+    last_body: Any = None
+
+
+@dataclass
+class AssembledRequest:
+    """The rows of one request, by column (``rows()`` makes them ``PredictionRow``s)."""
+
+    request_id: str
+    features: list[list[float]]  # one list per row
+    predictions: list[float]
+    event_times: list[float]  # may be shorter than the rows: the rest were made at ``logged_at``
+    endpoint: str
+    model_version: str
+    asset_ids: list[str] | None
+    horizon_s: float | None
+    logged_at: float
+
+    def rows(self) -> list[PredictionRow]:
+        assets = self.asset_ids or []
+        times = self.event_times
+        rid, logged_at = self.request_id, self.logged_at
+        return [
+            PredictionRow(
+                rid,
+                i,
+                tuple(feats),
+                self.predictions[i],
+                times[i] if i < len(times) else logged_at,
+                self.endpoint,
+                self.model_version,
+                assets[i] if i < len(assets) else None,
+                self.horizon_s,
+                logged_at,
+            )
+            for i, feats in enumerate(self.features)
+        ]
 
 
 def _tensor(body: dict[str, Any], section: str, name: str) -> dict[str, Any] | None:
@@ -67,6 +106,11 @@ class PredictionAssembler:
 
     def on_event(self, event: LogEvent, logged_at: float) -> list[PredictionRow] | None:
         """Rows once both halves of a request are known, else ``None``. Raises ``UnusableEvent``."""
+        assembled = self.assemble(event, logged_at)
+        return None if assembled is None else assembled.rows()
+
+    def assemble(self, event: LogEvent, logged_at: float) -> AssembledRequest | None:
+        """``on_event`` by column: the request once both halves are known, else ``None``."""
         if event.type not in (TYPE_REQUEST, TYPE_RESPONSE):
             self.ignored += 1
             return None
@@ -78,10 +122,14 @@ class PredictionAssembler:
             self.duplicates += 1
             return None
         state.seen.add(node_key)
-        try:
-            body = orjson.loads(event.payload)
-        except orjson.JSONDecodeError as exc:
-            raise UnusableEvent(f"request {event.request_id}: payload is not JSON ({exc})") from exc
+        if event.payload == state.last_payload:
+            body = state.last_body
+        else:
+            try:
+                body = orjson.loads(event.payload)
+            except orjson.JSONDecodeError as exc:
+                raise UnusableEvent(f"request {event.request_id}: payload is not JSON ({exc})") from exc
+            state.last_payload, state.last_body = event.payload, body
         if not isinstance(body, dict):
             raise UnusableEvent(f"request {event.request_id}: payload is not a V2 JSON object")
         if event.type == TYPE_REQUEST:
@@ -91,7 +139,7 @@ class PredictionAssembler:
         if state.features is None or state.response is None:
             return None
         del self.partial[event.request_id]
-        return self._rows(state, logged_at)
+        return self._assembled(state, logged_at)
 
     def expire(self, cutoff: float) -> int:
         """Forget partial requests first seen at or before ``cutoff``; returns how many."""
@@ -107,7 +155,7 @@ class PredictionAssembler:
         if tensor is None:
             return
         try:
-            flat = np.asarray(_flat(tensor), dtype=np.float64)
+            flat = np.asarray(tensor.get("data"), dtype=np.float64).reshape(-1)
             rows = int(tensor.get("shape", [len(flat)])[0]) if flat.size else 0
             state.features = flat.reshape(rows, -1) if rows else flat.reshape(0, 0)
         except (ValueError, TypeError) as exc:
@@ -121,7 +169,7 @@ class PredictionAssembler:
         if times is not None:
             state.event_times = [float(t) for t in _flat(times)]
 
-    def _rows(self, state: _Partial, logged_at: float) -> list[PredictionRow]:
+    def _assembled(self, state: _Partial, logged_at: float) -> AssembledRequest:
         assert state.features is not None and state.response is not None and state.response_body
         body = state.response_body
         tensor = _tensor(body, "outputs", self.names.prediction)
@@ -136,23 +184,14 @@ class PredictionAssembler:
         params = body.get("parameters") or {}
         version = str(body.get("model_version") or params.get("model_version") or "")
         horizon = params.get("horizon_s")
-        horizon_s = None if horizon is None else float(horizon)
-        endpoint = state.response.endpoint
-        features = state.features.tolist()  # Python floats, one list per row, in one call
-        assets = state.asset_ids or []
-        times = state.event_times or []
-        return [
-            PredictionRow(
-                rid,
-                i,
-                tuple(features[i]),
-                predictions[i],
-                times[i] if i < len(times) else logged_at,
-                endpoint,
-                version,
-                assets[i] if i < len(assets) else None,
-                horizon_s,
-                logged_at,
-            )
-            for i in range(n)
-        ]
+        return AssembledRequest(
+            request_id=rid,
+            features=state.features.tolist(),  # Python floats, one list per row, in one call
+            predictions=predictions,
+            event_times=state.event_times or [],
+            endpoint=state.response.endpoint,
+            model_version=version,
+            asset_ids=state.asset_ids,
+            horizon_s=None if horizon is None else float(horizon),
+            logged_at=logged_at,
+        )

@@ -21,10 +21,11 @@ import re
 import struct
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from driftloop_feedback.join.hash_index import EMPTY as _INDEX_EMPTY
+from driftloop_feedback.join.hash_index import TOMBSTONE as _INDEX_TOMBSTONE
 from driftloop_feedback.join.hash_index import HashIndex
 
 _EMPTY = 0
@@ -59,15 +60,23 @@ def _features(n: int) -> struct.Struct:
     return struct.Struct(f"<{n}d")
 
 
+_blake2b = hashlib.blake2b
+
+
+def example_hash(example_id: str) -> int:
+    """A non-zero 64-bit hash of an example id ``<request_id>:<row>`` (0 marks an empty index slot)."""
+    return int.from_bytes(_blake2b(example_id.encode(), digest_size=8).digest(), "little") or 1
+
+
 @functools.lru_cache(maxsize=1 << 14)  # one item is hashed several times in a row (dedupe, find, mark)
 def key_hash(request_id: str, row: int) -> int:
-    """A non-zero 64-bit hash of ``<request_id>:<row>`` (0 marks an empty index slot)."""
-    digest = hashlib.blake2b(f"{request_id}:{row}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") or 1
+    """``example_hash`` of ``<request_id>:<row>``."""
+    return example_hash(f"{request_id}:{row}")
 
 
-@dataclass(frozen=True)
-class PendingPrediction:
+class PendingPrediction(NamedTuple):
+    """A pending prediction read back from the store (a named tuple: one is made per truth joined)."""
+
     request_id: str
     row: int
     features: tuple[float, ...]
@@ -107,11 +116,14 @@ def _is_uuid(value: str) -> bool:
     return len(value) == 36 and _CANONICAL_UUID.fullmatch(value) is not None
 
 
-def _pack_request_id(request_id: str) -> bytes:
-    """Canonical UUIDs (what Seldon's executor generates for ``Seldon-Puid``) take 16 bytes."""
+@functools.lru_cache(maxsize=1024)  # the rows of one request are added and found one after another
+def _pack_request_id(request_id: str) -> tuple[bytes, int]:
+    """The request id's bytes in the arena and its ``rid_len`` marker: canonical UUIDs (what Seldon's
+    executor generates for ``Seldon-Puid``) take 16 bytes."""
     if _is_uuid(request_id):
-        return bytes.fromhex(request_id.replace("-", ""))
-    return request_id.encode()
+        return bytes.fromhex(request_id.replace("-", "")), _UUID_LEN
+    raw = request_id.encode()
+    return raw, len(raw)
 
 
 def _unpack_uuid(raw: bytes) -> str:
@@ -153,15 +165,16 @@ class PendingStore:
         model_version: str,
         asset_id: str | None = None,
         target_time: float = 0.0,
+        key: int | None = None,
     ) -> int:
+        """``key``: ``key_hash(request_id, row)`` when the caller has it already."""
         if not self._free:
             self._grow()
         slot = self._free.pop()
-        is_uuid = _is_uuid(request_id)
-        rid = bytes.fromhex(request_id.replace("-", "")) if is_uuid else request_id.encode()
+        rid, rid_len = _pack_request_id(request_id)
         feats = _features(len(features)).pack(*features)
         cols = self._cols
-        h = key_hash(request_id, row)
+        h = key_hash(request_id, row) if key is None else key
         self._index.put(h, slot)
         cols["key"][slot] = h
         cols["event_time"][slot] = event_time
@@ -173,23 +186,21 @@ class PendingStore:
         cols["version"][slot] = self.versions.id(model_version)
         cols["row"][slot] = row
         cols["offset"][slot] = len(self._arena)
-        cols["rid_len"][slot] = _UUID_LEN if is_uuid else len(rid)
+        cols["rid_len"][slot] = rid_len
         cols["n_features"][slot] = len(feats) // 8
         self._arena += rid
         self._arena += feats
         self._count += 1
         return slot
 
-    def find(self, request_id: str, row: int) -> int:
-        """The slot of a pending prediction, or -1."""
+    def find(self, request_id: str, row: int, key: int | None = None) -> int:
+        """The slot of a pending prediction, or -1 (``key``: its ``key_hash``, if known)."""
         if not self._count:
             return -1
-        slots = self._index.probe(key_hash(request_id, row))
+        slots = self._index.probe(key_hash(request_id, row) if key is None else key)
         if not slots:
             return -1
-        is_uuid = _is_uuid(request_id)
-        packed = bytes.fromhex(request_id.replace("-", "")) if is_uuid else request_id.encode()
-        kind = _UUID_LEN if is_uuid else len(packed)
+        packed, kind = _pack_request_id(request_id)
         cols = self._cols
         for slot in slots:
             start = cols["offset"][slot]
@@ -200,6 +211,56 @@ class PendingStore:
             ):
                 return slot
         return -1
+
+    def take(self, request_id: str, row: int, key: int) -> PendingPrediction | None:
+        """``find`` + ``get`` + ``remove`` in one call: the pending prediction ``<request_id>:<row>``
+        (``key``: its ``key_hash``) taken out of the store, or ``None``."""
+        if not self._count:
+            return None
+        index = self._index
+        keys, slots = index.keys, index.slots
+        mask = len(keys) - 1
+        pos = key & mask
+        cols = self._cols
+        arena = self._arena
+        packed, kind = _pack_request_id(request_id)
+        rid_len, rows, offsets = cols["rid_len"], cols["row"], cols["offset"]
+        while True:
+            slot = slots[pos]
+            if slot == _INDEX_EMPTY:
+                return None
+            if slot >= 0 and keys[pos] == key:
+                start = offsets[slot]
+                if (
+                    rid_len[slot] == kind
+                    and rows[slot] == row
+                    and arena[start : start + len(packed)] == packed
+                ):
+                    break
+            pos = (pos + 1) & mask
+        slots[pos] = _INDEX_TOMBSTONE
+        index.live -= 1
+        n = cols["n_features"][slot]
+        asset = cols["asset"][slot]
+        found = PendingPrediction(
+            request_id,
+            row,
+            _features(n).unpack_from(arena, start + len(packed)),
+            cols["prediction"][slot],
+            cols["event_time"][slot],
+            cols["target_time"][slot],
+            cols["arrived"][slot],
+            self.endpoints.values[cols["endpoint"][slot]],
+            self.versions.values[cols["version"][slot]],
+            None if asset < 0 else self.assets.values[asset],
+        )
+        cols["key"][slot] = _EMPTY
+        self._dead_bytes += len(packed) + 8 * n
+        self._free.append(slot)
+        self._count -= 1
+        if self._dead_bytes > 1 << 20 and self._dead_bytes > len(arena) // 2:
+            self._compact_arena()
+        return found
 
     def get(self, slot: int, request_id: str | None = None) -> PendingPrediction:
         """The prediction in ``slot``; ``request_id`` when the caller knows it (from ``find``)."""

@@ -13,6 +13,7 @@ produced again with the same ``example_id`` and content (at-least-once on the to
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from driftloop.settings import StateSettings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
+_topic_partition = operator.attrgetter("topic", "partition")
 
 
 def default_state_dir() -> Path:
@@ -194,20 +196,26 @@ class JoinStage:
         self._apply_backpressure(owned)
         # Records of a re-positioned partition in this poll are read again from the snapshot's offset;
         # partitions the snapshot does not cover had nothing processed, so their records stand.
-        return [
-            r for r in records if (tp := TopicPartition(r.topic, r.partition)) in owned and tp not in seeked
-        ]
+        keep = {(tp.topic, tp.partition) for tp in owned if tp not in seeked}
+        polled = set(map(_topic_partition, records))  # in C: no TopicPartition per record
+        if polled <= keep:
+            return records  # the usual case: every record stands
+        return [r for r in records if (r.topic, r.partition) in keep]
 
     def _dispatch(self, records: list[Record]) -> None:
         """Feed polled records to their shards. Records come in runs of one partition; per run, the
-        snapshot's offset is looked up once and the next offset is written once."""
+        snapshot's offset is looked up once and the next offset is written once. Truth records of a
+        run go to the shard in one call (``_on_truths``)."""
         run: tuple[str, int] | None = None
         tp = TopicPartition("", 0)
         floor = last = -1
         handle: Callable[[JoinShard, Record], None] = self._on_feedback
         shard: JoinShard | None = None
+        truths = self.name == "request" and self.settings.feedback_topic
         try:
-            for record in records:
+            i, n = 0, len(records)
+            while i < n:
+                record = records[i]
                 if (record.topic, record.partition) != run:
                     if last >= 0:
                         self.next_offsets[tp] = last + 1
@@ -217,10 +225,25 @@ class JoinStage:
                     shard = self.shards[record.partition]
                     self.dirty.add(record.partition)
                     handle = self._handler(record.topic)
+                assert shard is not None
+                if record.topic == truths:
+                    # The whole run at once: offsets are consecutive within it.
+                    end = i + 1
+                    while (
+                        end < n
+                        and records[end].partition == record.partition
+                        and records[end].topic == truths
+                    ):
+                        end += 1
+                    batch = [r for r in records[i:end] if r.offset >= floor]
+                    i = end
+                    if batch:
+                        last = self._on_truths(shard, batch, tp)
+                    continue
+                i += 1
                 if record.offset < floor:
                     continue  # already covered by the snapshot this shard was restored from
                 last = record.offset
-                assert shard is not None
                 try:
                     handle(shard, record)
                 except (MalformedLogEvent, UndecodableRecord) as exc:
@@ -229,6 +252,34 @@ class JoinStage:
         finally:
             if last >= 0:
                 self.next_offsets[tp] = last + 1
+
+    def _on_truths(self, shard: JoinShard, records: list[Record], tp: TopicPartition) -> int:
+        """The request join's run of feedback records: truth records decoded here, field by field, and
+        handed to the shard; other records (readings) as ``_on_feedback``. Returns the last offset."""
+        on_truth, loads = shard.on_truth_fields, orjson.loads
+        offset = -1
+        for record in records:
+            offset = record.offset
+            value = record.value
+            try:
+                if not value.startswith(TRUTH_PREFIX):
+                    self._on_feedback(shard, record)
+                    continue
+                try:
+                    data = loads(value)
+                    fields = (
+                        str(data["request_id"]),
+                        int(data["row"]),
+                        float(data["truth"]),
+                        float(data.get("received_at", 0.0)),
+                    )
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                    raise UndecodableRecord(f"not a truth record: {exc!r}; value={value[:200]!r}") from exc
+                on_truth(*fields, record.timestamp_ms / 1000.0)
+            except UndecodableRecord as exc:
+                shard.counters.malformed += 1
+                log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, offset, exc)
+        return offset
 
     def _handler(self, topic: str) -> Callable[[JoinShard, Record], None]:
         if topic == self.settings.keyed_log_topic:
@@ -269,14 +320,13 @@ class JoinStage:
         s = self.settings
         send = self.producer.send
         for p, shard in self.shards.items():
-            examples = shard.drain_labelled()
+            examples = shard.drain_encoded()  # (key, value) pairs
             if examples and self._labelled_on_shard:
                 # One bulk call per shard: the shard's examples belong on the shard's own partition.
-                encoded = [(e.request_id.encode(), e.encode()) for e in examples]
-                send_many(self.producer, s.labelled_topic, encoded, partition=p)
+                send_many(self.producer, s.labelled_topic, examples, partition=p)
             else:
-                for example in examples:
-                    send(s.labelled_topic, example.encode(), key=example.request_id.encode())
+                for key, value in examples:
+                    send(s.labelled_topic, value, key=key)
             self.in_flight += len(examples)
             for row in shard.drain_forwarded():
                 send(s.predictions_topic, row.encode(), key=(row.asset_id or "").encode())
