@@ -169,33 +169,19 @@ class EmbeddedProducer:
         stamp = int(now * 1000) if timestamp_ms is None else int(timestamp_ms)
         try:
             with self._store.write() as conn:
-                count = self._partitions.get(topic) or ensure_topic(conn, topic, 1)
-                self._partitions[topic] = count
+                count = self._partition_count(conn, topic)
                 if partition is None:
                     partition = (
                         partition_for_key(key_b, count)
                         if key_b is not None
                         else self._round_robin.next(count)
                     )
-                elif not 0 <= partition < count:
-                    raise EventLogError(
-                        f"topic {topic!r} has {count} partition(s); partition {partition} does not exist"
-                    )
-                (offset,) = conn.execute(
-                    "UPDATE partitions SET next_offset = next_offset + 1, bytes = bytes + ? "
-                    "WHERE topic = ? AND partition = ? RETURNING next_offset - 1",
-                    (size, topic, partition),
-                ).fetchone()
-                conn.execute(
-                    "INSERT INTO records(topic, partition, offset, timestamp_ms, key, value, headers, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (topic, partition, offset, stamp, key_b, value_b, blob, size),
+                offset = self._append(
+                    conn, topic, partition, count, [(key_b, value_b, blob, size, stamp)], size
                 )
         except sqlite3.Error as exc:
             raise EventLogError(f"send to topic {topic!r} in {self._log.directory} failed: {exc}") from exc
-        if now >= self._next_retention:
-            self._next_retention = now + self._log.settings.retention_check_s
-            enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
+        self._retain(now)
         return RecordMetadata(topic, partition, int(offset), stamp)
 
     def send_many(
@@ -231,36 +217,56 @@ class EmbeddedProducer:
             self._log.metrics.refused(self._log.backend, topic, exc)
             raise
         self._log.metrics.records_sent.labels(self._log.backend, topic).inc(len(records))
-        if now >= self._next_retention:
-            self._next_retention = now + self._log.settings.retention_check_s
-            enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
+        self._retain(now)
 
     def _write_many(
         self, topic: str, partition: int, rows: list[tuple[bytes | None, bytes, bytes, int, int]], total: int
     ) -> None:
         try:
             with self._store.write() as conn:
-                count = self._partitions.get(topic) or ensure_topic(conn, topic, 1)
-                self._partitions[topic] = count
-                if not 0 <= partition < count:
-                    raise EventLogError(
-                        f"topic {topic!r} has {count} partition(s); partition {partition} does not exist"
-                    )
-                (first,) = conn.execute(
-                    "UPDATE partitions SET next_offset = next_offset + ?, bytes = bytes + ? "
-                    "WHERE topic = ? AND partition = ? RETURNING next_offset - ?",
-                    (len(rows), total, topic, partition, len(rows)),
-                ).fetchone()
-                conn.executemany(
-                    "INSERT INTO records(topic, partition, offset, timestamp_ms, key, value, headers, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (topic, partition, first + i, stamp, key, value, blob, size)
-                        for i, (key, value, blob, size, stamp) in enumerate(rows)
-                    ],
-                )
+                self._append(conn, topic, partition, self._partition_count(conn, topic), rows, total)
         except sqlite3.Error as exc:
             raise EventLogError(f"send to topic {topic!r} in {self._log.directory} failed: {exc}") from exc
+
+    def _partition_count(self, conn: sqlite3.Connection, topic: str) -> int:
+        count = self._partitions.get(topic) or ensure_topic(conn, topic, 1)
+        self._partitions[topic] = count
+        return count
+
+    @staticmethod
+    def _append(
+        conn: sqlite3.Connection,
+        topic: str,
+        partition: int,
+        count: int,
+        rows: list[tuple[bytes | None, bytes, bytes, int, int]],
+        total: int,
+    ) -> int:
+        """Append (key, value, headers blob, size, timestamp) rows to one partition (inside the
+        caller's write transaction); the first row's offset."""
+        if not 0 <= partition < count:
+            raise EventLogError(
+                f"topic {topic!r} has {count} partition(s); partition {partition} does not exist"
+            )
+        (first,) = conn.execute(
+            "UPDATE partitions SET next_offset = next_offset + ?, bytes = bytes + ? "
+            "WHERE topic = ? AND partition = ? RETURNING next_offset - ?",
+            (len(rows), total, topic, partition, len(rows)),
+        ).fetchone()
+        conn.executemany(
+            "INSERT INTO records(topic, partition, offset, timestamp_ms, key, value, headers, size) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (topic, partition, first + i, stamp, key, value, blob, size)
+                for i, (key, value, blob, size, stamp) in enumerate(rows)
+            ],
+        )
+        return int(first)
+
+    def _retain(self, now: float) -> None:
+        if now >= self._next_retention:
+            self._next_retention = now + self._log.settings.retention_check_s
+            enforce_retention(self._store, self._log.settings, self._log.clock, self._log.metrics)
 
     def flush(self, timeout_s: float | None = None) -> None:
         return None  # every send is already committed
