@@ -41,6 +41,19 @@ def send_many(
         bulk(topic, records, partition=partition, headers=headers, timestamps_ms=timestamps_ms)
         return
     check_many(topic, records, headers, timestamps_ms, sys.maxsize)
+    send_each(producer, topic, records, partition=partition, headers=headers, timestamps_ms=timestamps_ms)
+
+
+def send_each(
+    producer: Producer,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes]],
+    *,
+    partition: int,
+    headers: Sequence[Sequence[Header]] | None = None,
+    timestamps_ms: Sequence[int | None] | None = None,
+) -> None:
+    """``send_many`` as one ``send`` per record (already checked): the path without a bulk append."""
     for i, (key, value) in enumerate(records):
         producer.send(
             topic,

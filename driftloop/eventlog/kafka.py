@@ -18,6 +18,7 @@ from kafka.structs import TopicPartition as KafkaTP
 
 from driftloop.eventlog import kafka_bulk, kafka_compat
 from driftloop.eventlog.base import EventLogError, RecordMetadata
+from driftloop.eventlog.bulk import send_each
 from driftloop.eventlog.kafka_consumer import KafkaConsumer
 from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.settings import KafkaSettings
@@ -255,15 +256,7 @@ class KafkaProducer:
             self._log.metrics.refused(self._log.backend, topic, exc)
             raise
         if not self._bulk:
-            for i, (key, value) in enumerate(records):
-                self.send(
-                    topic,
-                    value,
-                    key=key,
-                    partition=partition,
-                    headers=() if headers is None else headers[i],
-                    timestamp_ms=None if timestamps_ms is None else timestamps_ms[i],
-                )
+            send_each(self, topic, records, partition=partition, headers=headers, timestamps_ms=timestamps_ms)
             return
         known = self._call_partitions(topic)
         if partition not in known:
