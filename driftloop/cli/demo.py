@@ -1,7 +1,8 @@
 """``driftloop demo``: the main job on the embedded default, as a list of timed steps.
 
-simulate -> train -> register -> serve the model repository with MLServer -> one V2 call through the
-outlier -> model chain (the way Seldon's executor calls it) -> stop. Later issues append steps.
+simulate -> train -> register -> the shipped SeldonDeployment on the local runtime -> a V2 call through
+Seldon's ingress path -> ground truth through the feedback API -> labelled examples from the joiner ->
+stop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from driftloop.cli.serve import server_env
+from driftloop.cli.demo_loop import LoopParts
 from driftloop.cli.train import (
     CHAMPION,
     DEFAULT_REPOSITORY,
@@ -38,8 +39,7 @@ class DemoContext:
     repository: Path
     telemetry: pd.DataFrame | None = None
     training: Any = None  # TrainingResult
-    server: Any = None  # MLServerProcess
-    answer: dict[str, Any] = field(default_factory=dict)
+    parts: LoopParts = field(default_factory=LoopParts)
 
 
 def step_simulate(ctx: DemoContext) -> str:
@@ -71,58 +71,51 @@ def step_register(ctx: DemoContext) -> str:
     return f"registry {registry.tracking_uri}"
 
 
-def step_serve(ctx: DemoContext) -> str:
-    from driftloop.mlserver_process import MLServerProcess
+def step_up(ctx: DemoContext) -> str:
+    from driftloop.cli.demo_loop import start_local_runtime
 
-    ctx.server = MLServerProcess(ctx.repository, env=server_env(), name="demo-mlserver").start()
-    return f"MLServer ready at {ctx.server.url} (pid {ctx.server.pid})"
+    return start_local_runtime(ctx.parts, ctx.repository)
 
 
-def step_call_graph(ctx: DemoContext) -> str:
-    """The latest row of every pump through bearing-outlier -> bearing-temp, chained as Seldon does."""
-    import httpx
+def step_predict(ctx: DemoContext) -> str:
+    from driftloop.cli.demo_loop import predict_through_ingress
 
-    from driftloop.learning.features import FeatureSpec, build_features, latest_rows
-    from driftloop.learning.v2_payload import as_next_node_request, features_request, output_values
+    return predict_through_ingress(ctx.parts, ctx.telemetry)
 
-    assert ctx.telemetry is not None and ctx.server is not None
-    rows = latest_rows(build_features(ctx.telemetry, FeatureSpec(), require_label=False))
-    body = features_request(
-        rows.X, asset_ids=list(rows.asset_id), event_times=list(rows.event_time), request_id="driftloop-demo"
-    )
-    with httpx.Client(base_url=ctx.server.url, timeout=30.0) as client:
-        outlier = client.post("/v2/models/bearing-outlier/infer", json=body)
-        outlier.raise_for_status()
-        model = client.post("/v2/models/bearing-temp/infer", json=as_next_node_request(outlier.json()))
-        model.raise_for_status()
-    answer = model.json()
-    values = output_values(answer)
-    now = rows.X[:, rows.feature_names.index("bearing_temp_c")]
-    click.echo(f"  {'asset':<9} {'bearing now':>11} {'in 30 min':>10} {'outlier':>8} {'score':>7}")
-    for i, asset in enumerate(rows.asset_id):
-        click.echo(
-            f"  {asset:<9} {now[i]:>9.2f} C {values['prediction'][i]:>8.2f} C "
-            f"{'yes' if values['outlier_flag'][i] else 'no':>8} {values['outlier_score'][i]:>7.3f}"
-        )
-    ctx.answer = answer
-    version, request_id = answer.get("model_version"), answer.get("id")
-    return f"model {answer.get('model_name')} version {version}, request id {request_id}"
+
+def step_feedback_api(ctx: DemoContext) -> str:
+    from driftloop.cli.demo_loop import start_feedback_api
+
+    return start_feedback_api(ctx.parts)
+
+
+def step_truth(ctx: DemoContext) -> str:
+    from driftloop.cli.demo_loop import send_ground_truth
+
+    return send_ground_truth(ctx.parts)
+
+
+def step_join(ctx: DemoContext) -> str:
+    from driftloop.cli.demo_loop import join_labelled
+
+    return join_labelled(ctx.parts)
 
 
 def step_stop(ctx: DemoContext) -> str:
-    if ctx.server is not None:
-        ctx.server.stop()
-        ctx.server = None
-    return "MLServer stopped"
+    ctx.parts.stop()
+    return "local runtime, MLServers and feedback API stopped"
 
 
 STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     ("simulate pump telemetry", step_simulate),
     ("train forecaster + detector references", step_train),
     ("register in MLflow (alias champion)", step_register),
-    ("serve the model repository with MLServer", step_serve),
-    ("V2 call: bearing-outlier -> bearing-temp", step_call_graph),
-    ("stop MLServer", step_stop),
+    ("run manifests/pump-bearing-temp.yaml on the local runtime", step_up),
+    ("V2 call through the Seldon ingress: bearing-outlier -> bearing-temp", step_predict),
+    ("start the feedback API", step_feedback_api),
+    ("send the ground truth 30 min later, by Seldon-Puid", step_truth),
+    ("join predictions with their truth (joiner)", step_join),
+    ("stop", step_stop),
 ]
 
 
@@ -138,8 +131,11 @@ STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
     help="MLServer model repository.",
 )
 def demo(assets: int, days: float, seed: int, repository: Path) -> None:
-    """Run the loop on this machine: simulate -> train -> register -> serve with MLServer on 127.0.0.1 ->
-    one V2 call through the outlier -> model chain -> stop. State goes to DRIFTLOOP_HOME (./.driftloop)."""
+    """Run the loop on this machine: simulate -> train -> register -> run the shipped SeldonDeployment
+    (manifests/pump-bearing-temp.yaml) on the local runtime -> a V2 call through Seldon's ingress path
+    (logged in Seldon's Kafka format) -> ground truth through the feedback API -> the joiner labels the
+    predictions -> stop. State goes to DRIFTLOOP_HOME (./.driftloop); the event log is the embedded one
+    unless DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set."""
     import httpx
 
     quiet_third_party_logs()

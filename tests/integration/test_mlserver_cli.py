@@ -73,15 +73,23 @@ def test_demo_end_to_end_on_a_fresh_state(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
-    for step in range(1, 7):
-        assert f"[{step}/6]" in out
+    for step in range(1, 10):
+        assert f"[{step}/9]" in out
     assert "registered pump-bearing-temp version 1 @champion" in out
-    rows = re.findall(r"^\s+(pump-0\d)\s+([\d.]+) C\s+([\d.]+) C\s+(yes|no)\s+(-?[\d.]+)$", out, re.MULTILINE)
+    assert "manifests/pump-bearing-temp.yaml ready in" in out
+    rows = re.findall(r"^\s+(pump-0\d)\s+([\d.]+) C\s+([\d.]+) C\s+(yes|no)$", out, re.MULTILINE)
     assert [r[0] for r in rows] == ["pump-01", "pump-02"]
-    assert all(abs(float(now) - float(ahead)) < 15 for _, now, ahead, _, _ in rows)
-    assert "model bearing-temp version 1, request id driftloop-demo" in out
-    assert "MLServer stopped" in out and "demo done" in out
+    assert all(abs(float(now) - float(ahead)) < 15 for _, now, ahead, _ in rows)
+    assert re.search(r"Seldon-Puid driftloop-demo-[0-9a-f-]{36}; request and response logged", out)
+    assert re.search(r"2 truth value\(s\) for driftloop-demo-\S+ accepted", out)
+    mae = re.search(
+        r"2 labelled example\(s\) on topic driftloop.labelled \(model version 1\); "
+        r"forecast MAE on them ([\d.]+) C",
+        out,
+    )
+    assert mae is not None and float(mae.group(1)) < 15, out
+    assert "MLServers and feedback API stopped" in out and "demo done" in out
     # MLServer ran with its working directory under the demo's DRIFTLOOP_HOME: nothing is left there
     left = [p.pid for p in psutil.process_iter(["cwd"]) if str(p.info["cwd"] or "").startswith(str(tmp_path))]
     assert left == []
-    assert list((tmp_path / "fresh-home" / "run").glob("demo-mlserver-*/mlserver.log"))
+    assert list((tmp_path / "fresh-home" / "run" / "demo-runtime").glob("*/*/mlserver/mlserver.log"))
