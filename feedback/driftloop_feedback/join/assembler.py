@@ -60,6 +60,7 @@ class AssembledRequest:
     asset_ids: list[str] | None
     horizon_s: float | None
     logged_at: float
+    feature_matrix: np.ndarray | None = None  # ``features`` as float64 [N, F]
 
     def rows(self) -> list[PredictionRow]:
         assets = self.asset_ids or []
@@ -194,4 +195,5 @@ class PredictionAssembler:
             asset_ids=state.asset_ids,
             horizon_s=None if horizon is None else float(horizon),
             logged_at=logged_at,
+            feature_matrix=state.features,
         )

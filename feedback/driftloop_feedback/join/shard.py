@@ -306,6 +306,8 @@ class JoinShard:
         # Rows of one request have distinct ids: only rows stored before this call can repeat them.
         check_store = len(store) > 0
         joined = duplicate = 0
+        waiting: list[int] = []
+        waiting_keys: list[int] = []
         for i, features in enumerate(req.features):
             example_id = f"{rid}:{i}"
             truth = truths_pop(example_id, None)
@@ -317,18 +319,9 @@ class JoinShard:
                     self.truths[example_id] = truth  # as on_prediction: a duplicate leaves it waiting
                 continue
             event_time = times[i] if i < n_times else logged_at
-            if truth is None:
-                store.add(
-                    rid,
-                    i,
-                    features=features,
-                    prediction=predictions[i],
-                    event_time=event_time,
-                    arrived=logged_at,
-                    endpoint=endpoint,
-                    model_version=version,
-                    key=h,
-                )
+            if truth is None:  # waits in the store: added below, the request's rows in one call
+                waiting.append(i)
+                waiting_keys.append(h)
                 continue
             resolved[h] = JOINED
             order.append((now, h))
@@ -352,8 +345,39 @@ class JoinShard:
                     ),
                 )
             )
+        if waiting:
+            self._add_waiting(req, waiting, waiting_keys)
         self.counters.joined += joined
         self.counters.duplicate += duplicate
+
+    def _add_waiting(self, req: AssembledRequest, rows: list[int], keys: list[int]) -> None:
+        matrix, times, n_times = req.feature_matrix, req.event_times, len(req.event_times)
+        event_times = [times[i] if i < n_times else req.logged_at for i in rows]
+        if matrix is None or matrix.ndim != 2:
+            for i, h, event_time in zip(rows, keys, event_times, strict=True):
+                self.store.add(
+                    req.request_id,
+                    i,
+                    features=req.features[i],
+                    prediction=req.predictions[i],
+                    event_time=event_time,
+                    arrived=req.logged_at,
+                    endpoint=req.endpoint,
+                    model_version=req.model_version,
+                    key=h,
+                )
+            return
+        self.store.add_rows(
+            req.request_id,
+            rows,
+            keys,
+            matrix if len(rows) == len(matrix) else matrix[rows],
+            [req.predictions[i] for i in rows],
+            event_times,
+            arrived=req.logged_at,
+            endpoint=req.endpoint,
+            model_version=req.model_version,
+        )
 
     def _emit(
         self,

@@ -193,6 +193,66 @@ class PendingStore:
         self._count += 1
         return slot
 
+    def add_rows(
+        self,
+        request_id: str,
+        rows: list[int],
+        keys: list[int],
+        features: np.ndarray,
+        predictions: list[float],
+        event_times: list[float],
+        *,
+        arrived: float,
+        endpoint: str,
+        model_version: str,
+    ) -> None:
+        """``add`` for rows of one request (no asset, no target time), the same slots and bytes as one
+        ``add`` per row in order, column by column. ``keys``: each row's ``key_hash``; ``features``:
+        float64 [len(rows), F]."""
+        k = len(rows)
+        if len(self._free) < k:  # the store grows on the way: as one ``add`` per row would
+            for j, (row, h) in enumerate(zip(rows, keys, strict=True)):
+                self.add(
+                    request_id,
+                    row,
+                    features=features[j].tolist(),
+                    prediction=predictions[j],
+                    event_time=event_times[j],
+                    arrived=arrived,
+                    endpoint=endpoint,
+                    model_version=model_version,
+                    key=h,
+                )
+            return
+        free = self._free
+        slots = np.frombuffer(free[len(free) - k :], dtype=np.int64)[::-1]  # as k pops
+        del free[len(free) - k :]
+        rid, rid_len = _pack_request_id(request_id)
+        n_features = features.shape[1] if features.ndim == 2 else 0
+        stride = len(rid) + 8 * n_features
+        block = np.empty((k, stride), dtype=np.uint8)
+        block[:, : len(rid)] = np.frombuffer(rid, dtype=np.uint8)
+        block[:, len(rid) :] = np.ascontiguousarray(features, dtype="<f8").view(np.uint8).reshape(k, -1)
+        start = len(self._arena)
+        self._arena += block.tobytes()
+        view = self._view
+        view("key")[slots] = keys
+        view("event_time")[slots] = event_times
+        view("target_time")[slots] = 0.0
+        view("arrived")[slots] = arrived
+        view("prediction")[slots] = predictions
+        view("asset")[slots] = -1
+        view("endpoint")[slots] = self.endpoints.id(endpoint)
+        view("version")[slots] = self.versions.id(model_version)
+        view("row")[slots] = rows
+        view("offset")[slots] = np.arange(start, start + k * stride, stride, dtype=np.uint64)[:k]
+        view("rid_len")[slots] = rid_len
+        view("n_features")[slots] = n_features
+        put = self._index.put
+        for h, slot in zip(keys, slots.tolist(), strict=True):
+            put(h, slot)
+        self._count += k
+
     def find(self, request_id: str, row: int, key: int | None = None) -> int:
         """The slot of a pending prediction, or -1 (``key``: its ``key_hash``, if known)."""
         if not self._count:
