@@ -130,9 +130,10 @@ def start_feedback_api(parts: LoopParts) -> str:
     from driftloop_feedback.api.app import create_app
     from driftloop_feedback.api.settings import FeedbackSettings
     from driftloop_graphs.runtime import bind
+    from pydantic import SecretStr
 
     parts.api_token = secrets.token_hex(16)
-    settings = FeedbackSettings(token=parts.api_token)
+    settings = FeedbackSettings(token=SecretStr(parts.api_token))
     sock = bind("127.0.0.1", 0)
     config = uvicorn.Config(create_app(settings, parts.event_log), log_level="warning", lifespan="off")
     server = _quiet_server_class()(config)
