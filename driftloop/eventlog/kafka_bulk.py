@@ -17,7 +17,6 @@ where they differ, callers fall back to ``send`` per record.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -161,19 +160,37 @@ class _Extras:
         return self.now_ms if t is None else t
 
     def encoded_headers(self, i: int) -> bytes:
-        if self.headers is None or not self.headers[i]:
+        """Record ``i``'s header count and headers, as the record format writes them."""
+        if self.headers is None:
             return b"\x00"
         items = self.headers[i]
-        parts = [_zz(len(items))]
+        if not items:
+            return b"\x00"
+        small, names = _SMALL, _HEADER_NAMES
+        count = len(items)
+        parts = [small[count] if count < 4096 else _varint_slow(count)]
         for name, value in items:
-            raw = _header_name(name)
-            parts += (_zz(len(raw)), raw, _zz(len(value)), value)
+            raw = names.get(name)
+            if raw is None:
+                raw = _header_name(name)
+            n, v = len(raw), len(value)
+            parts += (
+                small[n] if n < 4096 else _varint_slow(n),
+                raw,
+                small[v] if v < 4096 else _varint_slow(v),
+                value,
+            )
         return b"".join(parts)
 
 
-@functools.lru_cache(maxsize=256)
+_HEADER_NAMES: dict[str, bytes] = {}  # header names seen, encoded once (at most 1024 kept)
+
+
 def _header_name(name: str) -> bytes:
-    return name.encode("utf-8")
+    raw = name.encode("utf-8")
+    if len(_HEADER_NAMES) < 1024:
+        _HEADER_NAMES[name] = raw
+    return raw
 
 
 def _append(
@@ -187,45 +204,49 @@ def _append(
         return 0
     b = mrb._builder
     buf = b._buffer
-    limit = b._batch_size
-    plain = extras.headers is None and extras.timestamps is None
+    room = b._batch_size - len(buf)  # bytes left in the batch
+    headers, stamps = extras.headers, extras.timestamps
     if b._first_timestamp is None:
         b._first_timestamp = b._max_timestamp = extras.timestamp(start)
     first_ts = b._first_timestamp
     max_ts = b._max_timestamp
     ts = extras.now_ms
     ts_delta = _zz(ts - first_ts)
-    no_headers = b"\x00"
+    hdr = b"\x00"  # no headers: a count of 0
     offset = mrb._next_offset
     first = b._num_records == 0
     biggest = 0
+    small = _SMALL
+    slow = _varint_slow
+    encode_headers = extras.encoded_headers
     i, n = start, len(records)
     join = b"".join
     while i < n:
         key, value = records[i]
-        if not plain:
-            ts = extras.timestamp(i)
-            ts_delta = _zz(ts - first_ts)
-            no_headers = extras.encoded_headers(i)
-        body = join(
-            (
-                b"\x00",  # attributes
-                ts_delta,
-                _zz(offset),
-                b"\x01" if key is None else _zz(len(key)),  # zig-zag -1 = null key
-                b"" if key is None else key,
-                _zz(len(value)),
-                value,
-                no_headers,  # header count, then the headers
-            )
-        )
-        size = len(body)
-        length = _zz(size)
-        if len(buf) + size + len(length) > limit and not first:
+        if stamps is not None:
+            stamp = stamps[i]
+            ts = extras.now_ms if stamp is None else stamp
+            d = ts - first_ts
+            ts_delta = small[d] if 0 <= d < 4096 else slow(d)
+        if headers is not None:
+            hdr = encode_headers(i)
+        offset_z = small[offset] if offset < 4096 else slow(offset)
+        vlen = len(value)
+        value_z = small[vlen] if vlen < 4096 else slow(vlen)
+        if key is None:
+            key = b""
+            key_z = b"\x01"  # zig-zag -1: a null key
+        else:
+            klen = len(key)
+            key_z = small[klen] if klen < 4096 else slow(klen)
+        size = 1 + len(ts_delta) + len(offset_z) + len(key_z) + len(key) + len(value_z) + vlen + len(hdr)
+        length = small[size] if size < 4096 else slow(size)
+        room -= size + len(length)
+        if room < 0 and not first:
             break
         first = False
-        buf += length
-        buf += body
+        # length, attributes (0), timestamp delta, offset delta, key, value, header count + headers
+        buf += join((length, b"\x00", ts_delta, offset_z, key_z, key, value_z, value, hdr))
         if size > biggest:
             biggest = size
         if ts > max_ts:

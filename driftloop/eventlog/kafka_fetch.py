@@ -47,7 +47,7 @@ def install(consumer: Any) -> bool:
     return True
 
 
-def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
+def _varint(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
     """Kafka's zig-zag varint at ``pos``: (value, next position); one- and two-byte forms inline."""
     b = buf[pos]
     if b < 0x80:
@@ -59,6 +59,62 @@ def _varint(buf: bytearray, pos: int) -> tuple[int, int]:
     value: int
     value, pos = decode_varint(buf, pos)
     return value, pos
+
+
+# Zig-zag values of the one-byte varints (0x00-0x7f): most lengths, deltas and counts of a record.
+_ZZ1 = tuple((b >> 1) ^ -(b & 1) for b in range(0x80))
+_HEADER_NAMES: dict[bytes, str] = {}  # header names seen, decoded once (bounded: see _header_name)
+
+
+def _header_name(raw: bytes) -> str:
+    name = raw.decode("utf-8")
+    if len(_HEADER_NAMES) < 1024:
+        _HEADER_NAMES[raw] = name
+    return name
+
+
+def _headers_v2(buf: bytes, pos: int, names: dict[bytes, str]) -> tuple[tuple[tuple[str, bytes], ...], int]:
+    """A record's headers at ``pos`` (count, then name/value pairs): (headers, next position).
+    One-byte sizes inline; names decoded once per distinct name."""
+    zz1 = _ZZ1
+    b = buf[pos]
+    if b < 0x80:
+        count = zz1[b]
+        pos += 1
+    else:
+        count, pos = _varint(buf, pos)
+    if count < 0:
+        raise kerrors.CorruptRecordError(f"Found invalid number of record headers {count}")
+    items: list[tuple[str, bytes]] = []
+    append = items.append
+    for _h in range(count):
+        b = buf[pos]
+        if b < 0x80:
+            size = zz1[b]
+            pos += 1
+        else:
+            size, pos = _varint(buf, pos)
+        if size < 0:
+            raise kerrors.CorruptRecordError(f"Invalid negative header key size {size}")
+        end = pos + size
+        raw_name = buf[pos:end]
+        try:
+            name = names[raw_name]
+        except KeyError:
+            name = _header_name(raw_name)
+        b = buf[end]
+        if b < 0x80:
+            size = zz1[b]
+            pos = end + 1
+        else:
+            size, pos = _varint(buf, end)
+        if size >= 0:
+            end = pos + size
+            append((name, buf[pos:end]))
+            pos = end
+        else:
+            append((name, b""))
+    return tuple(items), pos
 
 
 class FastPartitionRecords(_PartitionRecords):
@@ -99,59 +155,123 @@ class FastPartitionRecords(_PartitionRecords):
             raise RuntimeError("StopIteration raised unpacking messageset") from exc
 
     def _records_v2(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:
+        """The batch's records, decoded inline: one- and two-byte varints (nearly all of them) by
+        table and arithmetic, longer ones by ``decode_varint``; keys and values sliced from one
+        ``bytes`` copy of the batch."""
         batch._maybe_uncompress()
-        buf = batch._buffer
+        buf = bytes(batch._buffer)
         pos = batch._pos
         base_offset = batch.base_offset
         log_append_time = batch.timestamp_type == batch.LOG_APPEND_TIME
         first_ts, max_ts = batch.first_timestamp, batch.max_timestamp
+        zz1 = _ZZ1
         varint = _varint
-        for _ in range(batch.records_count):
-            length, pos = varint(buf, pos)
-            start = pos
-            pos += 1  # attributes (int8, unused in v2 records)
-            ts_delta, pos = varint(buf, pos)
-            offset_delta, pos = varint(buf, pos)
-            size, pos = varint(buf, pos)
-            key = None
-            if size >= 0:
-                key = bytes(buf[pos : pos + size])
-                pos += size
-            size, pos = varint(buf, pos)
-            value = b""
-            if size >= 0:
-                value = bytes(buf[pos : pos + size])
-                pos += size
-            count, pos = varint(buf, pos)
-            headers: tuple[tuple[str, bytes], ...] = ()
-            if count:
-                if count < 0:
-                    raise kerrors.CorruptRecordError(f"Found invalid number of record headers {count}")
-                items = []
-                for _h in range(count):
+        names = _HEADER_NAMES
+        new = tuple.__new__
+        no_headers: tuple[tuple[str, bytes], ...] = ()
+        read = consumed = 0
+        try:
+            for _ in range(batch.records_count):
+                # length
+                b = buf[pos]
+                if b < 0x80:
+                    length = zz1[b]
+                    pos += 1
+                elif buf[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (buf[pos + 1] << 7)
+                    length = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
+                    length, pos = varint(buf, pos)
+                start = pos
+                # attributes (int8, unused in v2 records), then the timestamp delta
+                b = buf[pos + 1]
+                if b < 0x80:
+                    ts_delta = zz1[b]
+                    pos += 2
+                elif buf[pos + 2] < 0x80:
+                    v = (b & 0x7F) | (buf[pos + 2] << 7)
+                    ts_delta = (v >> 1) ^ -(v & 1)
+                    pos += 3
+                else:
+                    ts_delta, pos = varint(buf, pos + 1)
+                # offset delta
+                b = buf[pos]
+                if b < 0x80:
+                    offset_delta = zz1[b]
+                    pos += 1
+                elif buf[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (buf[pos + 1] << 7)
+                    offset_delta = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
+                    offset_delta, pos = varint(buf, pos)
+                # key
+                b = buf[pos]
+                if b < 0x80:
+                    size = zz1[b]
+                    pos += 1
+                elif buf[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (buf[pos + 1] << 7)
+                    size = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
                     size, pos = varint(buf, pos)
-                    if size < 0:
-                        raise kerrors.CorruptRecordError(f"Invalid negative header key size {size}")
-                    name = buf[pos : pos + size].decode("utf-8")
+                key = None
+                if size >= 0:
+                    key = buf[pos : pos + size]
                     pos += size
+                # value
+                b = buf[pos]
+                if b < 0x80:
+                    size = zz1[b]
+                    pos += 1
+                elif buf[pos + 1] < 0x80:
+                    v = (b & 0x7F) | (buf[pos + 1] << 7)
+                    size = (v >> 1) ^ -(v & 1)
+                    pos += 2
+                else:
                     size, pos = varint(buf, pos)
-                    raw = b""
-                    if size >= 0:
-                        raw = bytes(buf[pos : pos + size])
-                        pos += size
-                    items.append((name, raw))
-                headers = tuple(items)
-            if pos - start != length:
-                raise kerrors.CorruptRecordError(
-                    f"Invalid record size: expected to read {length} bytes in record payload, "
-                    f"but instead read {pos - start}"
+                value = b""
+                if size >= 0:
+                    value = buf[pos : pos + size]
+                    pos += size
+                # headers
+                b = buf[pos]
+                if b == 0:
+                    pos += 1
+                    headers = no_headers
+                else:
+                    headers, pos = _headers_v2(buf, pos, names)
+                if pos - start != length:
+                    raise kerrors.CorruptRecordError(
+                        f"Invalid record size: expected to read {length} bytes in record payload, "
+                        f"but instead read {pos - start}"
+                    )
+                offset = base_offset + offset_delta
+                read += 1
+                consumed += length
+                self.next_fetch_offset = offset + 1
+                yield new(  # Record(...) without the named tuple's Python-level __new__
+                    Record,
+                    (
+                        topic,
+                        partition,
+                        offset,
+                        max_ts if log_append_time else first_ts + ts_delta,
+                        key,
+                        value,
+                        headers,
+                    ),
                 )
-            offset = base_offset + offset_delta
-            self.records_read += 1
-            self.bytes_read += length
-            self.next_fetch_offset = offset + 1
-            stamp = max_ts if log_append_time else first_ts + ts_delta
-            yield Record(topic, partition, offset, stamp, key, value, headers)
+        except IndexError as exc:  # a varint or field running past the end of the batch
+            raise kerrors.CorruptRecordError(
+                f"Record batch for partition {self.topic_partition} at offset {batch.base_offset} "
+                "ends inside a record"
+            ) from exc
+        finally:  # also when the consumer stops taking records half-way through the batch
+            self.records_read += read
+            self.bytes_read += consumed
         batch._pos = pos
 
     def _records_legacy(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:

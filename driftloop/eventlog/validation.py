@@ -153,14 +153,38 @@ def check_many(
         raise InvalidRecordError(
             f"topic {topic!r}: {len(timestamps_ms)} timestamps for {len(records)} records"
         )
-    for i, (key, value) in enumerate(records):
-        hdrs = () if headers is None else headers[i]
+    limit = max_message_bytes - RECORD_OVERHEAD_BYTES
+    if headers is None:  # the common case: one pass over (bytes | None, bytes) pairs
+        for key, value in records:
+            if key is None:
+                if type(value) is bytes and len(value) <= limit:
+                    continue
+            elif type(value) is bytes and type(key) is bytes and len(value) + len(key) <= limit:
+                continue
+            _check_one(topic, key, value, (), max_message_bytes)
+        return
+    for (key, value), hdrs in zip(records, headers, strict=True):
         plain = type(value) is bytes and (key is None or type(key) is bytes)
-        size = len(value) + (len(key) if key else 0) + RECORD_OVERHEAD_BYTES if plain else 0
-        for name, raw in hdrs:
-            plain = plain and type(name) is str and type(raw) is bytes
-            size += len(raw) + len(name) * 4 if plain else 0
-        if not plain or size > max_message_bytes:
-            check_record(topic, value, key, hdrs, max_message_bytes)  # raises the usual error, if any
-            if any(type(raw) is not bytes for _, raw in hdrs):
-                raise InvalidRecordError(f"topic {topic!r}: send_many takes header values as bytes, not str")
+        if plain:
+            size = len(value) + (len(key) if key else 0)
+            try:
+                for name, raw in hdrs:
+                    if type(name) is not str or type(raw) is not bytes:
+                        plain = False
+                        break
+                    size += len(raw) + len(name) * 4  # at most 4 UTF-8 bytes per character
+            except (TypeError, ValueError):  # not a sequence of pairs: check_record says so
+                plain = False
+            if plain and size <= limit:
+                continue
+        _check_one(topic, key, value, hdrs, max_message_bytes)
+
+
+def _check_one(
+    topic: str, key: object, value: object, hdrs: Sequence[Header], max_message_bytes: int
+) -> None:
+    """The full check of one ``send_many`` record the fast paths could not pass: raises the usual
+    error, if any; header values must be bytes."""
+    check_record(topic, value, key, hdrs, max_message_bytes)
+    if any(type(raw) is not bytes for _, raw in hdrs):
+        raise InvalidRecordError(f"topic {topic!r}: send_many takes header values as bytes, not str")
