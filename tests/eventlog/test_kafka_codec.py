@@ -234,3 +234,48 @@ def test_fetch_decoder_refuses_a_batch_that_ends_inside_a_record() -> None:
     batch = DefaultRecordBatch(raw[:-20])
     with pytest.raises(kerrors.CorruptRecordError):
         list(kafka_fetch.FastPartitionRecords._records_v2(_Counters(), batch, "t", 0))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("steps", [[None], [1, 2, 3, 500, None], [7] * 40, [40, 1, 40, 1, 200]])
+@pytest.mark.parametrize("fetch_offset", [0, 1005, 2003])
+def test_take_follows_kafka_pythons_partition_records(steps: list[int | None], fetch_offset: int) -> None:
+    """The same records and the same ``next_fetch_offset`` and drained state after every ``take`` as
+    kafka-python's own ``PartitionRecords``, over several batches with offset gaps (compaction)."""
+    rng = random.Random(fetch_offset)
+    raw = b"".join(
+        [
+            _build(_random_records(rng, 30, null_values=False), base_offset=1000),
+            _build(_random_records(rng, 4), base_offset=2000, offsets=[0, 2, 3, 9]),  # ends at 2009
+            _build(_random_records(rng, 25), base_offset=2010),
+        ]
+    )
+    ours = kafka_fetch.FastPartitionRecords(fetch_offset, KafkaTP("t", 3), MemoryRecords(raw))
+    theirs = kafka_fetch._PartitionRecords(fetch_offset, KafkaTP("t", 3), MemoryRecords(raw))
+    for n in steps:
+        if not theirs:  # drained: the fetcher takes no more
+            break
+        got, expected = ours.take(n), theirs.take(n)
+        assert [r.offset for r in got] == [r.offset for r in expected]
+        assert [(r.key, r.value) for r in got] == [(r.key, r.value or b"") for r in expected]
+        assert ours.next_fetch_offset == theirs.next_fetch_offset
+        assert bool(ours) == bool(theirs)
+        assert (ours.records_read, ours.bytes_read) == (theirs.records_read, theirs.bytes_read) or bool(ours)
+    while theirs:
+        if not theirs.take(None):
+            break
+    while ours:
+        if not ours.take(None):
+            break
+    assert ours.next_fetch_offset == theirs.next_fetch_offset == 2035
+    assert not ours and not theirs
+
+
+def test_take_returns_the_records_before_a_corrupt_one_then_raises() -> None:
+    good = _build([(1, b"k", b"v", []), (2, b"k", b"w", [])], base_offset=0)
+    bad = bytearray(_build([(1, b"k", b"x", []), (2, b"k", b"y", [])], base_offset=2))
+    bad[-1] ^= 0xFF
+    part = kafka_fetch.FastPartitionRecords(0, KafkaTP("t", 3), MemoryRecords(good + bytes(bad)))
+    assert [r.value for r in part.take(10)] == [b"v", b"w"]
+    assert part.next_fetch_offset == 2
+    with pytest.raises(kerrors.CorruptRecordError):
+        part.take(10)
