@@ -8,6 +8,7 @@ A broker that cannot be reached fails fast (``connect_timeout_s``) with an error
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from driftloop.eventlog import kafka_bulk, kafka_compat
 from driftloop.eventlog.base import EventLogError, RecordMetadata
 from driftloop.eventlog.bulk import send_each
 from driftloop.eventlog.kafka_consumer import KafkaConsumer
+from driftloop.eventlog.kafka_retry import retrying
 from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.settings import KafkaSettings
 from driftloop.eventlog.validation import (
@@ -76,26 +78,26 @@ class KafkaEventLog:
         check_topic(topic)
         check_partitions(topic, partitions)
         spec = {"num_partitions": partitions, "replication_factor": self.settings.replication_factor}
-        try:
-            self._admin.create_topics({topic: spec}, wait_for_metadata=True)
-        except kerrors.TopicAlreadyExistsError:
-            pass
-        except kerrors.KafkaError as exc:
-            raise EventLogError(
-                f"creating topic {topic!r} on {self.bootstrap_servers} failed: {exc}"
-            ) from exc
+
+        def create() -> None:
+            with contextlib.suppress(kerrors.TopicAlreadyExistsError):
+                self._admin.create_topics({topic: spec}, wait_for_metadata=True)
+
+        self._retrying(f"creating topic {topic!r}", create)
 
     def _partition_count(self, topic: str) -> int | None:
         check_topic(topic)
-        try:
-            (meta,) = self._admin.describe_topics([topic])
-        except kerrors.KafkaError as exc:
-            raise EventLogError(
-                f"describing topic {topic!r} on {self.bootstrap_servers} failed: {exc}"
-            ) from exc
+        (meta,) = self._retrying(f"describing topic {topic!r}", lambda: self._admin.describe_topics([topic]))
         if meta.get("error_code", 0) != 0 or not meta.get("partitions"):
             return None
         return len(meta["partitions"])
+
+    def _retrying(self, what: str, call: Callable[[], T]) -> T:
+        """An admin or offsets request, retried while a broker is coming back (``kafka_retry``)."""
+        try:
+            return retrying(call, self.settings.request_timeout_s)
+        except kerrors.KafkaError as exc:
+            raise EventLogError(f"{what} on {self.bootstrap_servers} failed: {exc}") from exc
 
     def partitions_for(self, topic: str) -> int:
         count = self._partition_count(topic)
@@ -113,7 +115,11 @@ class KafkaEventLog:
         with self._lock:
             if self._offsets is None:
                 self._offsets = self._connect(lambda: kafka.KafkaConsumer(group_id=None, **self._config))
-            ends = self._offsets.end_offsets([KafkaTP(topic, p) for p in range(count)])
+            offsets = self._offsets
+            partitions = [KafkaTP(topic, p) for p in range(count)]
+            ends = self._retrying(
+                f"reading end offsets of {topic!r}", lambda: offsets.end_offsets(partitions)
+            )
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
     def producer(self) -> KafkaProducer:

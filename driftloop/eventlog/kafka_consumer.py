@@ -15,6 +15,7 @@ from kafka.structs import TopicPartition as KafkaTP
 from driftloop.eventlog import kafka_fetch
 from driftloop.eventlog.base import EventLogError, Record, TopicPartition
 from driftloop.eventlog.delivery import CommitFailedError
+from driftloop.eventlog.kafka_retry import retrying
 
 if TYPE_CHECKING:
     from driftloop.eventlog.kafka import KafkaEventLog
@@ -59,13 +60,16 @@ class KafkaConsumer:
         # Learn the topics' partitions before joining the group, so the first assignment covers them
         # (otherwise the assignor logs "No partition metadata for topic ..." and assigns nothing).
         for topic in topics:
-            self._call("metadata fetch", functools.partial(self._consumer.partitions_for_topic, topic))
+            self._call(
+                "metadata fetch", functools.partial(self._consumer.partitions_for_topic, topic), retry=True
+            )
         self._consumer.subscribe(topics)
         self._closed = False
 
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
+    def _call(self, what: str, fn: Callable[[], T], *, retry: bool = False) -> T:
+        """``fn()`` with its errors named; ``retry`` for read-only requests (``kafka_retry``)."""
         try:
-            return fn()
+            return retrying(fn, self._log.settings.request_timeout_s) if retry else fn()
         except _REBALANCED as exc:
             raise CommitFailedError(
                 f"group {self.group_id!r} rebalanced during {what}: these partitions now belong to another "
@@ -118,7 +122,7 @@ class KafkaConsumer:
         self._log.metrics.commit(self._log.backend, self.group_id, "ok")
 
     def committed(self, tp: TopicPartition) -> int | None:
-        result = self._call("committed", lambda: self._consumer.committed(_ktp(tp)))
+        result = self._call("committed", lambda: self._consumer.committed(_ktp(tp)), retry=True)
         return None if result is None else int(result)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
@@ -134,9 +138,11 @@ class KafkaConsumer:
         if not tps:
             return
         found = self._call(
-            "offsets_for_times", lambda: self._consumer.offsets_for_times(dict.fromkeys(tps, timestamp_ms))
+            "offsets_for_times",
+            lambda: self._consumer.offsets_for_times(dict.fromkeys(tps, timestamp_ms)),
+            retry=True,
         )
-        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(tps))
+        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(tps), retry=True)
         for ktp in tps:
             hit = found.get(ktp)
             target = hit.offset if hit is not None else ends[ktp]
@@ -160,12 +166,14 @@ class KafkaConsumer:
         if not ktps:
             return {}
         coordinator = self._consumer._coordinator
-        committed = self._call("committed", lambda: coordinator.fetch_committed_offsets(ktps))
-        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(ktps))
+        committed = self._call("committed", lambda: coordinator.fetch_committed_offsets(ktps), retry=True)
+        ends = self._call("end_offsets", lambda: self._consumer.end_offsets(ktps), retry=True)
         missing = [ktp for ktp in ktps if committed.get(ktp) is None]
         starts = {}
         if missing:
-            starts = self._call("beginning_offsets", lambda: self._consumer.beginning_offsets(missing))
+            starts = self._call(
+                "beginning_offsets", lambda: self._consumer.beginning_offsets(missing), retry=True
+            )
         out: dict[TopicPartition, int] = {}
         for ktp in ktps:
             found = committed.get(ktp)

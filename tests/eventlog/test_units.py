@@ -128,3 +128,64 @@ def test_bulk_varints_are_kafka_pythons(value: int) -> None:
     encode_varint(value, expected.append)
     assert kafka_bulk._zz(value) == bytes(expected)
     assert kafka_fetch._varint(bytearray(expected), 0) == decode_varint(expected, 0) == (value, len(expected))
+
+
+def _unconnected_kafka_log(request_timeout_s: float) -> object:
+    """A KafkaEventLog whose admin requests are the test's to script (no broker needed)."""
+    from driftloop.eventlog.kafka import KafkaEventLog
+
+    log = KafkaEventLog.__new__(KafkaEventLog)
+    log.bootstrap_servers = "127.0.0.1:9"
+    log.settings = KafkaSettings(request_timeout_s=request_timeout_s)
+    return log
+
+
+def test_kafka_admin_requests_retry_a_broker_that_is_coming_back() -> None:
+    import kafka.errors as kerrors
+
+    log = _unconnected_kafka_log(5.0)
+    failures = [kerrors.NodeNotReadyError("No node_id provided"), kerrors.KafkaConnectionError("refused")]
+
+    def describe() -> str:
+        if failures:
+            raise failures.pop(0)
+        return "described"
+
+    assert log._retrying("describing topic 't'", describe) == "described"  # type: ignore[attr-defined]
+    assert failures == []
+
+
+def test_kafka_admin_requests_give_up_with_the_error_after_the_request_timeout() -> None:
+    import time
+
+    import kafka.errors as kerrors
+
+    from driftloop.eventlog import EventLogError
+
+    log = _unconnected_kafka_log(0.3)
+    calls = []
+
+    def never_ready() -> None:
+        calls.append(time.monotonic())
+        raise kerrors.NodeNotReadyError("No node_id provided")
+
+    with pytest.raises(EventLogError, match=r"describing topic 't' on 127.0.0.1:9 failed: .*No node_id"):
+        log._retrying("describing topic 't'", never_ready)  # type: ignore[attr-defined]
+    assert len(calls) >= 2 and calls[-1] - calls[0] <= 0.3
+
+
+def test_kafka_admin_requests_do_not_retry_what_cannot_succeed() -> None:
+    import kafka.errors as kerrors
+
+    from driftloop.eventlog import EventLogError
+
+    log = _unconnected_kafka_log(5.0)
+    calls = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise kerrors.TopicAuthorizationFailedError("not allowed")
+
+    with pytest.raises(EventLogError, match="not allowed"):
+        log._retrying("creating topic 't'", refused)  # type: ignore[attr-defined]
+    assert calls == [1]
