@@ -3,6 +3,7 @@ detectors, built once per session for the runtime tests."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -42,6 +43,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     root = tmp_path_factory.mktemp("mlflow")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    # mlflow.set_*_uri also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI: restored below, or every
+    # subprocess a later test starts would inherit this session's (or the default) registry
+    previous_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
@@ -81,6 +85,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         # process-wide URIs (an MLServer process has none set)
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
+        for name, value in previous_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     yield Registry(tracking_uri=tracking_uri, models=models)
 
 
