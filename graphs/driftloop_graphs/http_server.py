@@ -177,10 +177,14 @@ class _HttpConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._rejected:
             return
-        url = httptools.parse_url(b"".join(self._url))
+        target = b"".join(self._url)
+        if target[:1] == b"/":  # origin-form, what clients send a server: the path ends at ? or #
+            path = target.partition(b"?")[0].partition(b"#")[0]
+        else:  # absolute-form (http://host/path), as sent to proxies
+            path = httptools.parse_url(target).path or b"/"
         request = HttpRequest(
             method=self._parser.get_method().decode("latin-1"),
-            path=url.path.decode("latin-1"),
+            path=path.decode("latin-1"),
             headers=self._headers,
             body=b"".join(self._body),
         )
@@ -200,7 +204,9 @@ class _HttpConnection(asyncio.Protocol):
                 else:
                     self._server.in_flight += 1
                     try:
-                        response = await self._server.call(item)
+                        response = await self._server.handler(item)
+                    except Exception as exc:
+                        response = self._server.failed(item, exc)
                     finally:
                         self._server.in_flight -= 1
                 if self.closed or self._transport is None:
@@ -290,12 +296,11 @@ class HttpServer:
             lambda: _HttpConnection(self), sock=sock, backlog=backlog
         )
 
-    async def call(self, request: HttpRequest) -> HttpResponse:
-        try:
-            return await self.handler(request)
-        except Exception as exc:  # the client gets a message, the log the stack trace
-            logger.exception("ingress: %s %s failed", request.method, request.path)
-            return json_error(500, f"the ingress failed on {request.method} {request.path}: {exc!r}")
+    @staticmethod
+    def failed(request: HttpRequest, exc: Exception) -> HttpResponse:
+        """The answer to a handler that raised: a message for the client, the stack trace for the log."""
+        logger.error("ingress: %s %s failed", request.method, request.path, exc_info=exc)
+        return json_error(500, f"the ingress failed on {request.method} {request.path}: {exc!r}")
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop accepting; answer what is in flight (up to ``timeout_s``); close every connection."""

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop_graphs.executor import JSON, CallContext, NodeFailure, Payload, PredictorExecutor
 from driftloop_graphs.http_server import HttpRequest, HttpResponse, json_error
 from driftloop_graphs.metrics import IngressMetrics
+from driftloop_graphs.puid import new_puid
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment
 from driftloop_graphs.traffic import TrafficTable
@@ -72,8 +72,9 @@ class Ingress:
             if runtime is None:
                 return self._unknown(namespace, name)
             if rest[0] == "models" and len(rest) in (2, 3) and rest[-1] == "infer":
-                model = rest[1] if len(rest) == 3 else None
-                return await self._post(request, self.infer, runtime, model)
+                if request.method != "POST":
+                    return _not_allowed(request.method, "POST")
+                return await self.infer(request, runtime, rest[1] if len(rest) == 3 else None)
             if rest[0] == "models" and len(rest) == 3 and rest[2] == "ready":
                 puid = request.headers.get("seldon-puid")
                 return await self._get(request, self._node_get, runtime, rest[1], "/ready", puid)
@@ -98,13 +99,6 @@ class Ingress:
         )
 
     @staticmethod
-    async def _post(request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
-        if request.method != "POST":
-            return _not_allowed(request.method, "POST")
-        result: HttpResponse = await handler(request, *args)
-        return result
-
-    @staticmethod
     async def _get(request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
         if request.method != "GET":
             return _not_allowed(request.method, "GET")
@@ -120,7 +114,7 @@ class Ingress:
     ) -> HttpResponse:
         started = time.perf_counter()
         headers = request.headers
-        puid = headers.get("seldon-puid") or str(uuid.uuid4())
+        puid = headers.get("seldon-puid") or new_puid()
         skip = headers.get("seldon-skip-logging", "") in _TRUE
         ctx = CallContext(puid=puid, model_override=model, skip_logging=skip)
         payload = Payload(request.body, headers.get("content-type") or JSON)
@@ -166,7 +160,7 @@ class Ingress:
     async def _node_get(
         self, runtime: DeploymentRuntime, model: str, suffix: str, puid: str | None
     ) -> HttpResponse:
-        puid = puid or str(uuid.uuid4())
+        puid = puid or new_puid()
         executor = runtime.executors[runtime.traffic.choose(puid)]
         if executor.predictor.graph.find(model) is None:
             nodes = [n.name for n in executor.predictor.nodes()]

@@ -1,9 +1,12 @@
 """Prometheus metrics of the ingress. Each runtime owns its registry (no global state), so several
-runtimes can live in one process (tests, benchmarks) and ``/metrics`` shows only its own."""
+runtimes can live in one process (tests, benchmarks) and ``/metrics`` shows only its own. What every
+request updates lives in loop-owned families (``loop_metrics``); the rest are prometheus_client's."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from driftloop_graphs.loop_metrics import LoopCounterFamily, LoopHistogramFamily, LoopMetricsCollector
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -12,31 +15,30 @@ class IngressMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("deployment", "predictor")
-        self.requests = Counter(
+        self.requests = LoopCounterFamily(
             "driftloop_ingress_requests",
             "Graph requests answered by the ingress, by predictor and HTTP status",
             (*labels, "code"),
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogramFamily(
             "driftloop_ingress_request_seconds",
             "Latency of whole-graph requests at the ingress",
             labels,
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.node_requests = Counter(
+        self.node_requests = LoopCounterFamily(
             "driftloop_node_requests",
             "Calls from the executor to graph nodes, by HTTP status (0 = unreachable)",
             (*labels, "node", "code"),
-            registry=self.registry,
         )
-        self.node_latency = Histogram(
+        self.node_latency = LoopHistogramFamily(
             "driftloop_node_request_seconds",
             "Latency of one graph node call",
             (*labels, "node"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
+        )
+        self.registry.register(
+            LoopMetricsCollector((self.requests, self.latency, self.node_requests, self.node_latency))
         )
         self.errors = Counter(
             "driftloop_ingress_errors",

@@ -79,7 +79,7 @@ class RequestLogger:
                     "request log queue full for %.1f s: dropped one event", self._settings.block_timeout_s
                 )
                 return
-        self._metrics.log_queue_depth.set(self.depth)
+        # the queue-depth gauge is set when /metrics is scraped, not per event
 
     def skipped(self, count: int) -> None:
         self._metrics.log_events.labels("skipped").inc(count)

@@ -52,6 +52,8 @@ class TrafficTable:
         return cls(tuple((name, int(weights.get(name, 0))) for name in predictors))
 
     def choose(self, puid: str) -> str:
+        if len(self.weights) == 1:
+            return self.weights[0][0]
         bucket = bucket_of(puid)
         upper = 0
         for name, weight in self.weights:

@@ -55,6 +55,11 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._content_type: bytes | None = None
         self._last_header = b""
+        # The read timeout: one timer per connection, re-armed only when it fires, instead of a
+        # call_later + cancel per exchange (see ``_check_read_timeout``).
+        self._read_timeout_s = 0.0
+        self._exchange_started = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -73,6 +78,9 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
@@ -103,13 +111,30 @@ class _Connection(asyncio.Protocol):
             waiter.set_result(UpstreamResponse(status, body, content_type))
 
     # -- exchange ---------------------------------------------------------------------------------
-    def send(self, request: bytes) -> asyncio.Future[UpstreamResponse]:
+    def send(self, request: bytes, read_timeout_s: float) -> asyncio.Future[UpstreamResponse]:
+        """Write ``request``; the future gets the response, or :class:`UpstreamTimeout` when none has
+        come within ``read_timeout_s``."""
         assert self.transport is not None and self._waiter is None
         self._body = []
         self._content_type = None
         self._waiter = self._loop.create_future()
+        self._read_timeout_s = read_timeout_s
+        self._exchange_started = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_later(read_timeout_s, self._check_read_timeout)
         self.transport.write(request)
         return self._waiter
+
+    def _check_read_timeout(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if self.closed or waiter is None or waiter.done():
+            return  # idle: the next send arms the timer again
+        waited = self._loop.time() - self._exchange_started
+        if waited >= self._read_timeout_s:
+            waiter.set_exception(UpstreamTimeout(f"no response within {self._read_timeout_s:.0f} s"))
+        else:  # this exchange started after the timer was armed: check again when it is due
+            self._timer = self._loop.call_later(self._read_timeout_s - waited, self._check_read_timeout)
 
     def finish(self) -> None:
         self._waiter = None
@@ -185,16 +210,13 @@ class UpstreamPool:
             head += [name, b": ", value, b"\r\n"]
         head += [b"\r\n", body]
         connection = await self._acquire(origin)
-        loop = asyncio.get_running_loop()
-        waiter = connection.send(b"".join(head))
-        timer = loop.call_later(self.read_timeout_s, _expire, waiter, self.read_timeout_s)
+        waiter = connection.send(b"".join(head), self.read_timeout_s)
         try:
             response = await waiter
         except BaseException:
             connection.abort()  # cancelled or failed mid-exchange: the connection's state is unknown
             raise
         finally:
-            timer.cancel()
             connection.finish()
             self._release(origin, connection)
         return response
@@ -279,8 +301,3 @@ class UpstreamPool:
             origin.connections.clear()
             origin.idle.clear()
             origin.open = 0
-
-
-def _expire(waiter: asyncio.Future[UpstreamResponse], seconds: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(UpstreamTimeout(f"no response within {seconds:.0f} s"))

@@ -169,3 +169,16 @@ async def test_stop_answers_in_flight_requests_then_refuses_new_ones() -> None:
     assert data.startswith(b"HTTP/1.1 200 ") and b"connection: close" in data
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+async def test_the_handler_sees_the_path_without_query_for_both_target_forms(
+    server: tuple[HttpServer, int],
+) -> None:
+    _, port = server
+    raw = (
+        b"GET /seldon/ns/d/v2/models/infer?trace=1&x=%2F HTTP/1.1\r\nhost: x\r\n\r\n"
+        b"GET /plain HTTP/1.1\r\nhost: x\r\n\r\n"
+        b"GET http://127.0.0.1:8080/absolute/form?q=1 HTTP/1.1\r\nhost: x\r\n\r\n"
+    )
+    data = await exchange(port, raw)
+    assert [b["path"] for b in bodies(data)] == ["/seldon/ns/d/v2/models/infer", "/plain", "/absolute/form"]

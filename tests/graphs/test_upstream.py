@@ -160,3 +160,40 @@ async def test_read_timeout(pool: UpstreamPool) -> None:
     with pytest.raises(UpstreamTimeout, match="no response within 2 s"):
         await pool.request("GET", "127.0.0.1", state.port, "/")
     await state.close()
+
+
+async def test_read_timeout_counts_from_each_exchange_on_a_reused_connection() -> None:
+    """The read timer is armed once per connection: an exchange that starts late on a connection
+    whose timer is already running still gets its full timeout, and a quick one is never cut."""
+    pool = UpstreamPool(max_connections=1, read_timeout_s=1.0)
+    delays = iter([0.0, 0.0, 0.7, 5.0])
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await asyncio.sleep(next(delays))
+                writer.write(ok(b"done"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    try:
+        await pool.request("GET", "127.0.0.1", port, "/")  # arms the connection's timer at t0
+        await asyncio.sleep(0.5)
+        await pool.request("GET", "127.0.0.1", port, "/")  # t0 + 0.5: answered at once
+        # t0 + 0.5: answered after 0.7 s, past the first timer's due time (t0 + 1.0): not a timeout
+        assert (await pool.request("GET", "127.0.0.1", port, "/")).body == b"done"
+        started = loop.time()
+        with pytest.raises(UpstreamTimeout, match="no response within 1 s"):
+            await pool.request("GET", "127.0.0.1", port, "/")
+        assert 0.95 <= loop.time() - started < 2.0  # its own full second, not a leftover
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
