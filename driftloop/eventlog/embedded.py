@@ -207,7 +207,7 @@ class EmbeddedProducer:
             rows = []
             total = 0
             for i, (key, value) in enumerate(records):
-                blob = encode_headers(tuple(headers[i])) if headers is not None else b""
+                blob = encode_headers(headers[i]) if headers is not None else b""
                 size = len(value) + len(key or b"") + len(blob)
                 stamp = timestamps_ms[i] if timestamps_ms is not None else None
                 rows.append((key, bytes(value), blob, size, int(now * 1000) if stamp is None else int(stamp)))

@@ -9,10 +9,11 @@ file, i.e. handed to the OS: it survives ``kill -9`` of any process (not a power
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,12 +110,20 @@ _NAME_LEN = struct.Struct("<H")
 _VALUE_LEN = struct.Struct("<I")
 
 
-def encode_headers(headers: tuple[Header, ...]) -> bytes:
-    out = bytearray()
+@functools.lru_cache(maxsize=4096)
+def _encoded_name(name: str) -> bytes:
+    raw = name.encode()
+    return _NAME_LEN.pack(len(raw)) + raw
+
+
+def encode_headers(headers: Sequence[Header]) -> bytes:
+    """Each header as name length (u16), UTF-8 name, value length (u32), value. Header names repeat
+    from record to record (Seldon's eight on every logged event), so their encoding is cached."""
+    parts: list[bytes] = []
+    pack = _VALUE_LEN.pack
     for name, value in headers:
-        raw = name.encode()
-        out += _NAME_LEN.pack(len(raw)) + raw + _VALUE_LEN.pack(len(value)) + value
-    return bytes(out)
+        parts += (_encoded_name(name), pack(len(value)), value)
+    return b"".join(parts)
 
 
 def decode_headers(blob: bytes) -> tuple[Header, ...]:
