@@ -220,7 +220,8 @@ def _append(
     slow = _varint_slow
     encode_headers = extras.encoded_headers
     i, n = start, len(records)
-    join = b"".join
+    parts: list[bytes] = []  # every record's pieces, joined onto the buffer once
+    extend = parts.extend
     while i < n:
         key, value = records[i]
         if stamps is not None:
@@ -246,7 +247,7 @@ def _append(
             break
         first = False
         # length, attributes (0), timestamp delta, offset delta, key, value, header count + headers
-        buf += join((length, b"\x00", ts_delta, offset_z, key_z, key, value_z, value, hdr))
+        extend((length, b"\x00", ts_delta, offset_z, key_z, key, value_z, value, hdr))
         if size > biggest:
             biggest = size
         if ts > max_ts:
@@ -255,6 +256,7 @@ def _append(
         i += 1
     taken = i - start
     if taken:
+        buf += b"".join(parts)
         b._max_timestamp = max_ts
         b._num_records += taken
         b._last_offset = offset - 1

@@ -14,11 +14,13 @@ It is installed per consumer instance (``install``), never on kafka-python's cla
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 import kafka.errors as kerrors
 from kafka.consumer.fetcher import Fetcher
+from kafka.net.transport import KafkaTCPTransport
 from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
@@ -40,11 +42,63 @@ def supported(consumer: Any) -> bool:
 
 
 def install(consumer: Any) -> bool:
-    """Make this kafka-python consumer decode its fetches with ``FastPartitionRecords``."""
+    """Make this kafka-python consumer decode its fetches with ``FastPartitionRecords``, and read its
+    sockets in large chunks (``install_large_reads``)."""
     if not supported(consumer):
         return False
     consumer._fetcher.PartitionRecords = FastPartitionRecords
+    install_large_reads(consumer)
     return True
+
+
+RECV_BYTES = 1 << 20
+
+
+def install_large_reads(consumer: Any) -> bool:
+    """Have this consumer's plain-TCP connections read up to ``RECV_BYTES`` per ``recv`` rather than
+    kafka-python's 4 KiB. A fetch response is megabytes: its IO thread took the GIL back after every
+    4 KiB ``recv`` (hundreds of times per fetch), each time waiting for a busy thread (the joiner's) to
+    let go of it. The bytes handed to the protocol are the same. Connections made from now on, and
+    those already open; TLS connections keep kafka-python's reads."""
+    manager: Any = getattr(getattr(consumer, "_client", None), "_manager", None)
+    build = getattr(manager, "_build_transport", None)
+    if build is None or not hasattr(KafkaTCPTransport, "_sock_recv"):
+        return False
+
+    async def build_transport(node: Any, timeout_at: Any = None) -> Any:
+        transport = await build(node, timeout_at=timeout_at)
+        _large_reads(transport)
+        return transport
+
+    manager._build_transport = build_transport
+    for conn in list(getattr(manager, "_conns", {}).values()):
+        if getattr(conn, "transport", None) is not None:
+            _large_reads(conn.transport)
+    return True
+
+
+def _large_reads(transport: Any) -> None:
+    if type(transport) is KafkaTCPTransport:
+        transport._sock_recv = functools.partial(_sock_recv, transport)
+
+
+def _sock_recv(transport: Any) -> tuple[bytes, Exception | None]:
+    """``KafkaTCPTransport._sock_recv`` (kafka-python 3.0) with ``RECV_BYTES`` reads."""
+    recvd: list[bytes] = []
+    err: Exception | None = None
+    while True:
+        try:
+            data = transport._sock.recv(RECV_BYTES)
+            if not data:
+                err = kerrors.KafkaConnectionError("socket disconnected")
+                break
+            recvd.append(data)
+        except (BlockingIOError, InterruptedError):
+            break
+        except BaseException as exc:  # as kafka-python: the connection is closed with this error
+            err = kerrors.KafkaConnectionError(exc)
+            break
+    return b"".join(recvd), err
 
 
 def _varint(buf: bytes | bytearray, pos: int) -> tuple[int, int]:

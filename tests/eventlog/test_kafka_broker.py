@@ -146,3 +146,43 @@ def test_send_many_spans_batches_and_flush_reports_what_was_not_acknowledged(
     finally:
         log.close()
         own_broker.start()
+
+
+def test_consumers_read_their_connections_in_large_chunks_and_get_every_byte(
+    new_topic: Callable[..., str], kafka_bootstrap: str
+) -> None:
+    """driftloop's consumers read up to 1 MiB per recv (kafka-python: 4 KiB); multi-megabyte fetches
+    come through whole. A plain kafka-python consumer in the same process keeps its own reads."""
+    import functools
+    import os
+
+    import kafka
+
+    topic = new_topic(partitions=2)
+    log = KafkaEventLog(kafka_bootstrap, quick_kafka_settings())
+    try:
+        producer = log.producer()
+        pairs = [(f"k{i}".encode(), os.urandom(2000 + i % 3000)) for i in range(3000)]  # ~10 MB
+        for key, value in pairs:
+            producer.send(topic, value, key=key)
+        producer.flush(timeout_s=30)
+        consumer = log.consumer("large-reads", [topic])
+        records = drain(consumer, len(pairs), timeout_s=60)
+        assert sorted((r.key, r.value) for r in records) == sorted(pairs)
+        conns = consumer._consumer._client._manager._conns  # type: ignore[attr-defined]
+        transports = [c.transport for c in conns.values() if c.transport is not None]
+        assert transports and all(isinstance(t._sock_recv, functools.partial) for t in transports)
+        consumer.close()
+        plain = kafka.KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
+        try:
+            plain.poll(timeout_ms=2000)
+            conns = plain._client._manager._conns
+            assert all(
+                not isinstance(c.transport._sock_recv, functools.partial)
+                for c in conns.values()
+                if c.transport
+            )
+        finally:
+            plain.close()
+    finally:
+        log.close()

@@ -87,7 +87,7 @@ def start_joiner(env: dict[str, str], log_path: Path, *args: str) -> subprocess.
         return subprocess.Popen(
             [sys.executable, "-m", "driftloop", "feedback", "join", "--progress-s", "1", *args],
             cwd=REPO,
-            env={**os.environ, **env},
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **env},  # a hard crash leaves its stack in the log
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -99,7 +99,12 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
         # Lag figures refresh at each checkpoint (every 2 s by default): wait until they show caught up.
         deadline = time.monotonic() + 30
         while True:
-            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            except httpx.ConnectError as exc:  # say which joiner is gone and what it wrote last
+                logs = [(tmp_path / f"joiner-{i}.log").read_text(errors="replace")[-2000:] for i in (0, 1)]
+                codes = [j.poll() for j in joiners]
+                raise AssertionError(f"joiner 0's /metrics: {exc}; exit codes {codes}; logs {logs}") from exc
             lag_lines = [ln for ln in metrics.splitlines() if ln.startswith("driftloop_joiner_consumer_lag{")]
             if (lag_lines and all(ln.endswith(" 0.0") for ln in lag_lines)) or time.monotonic() > deadline:
                 break

@@ -14,7 +14,7 @@ from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, TruthRecord
 from prometheus_client import generate_latest
 
-from driftloop.eventlog import MemoryEventLog
+from driftloop.eventlog import EventLogError, MemoryEventLog
 from tests.feedback.helpers import chain_events
 
 
@@ -192,3 +192,44 @@ def test_malformed_truth_records_are_counted_and_skipped(tmp_path: Path) -> None
     assert {e.example_id for e in labelled(log, s)} == expected
     assert joiner.request.stats.counters.malformed == 3  # the asset stage skips truth unread
     joiner.close()
+
+
+def test_checkpoint_flushes_outputs_before_writing_snapshots_and_commits_last(tmp_path: Path) -> None:
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=1, mode="request")
+    joiner = Joiner(log, s, clock=clock)
+    log_calls(log, s, 0, 5)
+    run(joiner)
+    stage = joiner.request
+    order: list[str] = []
+    flush, write, commit = stage.producer.flush, stage.snapshots.write, stage.consumer.commit
+
+    def failing_flush(timeout_s: float | None = None) -> None:
+        order.append("flush")
+        raise EventLogError("broker gone")
+
+    stage.producer.flush = failing_flush  # type: ignore[method-assign]
+    stage.snapshots.write = lambda *a: (order.append("write"), write(*a))[1]  # type: ignore[method-assign]
+    stage.consumer.commit = lambda *a: (order.append("commit"), commit(*a))[1]  # type: ignore[method-assign]
+    with pytest.raises(EventLogError):
+        stage.checkpoint()
+    assert order == ["flush"] and stage.snapshots.load("request", 0) is None  # nothing written
+    stage.producer.flush = lambda *a: (order.append("flush"), flush(*a))[1]  # type: ignore[method-assign]
+    order.clear()
+    stage.checkpoint()  # the shard is still to be saved: the failed checkpoint wrote nothing
+    assert order == ["flush", "write", "commit"] and stage.snapshots.load("request", 0) is not None
+    joiner.close()
+
+
+def test_settle_heap_freezes_the_start_up_heap_and_collects_young_objects_less_often() -> None:
+    import gc
+
+    from driftloop_feedback.join.pipeline import YOUNG_GC_THRESHOLD, settle_heap
+
+    before = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:]) and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -7,12 +7,13 @@ import importlib
 import uuid
 
 import pytest
-from driftloop_feedback.join.store import PendingStore
+from driftloop_feedback.join.store import PendingStore, key_hash
 
 MODULES = [
     "driftloop_feedback.join.store",
     "driftloop_feedback.join.hash_index",
     "driftloop_feedback.join.shard",
+    "driftloop_feedback.join.resolved",
     "driftloop_feedback.join.pipeline",
     "driftloop_feedback.labelled",
 ]
@@ -79,3 +80,63 @@ def test_add_rows_stores_the_same_slots_and_bytes_as_one_add_per_row() -> None:
     assert all(np.array_equal(a["cols"][name], b["cols"][name]) for name in a["cols"])
     assert sorted(a["index"].entries()) == sorted(b["index"].entries())
     assert at_once.get(at_once.find(rid, 5)).features == tuple(features[2].tolist())
+
+
+def test_index_rehash_keeps_every_entry_findable_with_wraparound_and_tombstones() -> None:
+    import random
+
+    from driftloop_feedback.join.hash_index import HashIndex
+
+    rng = random.Random(7)
+    index = HashIndex(8)
+    live: dict[int, int] = {}
+    for slot in range(5000):
+        # Hashes crowding the last positions of the table make runs that wrap past its end.
+        h = rng.getrandbits(64) | 0xFFF if slot % 3 else rng.getrandbits(64)
+        index.put(h, slot)
+        live[slot] = h
+        if slot % 4 == 0:  # leave tombstones behind
+            gone = rng.choice(sorted(live))
+            index.remove(live.pop(gone), gone)
+        if slot % 500 == 0:
+            index._rehash(len(index.keys))  # same size: tombstones dropped
+            assert index.used == index.live == len(live)
+    for slot, h in live.items():
+        assert slot in index.probe(h)
+    assert sorted(s for _, s in index.entries()) == sorted(live)
+
+
+def test_index_put_many_places_entries_as_one_put_each() -> None:
+    import random
+
+    from driftloop_feedback.join.hash_index import HashIndex
+
+    rng = random.Random(3)
+    pairs = [(rng.getrandbits(64), slot) for slot in range(3000)]
+    one, many = HashIndex(4), HashIndex(4)
+    for h, slot in pairs:
+        one.put(h, slot)
+    many.put_many([h for h, _ in pairs], [slot for _, slot in pairs])
+    assert (one.keys, one.slots, one.used, one.live) == (many.keys, many.slots, many.used, many.live)
+
+
+def test_arena_compaction_keeps_every_live_entry_and_drops_the_dead_bytes() -> None:
+    store = PendingStore(capacity=4)
+    ids = [str(uuid.uuid4()) if i % 3 else f"plain-{i}" for i in range(60_000)]
+    for i, rid in enumerate(ids):
+        store.add(rid, i % 7, features=[float(i)] * (1 + i % 5), prediction=i / 2, event_time=float(i),
+                  arrived=1.0, endpoint="e", model_version="v")  # fmt: skip
+    kept = {}
+    for i, rid in enumerate(ids):
+        if i % 4:
+            assert store.take(rid, i % 7, key_hash(rid, i % 7)) is not None  # compacts on the way
+        else:
+            kept[(rid, i % 7)] = (tuple([float(i)] * (1 + i % 5)), i / 2)
+    arena = store.snapshot()["arena"]
+    live = sum((16 if len(rid) == 36 else len(rid)) + 8 * len(f) for (rid, _), (f, _) in kept.items())
+    assert store._dead_bytes < len(arena) // 2 and len(arena) >= live
+    store._compact_arena()
+    assert len(store.snapshot()["arena"]) == live
+    for (rid, row), (features, prediction) in kept.items():
+        found = store.get(store.find(rid, row))
+        assert (found.request_id, found.features, found.prediction) == (rid, features, prediction)

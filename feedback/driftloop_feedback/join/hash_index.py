@@ -79,6 +79,23 @@ class HashIndex:
         slots[pos] = slot
         self.live += 1
 
+    def put_many(self, hashes: list[int], slots: list[int]) -> None:
+        """``put`` for each pair, in order (the same positions as one ``put`` per pair)."""
+        for h, slot in zip(hashes, slots, strict=True):
+            if (self.used + 1) * 2 > len(self.keys):
+                self.put(h, slot)  # rehashes first
+                continue
+            keys, table = self.keys, self.slots
+            mask = len(keys) - 1
+            pos = h & mask
+            while table[pos] >= 0:
+                pos = (pos + 1) & mask
+            if table[pos] == EMPTY:
+                self.used += 1
+            keys[pos] = h
+            table[pos] = slot
+            self.live += 1
+
     def remove(self, h: int, slot: int) -> None:
         keys, slots = self.keys, self.slots
         mask = len(keys) - 1
@@ -96,9 +113,42 @@ class HashIndex:
             yield keys[pos], slots[pos]
 
     def _rehash(self, size: int) -> None:
-        old = list(self.entries())
+        """Every live entry into a fresh table of ``size`` (no tombstones), placed by numpy: sorted by
+        home position, each goes to max(its home, the previous entry's position + 1), which keeps every
+        position between an entry's home and its own occupied, as linear probing needs. Entries pushed
+        past the end wrap to the first free positions from 0, as ``put`` would place them."""
+        # In slices of home positions, in order, so the temporaries stay a fraction of the table (what
+        # malloc takes at the peak, the process tends to keep). ``carry``: the position after the
+        # previous slice's last entry.
+        old_keys = np.frombuffer(self.keys, dtype=np.uint64)
+        old_slots = np.frombuffer(self.slots, dtype=np.int32)
+        home_all = (old_keys & np.uint64(size - 1)).astype(np.int64)
+        home_all[old_slots < 0] = -1  # not live
         self.keys = _keys(size)
         self.slots = _slots(size)
+        new_keys = np.frombuffer(self.keys, dtype=np.uint64)
+        new_slots = np.frombuffer(self.slots, dtype=np.int32)
+        step = max(size // 16, 1 << 12)
+        carry = 0
+        wrapped: list[tuple[int, int]] = []
         self.used = self.live = 0
-        for h, slot in old:
-            self.put(h, slot)
+        for first in range(0, size, step):
+            picked = np.flatnonzero((home_all >= first) & (home_all < first + step))
+            if not len(picked):
+                continue
+            home = home_all[picked]
+            order = np.argsort(home, kind="stable")
+            picked, home = picked[order], home[order]
+            home[0] = max(int(home[0]), carry)
+            rank = np.arange(len(home), dtype=np.int64)
+            pos = np.maximum.accumulate(home - rank) + rank
+            carry = int(pos[-1]) + 1
+            fits = pos < size
+            new_keys[pos[fits]] = old_keys[picked[fits]]
+            new_slots[pos[fits]] = old_slots[picked[fits]]
+            self.used += int(np.count_nonzero(fits))
+            wrapped += zip(old_keys[picked[~fits]].tolist(), old_slots[picked[~fits]].tolist(), strict=True)
+        self.live = self.used
+        del new_keys, new_slots
+        for h, slot in wrapped:
+            self.put(h, slot)  # wrapped around: probes from its home, past the end, to a free position

@@ -48,13 +48,18 @@ class RekeyStage:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
         # Grouped by target partition (Kafka's default partitioner on the request id), one bulk send each.
         out: dict[int, tuple[list[tuple[bytes | None, bytes]], list[Sequence[Header]], list[int | None]]] = {}
+        # A call logs several events with one request id: its partition is computed once per poll.
+        partitions: dict[bytes, int] = {}
         for record in records:
             request_id = record.header(H_REQUEST_ID)
             if not request_id:
                 self.malformed += 1
                 log.warning("rekey: %s@%d has no requestid header; skipped", record.tp, record.offset)
                 continue
-            part = out.get(p := partition_for_key(request_id, self.partitions))
+            p = partitions.get(request_id, -1)
+            if p < 0:
+                p = partitions[request_id] = partition_for_key(request_id, self.partitions)
+            part = out.get(p)
             if part is None:
                 part = out[p] = ([], [], [])
             part[0].append((request_id, record.value))

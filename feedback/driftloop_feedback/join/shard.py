@@ -15,7 +15,8 @@ here reads a clock or does I/O: the worker passes the time in and drains ``label
 
 from __future__ import annotations
 
-from collections import deque
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -26,15 +27,20 @@ from driftloop_feedback.join.assembler import (
     UnusableEvent,
 )
 from driftloop_feedback.join.asset_index import AssetState
+from driftloop_feedback.join.resolved import EXPIRED, JOINED, ResolvedKeys
 from driftloop_feedback.join.rules import JoinCounters, JoinRules
-from driftloop_feedback.join.store import PendingPrediction, PendingStore, example_hash, key_hash
+from driftloop_feedback.join.store import PendingPrediction, PendingStore, key_hash
 from driftloop_feedback.records import LabelledExample, PredictionRow, Reading, TruthRecord
 
 from driftloop.seldon_log import LogEvent
 
-JOINED, EXPIRED = 1, 2
+__all__ = ["EXPIRED", "JOINED", "JoinShard", "TruthItem", "encode_example"]
+
 Row = PredictionRow | PendingPrediction  # a prediction as it arrived, or as stored while pending
+TruthItem = tuple[str, int, float, float, float]  # request_id, row, truth, received_at, logged_at
 _dumps = orjson.dumps
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
 
 
 def encode_example(
@@ -78,8 +84,7 @@ class JoinShard:
         self.assets: dict[str, AssetState] = {}
         # example id -> (truth, truth time, logged_at, key hash); snapshots older than the hash hold 3-tuples
         self.truths: dict[str, tuple[Any, ...]] = {}
-        self.resolved: dict[int, int] = {}  # key hash -> JOINED/EXPIRED, for ttl_s after resolution
-        self._resolved_order: deque[tuple[float, int]] = deque()
+        self.resolved = ResolvedKeys()  # key hash -> JOINED/EXPIRED, for ttl_s after resolution
         self.done_requests: dict[str, float] = {}  # request ids assembled here -> when
         self.counters = JoinCounters()
         self.now = float("-inf")
@@ -147,22 +152,69 @@ class JoinShard:
     def on_truth_fields(
         self, request_id: str, row: int, truth: float, received_at: float, logged_at: float
     ) -> None:
-        """``on_truth`` from the record's fields (the worker's path: no ``TruthRecord`` per record)."""
-        if logged_at > self.now:
-            self.now = logged_at
-        example_id = f"{request_id}:{row}"
-        h = example_hash(example_id)
-        pending = self.store.take(request_id, row, h)
-        if pending is not None:
-            self._emit(pending, truth, received_at, "request", example_id, h)
-            return
-        status = self.resolved.get(h)
-        if status == JOINED or example_id in self.truths:
-            self.counters.duplicate += 1
-        elif status == EXPIRED:
-            self.counters.late += 1
+        """``on_truth`` from the record's fields, without a ``TruthRecord``."""
+        self.on_truths(((request_id, row, truth, received_at, logged_at),))
+
+    def on_truths(self, items: Sequence[TruthItem]) -> None:
+        """``on_truth`` for a run of truths in arrival order, as (request_id, row, truth, received_at,
+        logged_at) each, in one loop (the worker's path): one hash per truth; a truth whose prediction
+        is pending takes it out of the store and makes its example, any other waits (or is counted)."""
+        store, truths, resolved = self.store, self.truths, self.resolved
+        status, labelled = resolved.status, self._labelled
+        joined_keys: list[int] = []  # resolved in this call, marked below in one go (same order and time)
+        joined_at: list[float] = []
+        blake2b, from_bytes, dumps = _blake2b, _from_bytes, _dumps
+        now = self.now
+        duplicate = late = 0
+        ids = [f"{request_id}:{row}" for request_id, row, *_ in items]
+        hashes = [from_bytes(blake2b(i.encode(), digest_size=8).digest(), "little") or 1 for i in ids]
+        # Each truth's pending prediction, taken out of the store (in order: a resent truth finds none).
+        if len(store):
+            found = store.take_many([(item[0], item[1], h) for item, h in zip(items, hashes, strict=True)])
         else:
-            self.truths[example_id] = (truth, received_at, logged_at, h)
+            found = [None] * len(items)
+        for (request_id, row, truth, received_at, logged_at), example_id, h, pending in zip(
+            items, ids, hashes, found, strict=True
+        ):
+            if logged_at > now:
+                now = logged_at
+            if pending is not None:
+                status[h] = JOINED  # visible at once: a resent truth later in this run is a duplicate
+                joined_keys.append(h)
+                joined_at.append(now)
+                # encode_example, inline (the same dict, so the same bytes)
+                value = dumps(
+                    {
+                        "example_id": example_id,
+                        "request_id": request_id,
+                        "row": row,
+                        "features": pending[2],
+                        "prediction": pending[3],
+                        "truth": truth,
+                        "endpoint": pending[7],
+                        "model_version": pending[8],
+                        "event_time": pending[4],
+                        "truth_time": received_at,
+                        "joined_by": "request",
+                        "asset_id": pending[9],
+                    }
+                )
+                labelled.append((request_id.encode(), value))
+                continue
+            was = status.get(h)
+            if was == JOINED or example_id in truths:
+                duplicate += 1
+            elif was == EXPIRED:
+                late += 1
+            else:
+                truths[example_id] = (truth, received_at, logged_at, h)
+        self.now = now
+        if joined_keys:
+            resolved.add_marked(joined_keys, joined_at, JOINED)
+        counters = self.counters
+        counters.joined += len(joined_keys)
+        counters.duplicate += duplicate
+        counters.late += late
 
     def on_reading(self, reading: Reading, logged_at: float) -> None:
         self._tick(logged_at)
@@ -205,8 +257,7 @@ class JoinShard:
         self.counters.incomplete += self.assembler.expire(cutoff)
         for rid in [r for r, t in self.done_requests.items() if t <= cutoff]:
             del self.done_requests[rid]
-        while self._resolved_order and self._resolved_order[0][0] <= cutoff:
-            self.resolved.pop(self._resolved_order.popleft()[1], None)
+        self.resolved.expire(cutoff)
 
     # -- outputs and snapshots -------------------------------------------------------------------
     def drain_labelled(self) -> list[LabelledExample]:
@@ -229,8 +280,7 @@ class JoinShard:
             "partial": self.assembler.partial,
             "assets": self.assets,
             "truths": self.truths,
-            "resolved": self.resolved,
-            "resolved_order": self._resolved_order,
+            "resolved_keys": self.resolved.snapshot(),
             "done_requests": self.done_requests,
             "counters": self.counters,
             "now": self.now,
@@ -243,8 +293,10 @@ class JoinShard:
         shard.assembler.partial = state["partial"]
         shard.assets = state["assets"]
         shard.truths = state["truths"]
-        shard.resolved = state["resolved"]
-        shard._resolved_order = state["resolved_order"]
+        if "resolved_keys" in state:
+            shard.resolved = ResolvedKeys.restore(state["resolved_keys"])
+        else:  # written before ResolvedKeys: a dict and a deque of (time, key)
+            shard.resolved = ResolvedKeys.from_legacy(state["resolved"], state["resolved_order"])
         shard.done_requests = state["done_requests"]
         shard.counters = state["counters"]
         shard.now = state["now"]
@@ -266,7 +318,7 @@ class JoinShard:
         return float(row.horizon_s if row.horizon_s is not None else self.rules.default_horizon_s or 0.0)
 
     def _known(self, request_id: str, row: int) -> bool:
-        return key_hash(request_id, row) in self.resolved or self.store.find(request_id, row) >= 0
+        return key_hash(request_id, row) in self.resolved.status or self.store.find(request_id, row) >= 0
 
     def _add_pending(self, row: PredictionRow, logged_at: float, target: float) -> int:
         return self.store.add(
@@ -296,58 +348,59 @@ class JoinShard:
         logged_at = req.logged_at
         if logged_at > self.now:
             self.now = logged_at
-        now = self.now
         rid, endpoint, version = req.request_id, req.endpoint, req.model_version
         key = rid.encode()
         predictions, times = req.predictions, req.event_times
         n_times = len(times)
-        truths_pop, resolved, store = self.truths.pop, self.resolved, self.store
-        labelled, order = self._labelled, self._resolved_order
+        truths, status, store = self.truths, self.resolved.status, self.store
+        labelled = self._labelled
+        blake2b, from_bytes, dumps = _blake2b, _from_bytes, _dumps
         # Rows of one request have distinct ids: only rows stored before this call can repeat them.
-        check_store = len(store) > 0
-        joined = duplicate = 0
+        find = store.find if len(store) else None
+        duplicate = 0
+        joined: list[int] = []  # their keys
         waiting: list[int] = []
         waiting_keys: list[int] = []
         for i, features in enumerate(req.features):
             example_id = f"{rid}:{i}"
-            truth = truths_pop(example_id, None)
-            # The truth waiting for this row carries its hash (hashed when the truth arrived).
-            h = truth[3] if truth is not None and len(truth) > 3 else example_hash(example_id)
-            if h in resolved or (check_store and store.find(rid, i, h) >= 0):
+            truth = truths.pop(example_id, None) if truths else None
+            if truth is not None and len(truth) > 3:
+                h = truth[3]  # the truth waiting for this row was hashed when it arrived
+            else:  # example_hash, inline
+                h = from_bytes(blake2b(example_id.encode(), digest_size=8).digest(), "little") or 1
+            if h in status or (find is not None and find(rid, i, h) >= 0):
                 duplicate += 1
                 if truth is not None:
-                    self.truths[example_id] = truth  # as on_prediction: a duplicate leaves it waiting
+                    truths[example_id] = truth  # as on_prediction: a duplicate leaves it waiting
                 continue
-            event_time = times[i] if i < n_times else logged_at
             if truth is None:  # waits in the store: added below, the request's rows in one call
                 waiting.append(i)
                 waiting_keys.append(h)
                 continue
-            resolved[h] = JOINED
-            order.append((now, h))
-            joined += 1
-            labelled.append(
-                (
-                    key,
-                    encode_example(
-                        example_id,
-                        rid,
-                        i,
-                        features,
-                        predictions[i],
-                        truth[0],
-                        endpoint,
-                        version,
-                        event_time,
-                        truth[1],
-                        "request",
-                        None,
-                    ),
-                )
+            joined.append(h)
+            # encode_example, inline (the same dict, so the same bytes)
+            value = dumps(
+                {
+                    "example_id": example_id,
+                    "request_id": rid,
+                    "row": i,
+                    "features": features,
+                    "prediction": predictions[i],
+                    "truth": truth[0],
+                    "endpoint": endpoint,
+                    "model_version": version,
+                    "event_time": times[i] if i < n_times else logged_at,
+                    "truth_time": truth[1],
+                    "joined_by": "request",
+                    "asset_id": None,
+                }
             )
+            labelled.append((key, value))
+        if joined:
+            self.resolved.mark_many(joined, JOINED, self.now)
+            self.counters.joined += len(joined)
         if waiting:
             self._add_waiting(req, waiting, waiting_keys)
-        self.counters.joined += joined
         self.counters.duplicate += duplicate
 
     def _add_waiting(self, req: AssembledRequest, rows: list[int], keys: list[int]) -> None:
@@ -390,8 +443,7 @@ class JoinShard:
     ) -> None:
         if h is None:
             h = key_hash(row.request_id, row.row)
-        self.resolved[h] = JOINED
-        self._resolved_order.append((self.now, h))
+        self.resolved.mark(h, JOINED, self.now)
         self.counters.joined += 1
         value = encode_example(
             example_id or f"{row.request_id}:{row.row}",
@@ -410,8 +462,7 @@ class JoinShard:
         self._labelled.append((row.request_id.encode(), value))
 
     def _mark(self, h: int, status: int) -> None:
-        self.resolved[h] = status
-        self._resolved_order.append((self.now, h))
+        self.resolved.mark(h, status, self.now)
 
     def _slot_key(self, slot: int) -> tuple[str, int]:
         pending = self.store.get(slot)

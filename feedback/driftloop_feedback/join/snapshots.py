@@ -26,14 +26,27 @@ class SnapshotStore:
         return self.directory / f"{stage}-{shard:04d}.snapshot"
 
     def save(self, stage: str, shard: int, payload: dict[str, Any]) -> None:
-        target = self.path(stage, shard)
-        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        self.write(stage, {shard: self.encode(payload)})
+
+    def encode(self, payload: dict[str, Any]) -> bytes:
+        """A snapshot's bytes, ready for ``write`` (the join state is captured here)."""
+        return pickle.dumps({"format": FORMAT, **payload}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def write(self, stage: str, encoded: dict[int, bytes]) -> None:
+        """Replace the snapshots of these shards (shard -> ``encode``d bytes), each atomically; all are
+        durable when this returns (the directory is synced once, after the last rename)."""
+        if not encoded:
+            return
+        target = self.directory
         try:
-            with open(tmp, "wb") as fh:
-                pickle.dump({"format": FORMAT, **payload}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            for shard, data in encoded.items():
+                target = self.path(stage, shard)
+                tmp = target.with_suffix(f".tmp{os.getpid()}")
+                with open(tmp, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)

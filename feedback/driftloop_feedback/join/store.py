@@ -57,10 +57,16 @@ def _zeros(name: str, n: int) -> array[Any]:
 
 @functools.lru_cache(maxsize=64)
 def _features(n: int) -> struct.Struct:
-    return struct.Struct(f"<{n}d")
+    s = struct.Struct(f"<{n}d")
+    _UNPACK_FEATURES[n] = s.unpack_from
+    return s
+
+
+_UNPACK_FEATURES: dict[int, Any] = {}  # feature count -> its Struct's unpack_from (filled by _features)
 
 
 _blake2b = hashlib.blake2b
+_new_tuple = tuple.__new__
 
 
 def example_hash(example_id: str) -> int:
@@ -142,6 +148,7 @@ class PendingStore:
         self.endpoints = Interner()
         self.versions = Interner()
         self.assets = Interner()
+        self._bind_columns()
 
     def __len__(self) -> int:
         return self._count
@@ -248,16 +255,18 @@ class PendingStore:
         view("offset")[slots] = np.arange(start, start + k * stride, stride, dtype=np.uint64)[:k]
         view("rid_len")[slots] = rid_len
         view("n_features")[slots] = n_features
-        put = self._index.put
-        for h, slot in zip(keys, slots.tolist(), strict=True):
-            put(h, slot)
+        self._index.put_many(keys, slots.tolist())
         self._count += k
 
     def find(self, request_id: str, row: int, key: int | None = None) -> int:
         """The slot of a pending prediction, or -1 (``key``: its ``key_hash``, if known)."""
         if not self._count:
             return -1
-        slots = self._index.probe(key_hash(request_id, row) if key is None else key)
+        index = self._index
+        h = key_hash(request_id, row) if key is None else key
+        if index.slots[h & (len(index.slots) - 1)] == _INDEX_EMPTY:
+            return -1  # the usual answer, without a probe
+        slots = index.probe(h)
         if not slots:
             return -1
         packed, kind = _pack_request_id(request_id)
@@ -275,52 +284,83 @@ class PendingStore:
     def take(self, request_id: str, row: int, key: int) -> PendingPrediction | None:
         """``find`` + ``get`` + ``remove`` in one call: the pending prediction ``<request_id>:<row>``
         (``key``: its ``key_hash``) taken out of the store, or ``None``."""
+        return self.take_many([(request_id, row, key)])[0]
+
+    def take_many(self, wanted: Sequence[tuple[str, int, int]]) -> list[PendingPrediction | None]:
+        """``take`` for each (request_id, row, key_hash) in order: what each found (``None`` if not
+        pending, e.g. taken by an earlier item)."""
         if not self._count:
-            return None
+            return [None] * len(wanted)
         index = self._index
         keys, slots = index.keys, index.slots
         mask = len(keys) - 1
-        pos = key & mask
-        cols = self._cols
         arena = self._arena
-        packed, kind = _pack_request_id(request_id)
-        rid_len, rows, offsets = cols["rid_len"], cols["row"], cols["offset"]
-        while True:
-            slot = slots[pos]
-            if slot == _INDEX_EMPTY:
-                return None
-            if slot >= 0 and keys[pos] == key:
-                start = offsets[slot]
-                if (
-                    rid_len[slot] == kind
-                    and rows[slot] == row
-                    and arena[start : start + len(packed)] == packed
-                ):
+        endpoints, versions, assets = self.endpoints.values, self.versions.values, self.assets.values
+        (
+            c_key,
+            c_rid_len,
+            c_row,
+            c_offset,
+            c_n,
+            c_asset,
+            c_pred,
+            c_event,
+            c_target,
+            c_arrived,
+            c_end,
+            c_ver,
+        ) = self._take_cols
+        free = self._free.append
+        out: list[PendingPrediction | None] = []
+        append = out.append
+        taken = dead = 0
+        for request_id, row, key in wanted:
+            packed, kind = _pack_request_id(request_id)
+            size = len(packed)
+            pos = key & mask
+            while True:
+                slot = slots[pos]
+                if slot == _INDEX_EMPTY:
                     break
-            pos = (pos + 1) & mask
-        slots[pos] = _INDEX_TOMBSTONE
-        index.live -= 1
-        n = cols["n_features"][slot]
-        asset = cols["asset"][slot]
-        found = PendingPrediction(
-            request_id,
-            row,
-            _features(n).unpack_from(arena, start + len(packed)),
-            cols["prediction"][slot],
-            cols["event_time"][slot],
-            cols["target_time"][slot],
-            cols["arrived"][slot],
-            self.endpoints.values[cols["endpoint"][slot]],
-            self.versions.values[cols["version"][slot]],
-            None if asset < 0 else self.assets.values[asset],
-        )
-        cols["key"][slot] = _EMPTY
-        self._dead_bytes += len(packed) + 8 * n
-        self._free.append(slot)
-        self._count -= 1
+                if slot >= 0 and keys[pos] == key:
+                    start = c_offset[slot]
+                    if c_rid_len[slot] == kind and c_row[slot] == row and arena.startswith(packed, start):
+                        break
+                pos = (pos + 1) & mask
+            if slot == _INDEX_EMPTY:
+                append(None)
+                continue
+            slots[pos] = _INDEX_TOMBSTONE
+            n = c_n[slot]
+            asset = c_asset[slot]
+            unpack = _UNPACK_FEATURES.get(n) or _features(n).unpack_from
+            append(
+                _new_tuple(  # PendingPrediction(...) without the named tuple's Python-level __new__
+                    PendingPrediction,
+                    (
+                        request_id,
+                        row,
+                        unpack(arena, start + size),
+                        c_pred[slot],
+                        c_event[slot],
+                        c_target[slot],
+                        c_arrived[slot],
+                        endpoints[c_end[slot]],
+                        versions[c_ver[slot]],
+                        None if asset < 0 else assets[asset],
+                    ),
+                )
+            )
+            c_key[slot] = _EMPTY
+            dead += size + 8 * n
+            free(slot)
+            taken += 1
+        index.live -= taken
+        self._count -= taken
+        self._dead_bytes += dead
         if self._dead_bytes > 1 << 20 and self._dead_bytes > len(arena) // 2:
             self._compact_arena()
-        return found
+        return out
 
     def get(self, slot: int, request_id: str | None = None) -> PendingPrediction:
         """The prediction in ``slot``; ``request_id`` when the caller knows it (from ``find``)."""
@@ -390,12 +430,33 @@ class PendingStore:
         store.endpoints = Interner(state["endpoints"])
         store.versions = Interner(state["versions"])
         store.assets = Interner(state["assets"])
+        store._bind_columns()
         return store
 
     def live_slots(self) -> list[int]:
         return [int(s) for s in np.nonzero(self._view("key") != _EMPTY)[0]]
 
     # -- internals -----------------------------------------------------------------------------
+    def _bind_columns(self) -> None:
+        """The columns ``take`` reads, in its order (again whenever a column is replaced)."""
+        self._take_cols = tuple(
+            self._cols[name]
+            for name in (
+                "key",
+                "rid_len",
+                "row",
+                "offset",
+                "n_features",
+                "asset",
+                "prediction",
+                "event_time",
+                "target_time",
+                "arrived",
+                "endpoint",
+                "version",
+            )
+        )
+
     def _view(self, name: str) -> np.ndarray:
         """A numpy view of a column (valid until the column grows)."""
         return np.frombuffer(self._cols[name], dtype=_FIELDS[name])
@@ -414,19 +475,38 @@ class PendingStore:
     def _grow(self) -> None:
         old = len(self._cols["key"])
         new = old * 2
+        self._take_cols = ()  # so each old column is freed as soon as it is replaced
         for name, col in self._cols.items():
             grown = _zeros(name, new)
             grown[:old] = col
             self._cols[name] = grown
+        self._bind_columns()
         self._free.extend(range(new - 1, old - 1, -1))
 
     def _compact_arena(self) -> None:
-        cols = self._cols
-        arena = bytearray()
-        for s in np.nonzero(self._view("key") != _EMPTY)[0].tolist():
-            start = cols["offset"][s]
-            size = self._rid_bytes(s) + 8 * cols["n_features"][s]
-            cols["offset"][s] = len(arena)
-            arena += self._arena[start : start + size]
+        """Copy the live entries' bytes, in slot order, into a new arena without the dead ones; numpy
+        gathers them in chunks (one index per byte, so a chunk's index stays a few MB)."""
+        live = np.nonzero(self._view("key") != _EMPTY)[0]
+        starts = self._view("offset")[live].astype(np.int64)
+        rid_len = self._view("rid_len")[live].astype(np.int64)
+        sizes = np.where(rid_len == _UUID_LEN, 16, rid_len) + 8 * self._view("n_features")[live].astype(
+            np.int64
+        )
+        offsets = np.cumsum(sizes) - sizes
+        arena = bytearray(int(sizes.sum()))
+        src = np.frombuffer(self._arena, dtype=np.uint8)
+        dst = np.frombuffer(arena, dtype=np.uint8)
+        chunk = 1 << 12
+        for first in range(0, len(live), chunk):
+            size, start, offset = (
+                sizes[first : first + chunk],
+                starts[first : first + chunk],
+                offsets[first : first + chunk],
+            )
+            total = int(size.sum())
+            within = np.arange(total, dtype=np.int64) - np.repeat(offset - offset[0], size)
+            dst[offset[0] : offset[0] + total] = src[np.repeat(start, size) + within]
+        del src, dst  # the arenas' buffers are exported while numpy views them
+        self._view("offset")[live] = offsets
         self._arena = arena
         self._dead_bytes = 0

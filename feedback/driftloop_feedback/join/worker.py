@@ -3,11 +3,12 @@ checkpoints them.
 
 Checkpoint order (the durability argument): (1) send every output produced so far and ``flush`` (the
 log acknowledged them); (2) write each changed shard's snapshot (state + next offset of each of its
-input partitions) atomically; (3) commit those offsets to the group. After a crash at any point the
-shard restarts from its last snapshot and re-reads from the offsets stored in it (records below them
-are skipped), so nothing acknowledged as input is lost; outputs produced after that snapshot are
-produced again with the same ``example_id`` and content (at-least-once on the topic, deduplicated by
-``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
+input partitions) atomically; (3) commit those offsets to the group. (The snapshots are encoded
+before the flush, so that work overlaps the producer's sending; they are written after it.) After a
+crash at any point the shard restarts from its last snapshot and re-reads from the offsets stored in
+it (records below them are skipped), so nothing acknowledged as input is lost; outputs produced after
+that snapshot are produced again with the same ``example_id`` and content (at-least-once on the
+topic, deduplicated by ``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 
 import orjson
 from driftloop_feedback.join.breaker import SamplingBreaker
 from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
-from driftloop_feedback.join.shard import JoinShard
+from driftloop_feedback.join.shard import JoinShard, TruthItem
 from driftloop_feedback.join.snapshots import SnapshotStore
 from driftloop_feedback.records import (
     TRUTH_PREFIX,
@@ -142,18 +144,22 @@ class JoinStage:
         if not self.active:
             return
         self._collect_outputs()
-        self.producer.flush()
-        self.in_flight = 0
         owned = self.consumer.assignment()
         commits: dict[TopicPartition, int] = {}
         owned_partitions = {tp.partition for tp in owned}
+        encoded: dict[int, bytes] = {}
         for p in sorted(self.dirty):
             shard = self.shards.get(p)
             if shard is None or p not in owned_partitions:
                 continue  # revoked since the last poll: its new owner writes its snapshots now
             offsets = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
-            self.snapshots.save(self.name, p, {"offsets": offsets, "shard": shard.snapshot()})
+            encoded[p] = self.snapshots.encode({"offsets": offsets, "shard": shard.snapshot()})
             commits.update({tp: o for tp, o in offsets.items() if tp in owned})
+        # The state is encoded above while the producer is still sending what it was given; nothing
+        # is written until every output is acknowledged.
+        self.producer.flush()
+        self.in_flight = 0
+        self.snapshots.write(self.name, encoded)
         self.dirty.clear()
         try:
             if commits:
@@ -203,82 +209,79 @@ class JoinStage:
         return [r for r in records if (r.topic, r.partition) in keep]
 
     def _dispatch(self, records: list[Record]) -> None:
-        """Feed polled records to their shards. Records come in runs of one partition; per run, the
-        snapshot's offset is looked up once and the next offset is written once. Truth records of a
-        run go to the shard in one call (``_on_truths``)."""
-        run: tuple[str, int] | None = None
-        tp = TopicPartition("", 0)
-        floor = last = -1
-        handle: Callable[[JoinShard, Record], None] = self._on_feedback
-        shard: JoinShard | None = None
-        truths = self.name == "request" and self.settings.feedback_topic
-        try:
-            i, n = 0, len(records)
-            while i < n:
-                record = records[i]
-                if (record.topic, record.partition) != run:
-                    if last >= 0:
-                        self.next_offsets[tp] = last + 1
-                    run = (record.topic, record.partition)
-                    tp = TopicPartition(record.topic, record.partition)
-                    floor, last = self.next_offsets.get(tp, 0), -1
-                    shard = self.shards[record.partition]
-                    self.dirty.add(record.partition)
-                    handle = self._handler(record.topic)
-                assert shard is not None
-                if record.topic == truths:
-                    # The whole run at once: offsets are consecutive within it.
-                    end = i + 1
-                    while (
-                        end < n
-                        and records[end].partition == record.partition
-                        and records[end].topic == truths
-                    ):
-                        end += 1
-                    batch = [r for r in records[i:end] if r.offset >= floor]
-                    i = end
-                    if batch:
-                        last = self._on_truths(shard, batch, tp)
+        """Feed polled records to their shards. Records come in runs of one partition, in offset
+        order; per run, the snapshot's offset is looked up once and the next offset is written once.
+        A run of truth records goes to the shard in one call (``_on_truths``)."""
+        truths = self.settings.feedback_topic if self.name == "request" else None
+        for (topic, partition), group in groupby(records, _topic_partition):
+            run = list(group)
+            tp = TopicPartition(topic, partition)
+            floor = self.next_offsets.get(tp, 0)
+            shard = self.shards[partition]
+            self.dirty.add(partition)
+            if run[0].offset < floor:  # partly covered by the snapshot this shard was restored from
+                run = [r for r in run if r.offset >= floor]
+                if not run:
                     continue
-                i += 1
-                if record.offset < floor:
-                    continue  # already covered by the snapshot this shard was restored from
-                last = record.offset
-                try:
-                    handle(shard, record)
-                except (MalformedLogEvent, UndecodableRecord) as exc:
-                    shard.counters.malformed += 1
-                    log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, last, exc)
-        finally:
-            if last >= 0:
-                self.next_offsets[tp] = last + 1
+            if topic == truths:
+                self.next_offsets[tp] = self._on_truths(shard, run, tp) + 1
+                continue
+            handle = self._handler(topic)
+            last = -1
+            try:
+                for record in run:
+                    last = record.offset
+                    try:
+                        handle(shard, record)
+                    except (MalformedLogEvent, UndecodableRecord) as exc:
+                        shard.counters.malformed += 1
+                        log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, last, exc)
+            finally:
+                if last >= 0:
+                    self.next_offsets[tp] = last + 1
 
     def _on_truths(self, shard: JoinShard, records: list[Record], tp: TopicPartition) -> int:
         """The request join's run of feedback records: truth records decoded here, field by field, and
-        handed to the shard; other records (readings) as ``_on_feedback``. Returns the last offset."""
-        on_truth, loads = shard.on_truth_fields, orjson.loads
+        handed to the shard in one call per stretch of truths; other records (readings) as
+        ``_on_feedback``, in their place. Returns the last offset."""
+        loads = orjson.loads
+        items: list[TruthItem] = []
+        append = items.append
         offset = -1
         for record in records:
             offset = record.offset
             value = record.value
-            try:
-                if not value.startswith(TRUTH_PREFIX):
-                    self._on_feedback(shard, record)
-                    continue
+            if value.startswith(TRUTH_PREFIX):
                 try:
                     data = loads(value)
-                    fields = (
-                        str(data["request_id"]),
-                        int(data["row"]),
-                        float(data["truth"]),
-                        float(data.get("received_at", 0.0)),
+                    append(
+                        (
+                            str(data["request_id"]),
+                            int(data["row"]),
+                            float(data["truth"]),
+                            float(data.get("received_at", 0.0)),
+                            record.timestamp_ms / 1000.0,
+                        )
                     )
+                    continue
                 except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                    raise UndecodableRecord(f"not a truth record: {exc!r}; value={value[:200]!r}") from exc
-                on_truth(*fields, record.timestamp_ms / 1000.0)
-            except UndecodableRecord as exc:
-                shard.counters.malformed += 1
-                log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, offset, exc)
+                    error: Exception = UndecodableRecord(
+                        f"not a truth record: {exc!r}; value={value[:200]!r}"
+                    )
+            else:
+                if items:  # the truths before it first: records are handled in their order
+                    shard.on_truths(items)
+                    items = []
+                    append = items.append
+                try:
+                    self._on_feedback(shard, record)
+                    continue
+                except UndecodableRecord as exc:
+                    error = exc
+            shard.counters.malformed += 1
+            log.warning("%s stage: skipped malformed record %s@%d: %s", self.name, tp, offset, error)
+        if items:
+            shard.on_truths(items)
         return offset
 
     def _handler(self, topic: str) -> Callable[[JoinShard, Record], None]:
