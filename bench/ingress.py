@@ -1,7 +1,9 @@
 """Local runtime ingress vs a direct MLServer call, same model, same client, one run.
 
 Starts ``driftloop up`` (a separate process, as users run it) on a one-node graph with request
-logging to the embedded event log, then measures from this process:
+logging to the embedded event log, then measures from this process, for two graphs: the echo model of
+the tests (a model that costs nothing, so the ratio is all hop: the worst case) and the product's
+forecaster (``bench/bearing-temp-single.yaml``: the SGD pipeline, registered in MLflow):
 
 - sequential latency p50/p99, direct vs ingress, logging off (Seldon-Skip-Logging) and on, with two
   clients: httpx (what a Python user calls with; ~0.35 ms of its own CPU per call) and a minimal
@@ -13,6 +15,9 @@ logging to the embedded event log, then measures from this process:
   MLServer serves (~4,000 req/s for the echo model), so with it both sides measure httpx;
 - the ingress process's CPU time per request (all its threads, the request-log writer included), which
   unlike wall-clock ratios holds up when other work shares the machine.
+
+The forecaster's graph gets the sequential latencies and the CPU per request (paced and concurrent
+load measure the ingress, which the echo graph already does).
 
 Run: ``python -m bench.ingress`` (or ``python -m bench``). Prints ratios against the direct run.
 """
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -36,10 +42,49 @@ from driftloop_graphs.upstream import UpstreamPool
 
 REPO = Path(__file__).resolve().parent.parent
 
-MANIFEST = REPO / "tests" / "graphs" / "manifests" / "echo-single.yaml"
-MODELS = REPO / "tests" / "graphs" / "models"
-BODY = {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP64", "data": [0.5] * 8}]}
 SKIP = {"Seldon-Skip-Logging": "true"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A one-node graph to run: its manifest, model repository, deployment and the request to send."""
+
+    label: str
+    manifest: Path
+    models: Path
+    namespace: str
+    name: str
+    model: str
+    body: bytes
+
+
+ECHO = Target(
+    "echo model (tests/graphs/models/echo-model)",
+    REPO / "tests" / "graphs" / "manifests" / "echo-single.yaml",
+    REPO / "tests" / "graphs" / "models",
+    "bench",
+    "echo-single",
+    "echo-model",
+    json.dumps(
+        {"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP64", "data": [0.5] * 8}]}
+    ).encode(),
+)
+
+
+def forecaster_target(home: Path) -> Target:
+    from bench.reference_model import train_and_register
+    from driftloop.learning.v2_payload import features_request
+
+    _, rows = train_and_register(home)
+    return Target(
+        "forecaster (models/bearing-temp, SGD pipeline from the MLflow registry), 1 row",
+        REPO / "bench" / "bearing-temp-single.yaml",
+        REPO / "models",
+        "bench",
+        "bearing-temp-single",
+        "bearing-temp",
+        json.dumps(features_request(rows[:1])).encode(),
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -47,14 +92,15 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def sequential(url: str, n: int, headers: dict[str, str]) -> list[float]:
+def sequential(url: str, n: int, headers: dict[str, str], body: bytes) -> list[float]:
     out = []
+    headers = {"content-type": "application/json", **headers}
     with httpx.Client(timeout=30) as client:
         for _ in range(50):
-            client.post(url, json=BODY, headers=headers)
+            client.post(url, content=body, headers=headers)
         for _ in range(n):
             t0 = time.perf_counter()
-            r = client.post(url, json=BODY, headers=headers)
+            r = client.post(url, content=body, headers=headers)
             out.append(time.perf_counter() - t0)
             r.raise_for_status()
     return out
@@ -66,15 +112,12 @@ def _light_target(url: str) -> tuple[str, int, str]:
     return parts.hostname, parts.port, parts.path
 
 
-LIGHT_BODY = json.dumps(BODY).encode()
-
-
 def _light_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
     extra = tuple((k.lower().encode(), v.encode()) for k, v in headers.items())
     return ((b"content-type", b"application/json"), *extra)
 
 
-async def _sequential_light(url: str, n: int, headers: dict[str, str]) -> list[float]:
+async def _sequential_light(url: str, n: int, headers: dict[str, str], body: bytes) -> list[float]:
     host, port, path = _light_target(url)
     pool = UpstreamPool(max_connections=1)
     wire = _light_headers(headers)
@@ -82,7 +125,7 @@ async def _sequential_light(url: str, n: int, headers: dict[str, str]) -> list[f
     try:
         for i in range(n + 50):
             t0 = time.perf_counter()
-            response = await pool.request("POST", host, port, path, LIGHT_BODY, wire)
+            response = await pool.request("POST", host, port, path, body, wire)
             if i >= 50:
                 out.append(time.perf_counter() - t0)
             assert response.status == 200, response.body[:300]
@@ -91,12 +134,12 @@ async def _sequential_light(url: str, n: int, headers: dict[str, str]) -> list[f
     return out
 
 
-def sequential_light(url: str, n: int, headers: dict[str, str]) -> list[float]:
-    return asyncio.run(_sequential_light(url, n, headers))
+def sequential_light(url: str, n: int, headers: dict[str, str], body: bytes) -> list[float]:
+    return asyncio.run(_sequential_light(url, n, headers, body))
 
 
 async def concurrent(
-    url: str, n: int, concurrency: int, headers: dict[str, str], rate: float | None = None
+    url: str, n: int, concurrency: int, headers: dict[str, str], body: bytes, rate: float | None = None
 ) -> tuple[float, list[float]]:
     """``n`` requests, at most ``concurrency`` in flight (and paced at ``rate`` per second if given)."""
     host, port, path = _light_target(url)
@@ -113,7 +156,7 @@ async def concurrent(
                 await asyncio.sleep(delay)
         async with semaphore:
             t0 = time.perf_counter()
-            response = await pool.request("POST", host, port, path, LIGHT_BODY, wire)
+            response = await pool.request("POST", host, port, path, body, wire)
             latencies.append(time.perf_counter() - t0)
             assert response.status == 200, response.body[:300]
 
@@ -124,10 +167,12 @@ async def concurrent(
         await pool.aclose()
 
 
-def start_runtime(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_runtime(home: Path, target: Target) -> tuple[subprocess.Popen[bytes], str, str]:
     env = {**os.environ, "DRIFTLOOP_HOME": str(home), "PYTHONPATH": str(REPO)}
     env.pop("DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS", None)
-    cmd = [sys.executable, "-m", "driftloop", "up", str(MANIFEST), "--port", "0", "--models", str(MODELS)]
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "driftloop", "up", str(target.manifest), "--port", "0"]
+    cmd += ["--models", str(target.models)]
     process = subprocess.Popen(
         cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -141,13 +186,13 @@ def start_runtime(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
         state = RunState.read(directory) if directory.exists() else None
         if state is not None:
             client = ControlClient(state.control_url, RunState.token(directory))
-            mlserver = client.deployment("bench", "echo-single")["predictors"][0]["mlserver"]
+            mlserver = client.deployment(target.namespace, target.name)["predictors"][0]["mlserver"]
             client.close()
             print(f"driftloop up ready in {state.ready_s:.1f} s (pid {state.pid})")
             return (
                 process,
                 state.deployments[0]["url"] + "/v2/models/infer",
-                mlserver + "/v2/models/echo-model/infer",
+                mlserver + f"/v2/models/{target.model}/infer",
             )
         if process.poll() is not None:
             raise RuntimeError(
@@ -159,16 +204,22 @@ def start_runtime(home: Path) -> tuple[subprocess.Popen[bytes], str, str]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        process, ingress, direct = start_runtime(Path(tmp))
-        try:
-            run(ingress, direct)
-            cpu_per_request(process.pid, ingress)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(60)
+        for index, make_target in enumerate((lambda _: ECHO, forecaster_target)):
+            home = Path(tmp) / f"home-{index}"
+            target = make_target(home)
+            print(f"-- graph: {target.label}")
+            process, ingress, direct = start_runtime(home, target)
+            try:
+                sequential_ratios(ingress, direct, target.body)
+                if target is ECHO:
+                    load(ingress, direct, target.body)
+                cpu_per_request(process.pid, ingress, target.body)
+            finally:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(60)
 
 
-def run(ingress: str, direct: str) -> None:
+def sequential_ratios(ingress: str, direct: str, body: bytes) -> None:
     # Interleaved rounds (direct, off, on, direct, ...): a change in what else the machine runs then
     # shifts all three alike instead of biasing whichever ran during it.
     rounds, per_round = 5, 400
@@ -177,9 +228,9 @@ def run(ingress: str, direct: str) -> None:
         i_off: list[float] = []
         i_on: list[float] = []
         for _ in range(rounds):
-            d += call(direct, per_round, {})
-            i_off += call(ingress, per_round, SKIP)
-            i_on += call(ingress, per_round, {})
+            d += call(direct, per_round, {}, body)
+            i_off += call(ingress, per_round, SKIP, body)
+            i_on += call(ingress, per_round, {}, body)
         n = rounds * per_round
         print(f"sequential latency with {client}, {n} requests each, {rounds} interleaved rounds (ms):")
         for label, values in (
@@ -192,7 +243,10 @@ def run(ingress: str, direct: str) -> None:
                 f"  {label:22s} p50 {p50:6.2f}  p99 {p99:6.2f}  "
                 f"ratio p50 {p50 / (pct(d, 0.5) * 1e3):4.2f}x  p99 {p99 / (pct(d, 0.99) * 1e3):4.2f}x"
             )
-    _, paced = asyncio.run(concurrent(ingress, 4000, 64, {}, rate=200))
+
+
+def load(ingress: str, direct: str, body: bytes) -> None:
+    _, paced = asyncio.run(concurrent(ingress, 4000, 64, {}, body, rate=200))
     p50, p99 = pct(paced, 0.5) * 1e3, pct(paced, 0.99) * 1e3
     print(f"ingress at 200 req/s (4000 requests, logging on): p50 {p50:.2f} ms  p99 {p99:.2f} ms")
     count = 6000
@@ -207,7 +261,7 @@ def run(ingress: str, direct: str) -> None:
             ("ingress, logging off", ingress, SKIP),
             ("ingress, logging on", ingress, {}),
         ):
-            seconds, _ = asyncio.run(concurrent(url, count, 64, headers))
+            seconds, _ = asyncio.run(concurrent(url, count, 64, headers, body))
             results[label].append(count / seconds)
     base = statistics.median(results["direct MLServer"])
     print(f"throughput at concurrency 64 ({count} requests x 3 interleaved rounds, median):")
@@ -217,14 +271,14 @@ def run(ingress: str, direct: str) -> None:
         print(f"  {label:22s} {rps:7.0f} req/s  ratio {rps / base:4.2f}x  (rounds {rounds_text})")
 
 
-def cpu_per_request(pid: int, ingress: str, n: int = 2000) -> None:
+def cpu_per_request(pid: int, ingress: str, body: bytes, n: int = 2000) -> None:
     import psutil
 
     process = psutil.Process(pid)
     print(f"ingress process CPU per request ({n} sequential requests, user + system, all threads):")
     for label, headers in (("logging off", SKIP), ("logging on", {})):
         before = process.cpu_times()
-        sequential(ingress, n, headers)
+        sequential(ingress, n, headers, body)
         after = process.cpu_times()
         used = (after.user + after.system) - (before.user + before.system)
         print(f"  {label:12s} {used / (n + 50) * 1e3:.3f} ms")

@@ -120,22 +120,13 @@ def through_mlserver(parallel_workers: int, env: dict[str, str], rows: np.ndarra
 
 
 def main() -> None:
+    from bench.reference_model import train_and_register
     from driftloop.cli.serve import server_env
-    from driftloop.learning.features import FeatureSpec, build_features
-    from driftloop.learning.registration import publish
-    from driftloop.learning.training import TrainingSettings, train
-    from driftloop.registry import MlflowRegistry
     from driftloop.settings import StateSettings
-    from driftloop.telemetry import SimulatorSettings, simulate_fleet
 
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as tmp:
         state = StateSettings(home=Path(tmp) / "home", mlflow_tracking_uri=None)
-        started = time.perf_counter()
-        telemetry = simulate_fleet(SimulatorSettings(assets=3, days=8, seed=0)).telemetry
-        result = train(telemetry, FeatureSpec(), TrainingSettings(seed=0, reference_rows=1000))
-        publish(result, MlflowRegistry(state.tracking_uri(), state.artifact_root()))
-        print(f"  trained + registered in {time.perf_counter() - started:.1f}s", flush=True)
-        rows = build_features(telemetry, FeatureSpec()).X[:500]
+        result, rows = train_and_register(state.home)
 
         peer = in_process(result.model, rows)
         served = [through_mlserver(pw, server_env(state), rows, Path(tmp)) for pw in (0, 1)]
