@@ -27,9 +27,16 @@ from driftloop_feedback.join.assembler import (
     UnusableEvent,
 )
 from driftloop_feedback.join.asset_index import AssetState
+from driftloop_feedback.join.hash_index import EMPTY as INDEX_EMPTY
 from driftloop_feedback.join.resolved import EXPIRED, JOINED, ResolvedKeys
 from driftloop_feedback.join.rules import JoinCounters, JoinRules
-from driftloop_feedback.join.store import PendingPrediction, PendingStore, key_hash
+from driftloop_feedback.join.store import (
+    ROW_SUFFIXES,
+    PendingPrediction,
+    PendingStore,
+    example_hashes,
+    key_hash,
+)
 from driftloop_feedback.records import LabelledExample, PredictionRow, Reading, TruthRecord
 
 from driftloop.seldon_log import LogEvent
@@ -163,11 +170,11 @@ class JoinShard:
         status, labelled = resolved.status, self._labelled
         joined_keys: list[int] = []  # resolved in this call, marked below in one go (same order and time)
         joined_at: list[float] = []
-        blake2b, from_bytes, dumps = _blake2b, _from_bytes, _dumps
+        dumps = _dumps
         now = self.now
         duplicate = late = 0
         ids = [f"{request_id}:{row}" for request_id, row, *_ in items]
-        hashes = [from_bytes(blake2b(i.encode(), digest_size=8).digest(), "little") or 1 for i in ids]
+        hashes = example_hashes(items)
         # Each truth's pending prediction, taken out of the store (in order: a resent truth finds none).
         if len(store):
             found = store.take_many([(item[0], item[1], h) for item, h in zip(items, hashes, strict=True)])
@@ -357,6 +364,13 @@ class JoinShard:
         blake2b, from_bytes, dumps = _blake2b, _from_bytes, _dumps
         # Rows of one request have distinct ids: only rows stored before this call can repeat them.
         find = store.find if len(store) else None
+        # The store's index, read inline: a row whose first index slot is empty is not pending (the
+        # usual answer, without a call); the index does not change before the rows are added below.
+        index_slots = store.index_slots()
+        index_mask = len(index_slots) - 1
+        # More than one row: "<request_id>:" hashed once, blake2b's state copied per row.
+        prefix = blake2b(f"{rid}:".encode(), digest_size=8) if len(req.features) > 1 else None
+        suffixes, n_suffixes = ROW_SUFFIXES, len(ROW_SUFFIXES)
         duplicate = 0
         joined: list[int] = []  # their keys
         waiting: list[int] = []
@@ -366,9 +380,15 @@ class JoinShard:
             truth = truths.pop(example_id, None) if truths else None
             if truth is not None and len(truth) > 3:
                 h = truth[3]  # the truth waiting for this row was hashed when it arrived
-            else:  # example_hash, inline
+            elif prefix is None:  # example_hash, inline
                 h = from_bytes(blake2b(example_id.encode(), digest_size=8).digest(), "little") or 1
-            if h in status or (find is not None and find(rid, i, h) >= 0):
+            else:  # the same digest from the request's hashed prefix (``example_hashes``)
+                state = prefix.copy()
+                state.update(suffixes[i] if i < n_suffixes else str(i).encode())
+                h = from_bytes(state.digest(), "little") or 1
+            if h in status or (
+                find is not None and index_slots[h & index_mask] != INDEX_EMPTY and find(rid, i, h) >= 0
+            ):
                 duplicate += 1
                 if truth is not None:
                     truths[example_id] = truth  # as on_prediction: a duplicate leaves it waiting

@@ -80,6 +80,33 @@ def key_hash(request_id: str, row: int) -> int:
     return example_hash(f"{request_id}:{row}")
 
 
+ROW_SUFFIXES = tuple(str(row).encode() for row in range(1024))  # the ``<row>`` of most example ids
+
+
+def example_hashes(items: Sequence[tuple[Any, ...]]) -> list[int]:
+    """``key_hash(request_id, row)`` of each (request_id, row, ...) item. Where an item has the request
+    id of the item before or after it (the rows of one request arrive together), ``<request_id>:`` is
+    hashed once and blake2b's state copied per row: the same digests in about half the time."""
+    blake2b, from_bytes, suffixes = _blake2b, int.from_bytes, ROW_SUFFIXES
+    out: list[int] = []
+    append = out.append
+    n = len(items)
+    last: Any = None
+    prefix: Any = None
+    for i in range(n):
+        request_id, row = items[i][0], items[i][1]
+        if request_id != last:
+            if i + 1 == n or items[i + 1][0] != request_id:  # alone: hashed whole
+                append(example_hash(f"{request_id}:{row}"))
+                continue
+            prefix = blake2b(f"{request_id}:".encode(), digest_size=8)
+            last = request_id
+        h = prefix.copy()
+        h.update(suffixes[row] if 0 <= row < 1024 else str(row).encode())
+        append(from_bytes(h.digest(), "little") or 1)
+    return out
+
+
 class PendingPrediction(NamedTuple):
     """A pending prediction read back from the store (a named tuple: one is made per truth joined)."""
 
@@ -257,6 +284,11 @@ class PendingStore:
         view("n_features")[slots] = n_features
         self._index.put_many(keys, slots.tolist())
         self._count += k
+
+    def index_slots(self) -> array[int]:
+        """The index's slot array (``hash_index.EMPTY`` where no key was ever filed), valid until the
+        next add: a caller may test ``slots[key & (len(slots) - 1)]`` before calling ``find``."""
+        return self._index.slots
 
     def find(self, request_id: str, row: int, key: int | None = None) -> int:
         """The slot of a pending prediction, or -1 (``key``: its ``key_hash``, if known)."""
