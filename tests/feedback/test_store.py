@@ -145,6 +145,7 @@ def test_arena_compaction_keeps_every_live_entry_and_drops_the_dead_bytes() -> N
 def test_example_hashes_are_key_hash_for_runs_singletons_and_any_row() -> None:
     """The prefix-copy path gives ``key_hash``'s digests: runs of one request id, ids alone, rows past
     the suffix table, negative rows, non-ASCII ids, an id that comes back after another."""
+    import itertools
     import random
 
     from driftloop_feedback.join.store import example_hashes
@@ -156,7 +157,7 @@ def test_example_hashes_are_key_hash_for_runs_singletons_and_any_row() -> None:
         for _ in range(rng.choice([1, 1, 2, 5])):
             items.append((request_id, rng.choice([0, 1, 17, 1023, 1024, 5000, -3])))
     items.append(("alone", 3))
-    assert len({rid for rid, _ in items}) >= 4 and any(a[0] == b[0] for a, b in zip(items, items[1:]))
+    assert len({rid for rid, _ in items}) >= 4 and any(a[0] == b[0] for a, b in itertools.pairwise(items))
     assert example_hashes(items) == [key_hash(rid, row) for rid, row in items]
     assert example_hashes([]) == []
     with_extra_fields = [(rid, row, 1.0, 2.0, 3.0) for rid, row in items]
