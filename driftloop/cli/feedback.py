@@ -47,7 +47,12 @@ def serve(host: str | None, port: int | None) -> None:
 
 
 @feedback.command()
-@click.option("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on 127.0.0.1")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
+)
 @click.option("--progress-s", type=float, default=10.0, show_default=True, help="progress line interval")
 def join(metrics_port: int | None, progress_s: float) -> None:
     """Run a joiner: re-key the Seldon request log, join by request id and by asset + event time,

@@ -4,6 +4,7 @@ and truths, start/kill joiner subprocesses, read the labelled topic."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -92,6 +93,20 @@ def start_joiner(env: dict[str, str], log_path: Path, *args: str) -> subprocess.
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def metrics_url(log_path: Path, timeout_s: float = 60.0) -> str:
+    """The /metrics URL a joiner started with ``--metrics-port 0`` printed once it was listening (the
+    port is the joiner's own pick: no port chosen here that another socket could take first)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = re.search(
+            r"joiner metrics on (http://127\.0\.0\.1:\d+/metrics)", log_path.read_text(errors="replace")
+        )
+        if found:
+            return found.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"no metrics line from the joiner within {timeout_s:g} s: {progress(log_path)}")
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from tests.feedback.pipeline_support import (
     LabelledReader,
     Topology,
     create_topics,
-    free_port,
+    metrics_url,
     progress,
     start_joiner,
     stop,
@@ -86,9 +86,8 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
     topo = Topology()
     create_topics(log, topo)
     env = {**env, **topo.env()}
-    metrics_port = free_port()
     joiners = [
-        start_joiner(env, tmp_path / "joiner-0.log", "--metrics-port", str(metrics_port)),
+        start_joiner(env, tmp_path / "joiner-0.log", "--metrics-port", "0"),
         start_joiner(env, tmp_path / "joiner-1.log"),
     ]
     reader = LabelledReader(log, topo.topic("labelled"))
@@ -96,11 +95,12 @@ def test_two_joiners_in_one_group_produce_the_same_labelled_set(
         expected = write_requests(log, topo, 0, 400)
         reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
         assert all(j.poll() is None for j in joiners), "a joiner died"
+        url = metrics_url(tmp_path / "joiner-0.log")
         # Lag figures refresh at each checkpoint (every 2 s by default): wait until they show caught up.
         deadline = time.monotonic() + 30
         while True:
             try:
-                metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+                metrics = httpx.get(url, timeout=10).text
             except httpx.ConnectError as exc:  # say which joiner is gone and what it wrote last
                 logs = [(tmp_path / f"joiner-{i}.log").read_text(errors="replace")[-2000:] for i in (0, 1)]
                 codes = [j.poll() for j in joiners]
