@@ -40,6 +40,9 @@ _log = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception): | ERROR - ")
 
 
+_PORT_ATTEMPTS = 3  # starts on fresh ports when MLServer could not bind one it was given
+
+
 class MLServerStartError(DriftloopError):
     """MLServer did not become ready; the message holds the end of its log."""
 
@@ -121,6 +124,23 @@ class MLServerProcess:
         self._check_repository()
         run_dir = self._run_dir or StateSettings().run_dir() / f"{self.name}-{os.getpid()}-{free_port()}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                return self._start_on_free_ports(run_dir)
+            except MLServerStartError:
+                if attempt == _PORT_ATTEMPTS or not self._lost_a_port():
+                    raise
+                _log.warning(
+                    "%s: a port picked for MLServer was taken before it could bind it; starting again on "
+                    "other ports (attempt %d of %d)",
+                    self.name,
+                    attempt + 1,
+                    _PORT_ATTEMPTS,
+                )
+        raise AssertionError("unreachable")
+
+    def _start_on_free_ports(self, run_dir: Path) -> MLServerProcess:
+        """One start: free ports picked now, then the process, then readiness (stopped if not ready)."""
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
@@ -207,6 +227,13 @@ class MLServerProcess:
         raise MLServerStartError(
             f"mlserver not ready after {self.startup_timeout_s:.0f}s; log {self.log_path}:\n{self.log_tail()}"
         )
+
+    def _lost_a_port(self) -> bool:
+        """Whether the last start failed because one of its ports was taken (between ``free_port``
+        closing its probe socket and MLServer binding, any other socket may get that port)."""
+        if self.log_path is None or not self.log_path.exists():
+            return False
+        return "address already in use" in self.log_path.read_text(errors="replace").lower()
 
     def model_names(self) -> list[str]:
         """Names of the models in the repository (``name`` in each model-settings.json, else the folder)."""
