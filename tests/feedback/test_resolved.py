@@ -82,3 +82,40 @@ def test_a_run_of_truths_joins_dedupes_and_waits_in_order() -> None:
     ]
     assert shard.counters.joined == 2 and shard.counters.duplicate == 2
     assert list(shard.truths) == ["r3:0"] and shard.now == 13.0 and len(shard.store) == 0
+
+
+def test_repeated_events_of_an_assembled_request_are_duplicates_until_its_ttl() -> None:
+    shard = JoinShard(JoinRules(mode="request", ttl_s=60.0))
+    feed = chain_events("r1", [[1.0], [2.0]], [4.0, 5.0])
+    for event in feed:
+        shard.on_log_event(event, logged_at=0.0)
+    assert len(shard.store) == 2 and len(shard.done_requests) == 1
+    duplicates = shard.counters.duplicate
+    for event in feed:  # the same request logged again (e.g. a replayed log)
+        shard.on_log_event(event, logged_at=1.0)
+    assert shard.counters.duplicate == duplicates + len(feed) and len(shard.store) == 2
+    # The state travels through a snapshot as buffers, and still dedupes after a restore.
+    state = pickle.loads(pickle.dumps(shard.snapshot()))
+    assert "done_requests" not in state and set(state["done_request_keys"]) == {"times", "keys", "statuses"}
+    restored = JoinShard.restore(state, JoinRules(mode="request", ttl_s=60.0))
+    restored.on_log_event(feed[-1], logged_at=2.0)
+    assert restored.counters.duplicate == duplicates + len(feed) + 1
+    restored.on_timer(100.0)  # past the TTL: forgotten in one bisection, no scan
+    assert len(restored.done_requests) == 0
+
+
+def test_a_snapshot_with_done_requests_as_a_dict_still_restores_and_dedupes() -> None:
+    shard = JoinShard(JoinRules(mode="request", ttl_s=60.0))
+    feed = chain_events("r1", [[1.0]], [4.0])
+    for event in feed:
+        shard.on_log_event(event, logged_at=5.0)
+    state = shard.snapshot()
+    del state["done_request_keys"]
+    state["done_requests"] = {"r1": 5.0, "r0": 3.0}  # the layout before: request id -> time assembled
+    restored = JoinShard.restore(pickle.loads(pickle.dumps(state)), JoinRules(mode="request", ttl_s=60.0))
+    before = restored.counters.duplicate
+    restored.on_log_event(feed[0], logged_at=6.0)
+    assert restored.counters.duplicate == before + 1 and len(restored.store) == 1
+    assert list(restored.done_requests.times) == [3.0, 5.0]
+    restored.on_timer(64.0)  # cutoff 4.0: r0 forgotten, r1 kept
+    assert len(restored.done_requests) == 1
