@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -38,12 +39,36 @@ def serve(host: str | None, port: int | None) -> None:
     port = settings.port if port is None else port
     if not settings.token.get_secret_value():
         click.echo("warning: no DRIFTLOOP_FEEDBACK_TOKEN: the API accepts unauthenticated requests", err=True)
+    listener = _listen(host, port)  # bound here, so --port 0 prints the port it got
     log = open_event_log()
     try:
-        click.echo(f"feedback API on http://{host}:{port} -> topic {settings.feedback_topic}")
-        uvicorn.run(create_app(settings, log), host=host, port=port, log_level="warning")
+        bound = listener.getsockname()[1]
+        click.echo(f"feedback API on http://{_url_host(host)}:{bound} -> topic {settings.feedback_topic}")
+        config = uvicorn.Config(create_app(settings, log), log_level="warning")
+        uvicorn.Server(config).run(sockets=[listener])
     finally:
+        listener.close()
         log.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+            "(0 picks a free one)"
+        ) from exc
+    listener.listen(2048)
+    return listener
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 @feedback.command()

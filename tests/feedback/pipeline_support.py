@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -95,24 +94,26 @@ def start_joiner(env: dict[str, str], log_path: Path, *args: str) -> subprocess.
         )
 
 
-def metrics_url(log_path: Path, timeout_s: float = 60.0) -> str:
-    """The /metrics URL a joiner started with ``--metrics-port 0`` printed once it was listening (the
-    port is the joiner's own pick: no port chosen here that another socket could take first)."""
+def printed_url(log_path: Path, pattern: str, timeout_s: float = 60.0) -> str:
+    """The URL a process started with port 0 printed once it was listening (group 1 of ``pattern``):
+    the port is the process's own pick, so no port chosen here can be taken by another socket first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = re.search(
-            r"joiner metrics on (http://127\.0\.0\.1:\d+/metrics)", log_path.read_text(errors="replace")
-        )
+        found = re.search(pattern, log_path.read_text(errors="replace"))
         if found:
             return found.group(1)
         time.sleep(0.1)
-    raise AssertionError(f"no metrics line from the joiner within {timeout_s:g} s: {progress(log_path)}")
+    raise AssertionError(f"no {pattern!r} line in {log_path} within {timeout_s:g} s: {progress(log_path)}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def metrics_url(log_path: Path) -> str:
+    """A joiner's /metrics URL (started with ``--metrics-port 0``)."""
+    return printed_url(log_path, r"joiner metrics on (http://127\.0\.0\.1:\d+/metrics)")
+
+
+def api_url(log_path: Path) -> str:
+    """The feedback API's base URL (started with ``--port 0``)."""
+    return printed_url(log_path, r"feedback API on (http://127\.0\.0\.1:\d+) ")
 
 
 def progress(log_path: Path) -> str:
@@ -121,7 +122,7 @@ def progress(log_path: Path) -> str:
     return "\n".join([ln for ln in lines if "joined=" in ln or "WARNING" in ln or "ERROR" in ln][-8:])
 
 
-def start_api(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_api(env: dict[str, str], log_path: Path, port: int = 0) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "driftloop", "feedback", "serve", "--port", str(port)],

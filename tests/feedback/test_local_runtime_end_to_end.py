@@ -21,8 +21,8 @@ from tests.feedback.pipeline_support import (
     REPO,
     LabelledReader,
     Topology,
+    api_url,
     create_topics,
-    free_port,
     progress,
     start_api,
     start_joiner,
@@ -96,13 +96,12 @@ def test_runtime_request_log_plus_api_truth_and_readings_are_labelled(
     settings = RuntimeSettings(
         models_root=HERE / "models", run_dir=tmp_path / "run", mlserver_env={"PYTHONPATH": str(REPO)}
     )
-    api_port = free_port()
     api_env = {
         **env,
         "DRIFTLOOP_FEEDBACK_TOKEN": TOKEN,
         "DRIFTLOOP_FEEDBACK_FEEDBACK_TOPIC": topo.topic("feedback"),
     }
-    api = start_api(api_env, api_port, tmp_path / "api.log")
+    api = start_api(api_env, tmp_path / "api.log")
     joiner = start_joiner(env, tmp_path / "joiner.log")
     reader = LabelledReader(log, topo.topic("labelled"))
     try:
@@ -130,7 +129,7 @@ def test_runtime_request_log_plus_api_truth_and_readings_are_labelled(
             r = httpx.post(f"{url}/v2/models/infer", json=body, timeout=30)
             assert r.status_code == 200, r.text
             asset_puid = r.headers["Seldon-Puid"]
-        base = f"http://127.0.0.1:{api_port}"
+        base = api_url(tmp_path / "api.log")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
