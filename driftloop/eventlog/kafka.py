@@ -142,8 +142,10 @@ class KafkaEventLog:
         for client in clients:
             client.close()
         self._admin.close()
+        kafka_compat.close_sockets(self._admin)
         if self._offsets is not None:
             self._offsets.close()
+            kafka_compat.close_sockets(self._offsets)
 
 
 class KafkaDelivery:
@@ -329,3 +331,4 @@ class KafkaProducer:
         if not self._closed:
             self._closed = True
             self._producer.close()
+            kafka_compat.close_sockets(self._producer._sender)  # the producer's client is its sender's

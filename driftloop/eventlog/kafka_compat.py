@@ -9,6 +9,7 @@ replacement does the same steps and closes the socket on failure. Proxy socket c
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from kafka.net.inet import KafkaNetSocket
@@ -35,3 +36,23 @@ def install() -> None:
     """Idempotent: patch only kafka-python's own plain-socket ``connect``."""
     if KafkaNetSocket.connect is _original_connect:
         KafkaNetSocket.connect = _connect_closing_on_failure
+
+
+def close_sockets(client: Any) -> int:
+    """Close the sockets a closed kafka-python client left open; returns how many. A transport closed
+    while it still had bytes to send waits for a flush that never comes once the client's network
+    thread has stopped, so its socket stays open until garbage collection closes it, at a random
+    later moment (with a ResourceWarning). Call only after the client's ``close()``: its network thread
+    is stopped by then, so nothing else uses these sockets."""
+    manager = getattr(getattr(client, "_client", None), "_manager", None) or getattr(client, "_manager", None)
+    closed = 0
+    for conn in list(getattr(manager, "_conns", {}).values()):
+        transport: Any = getattr(conn, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if transport is None or sock is None:
+            continue
+        transport._sock = None
+        with contextlib.suppress(OSError):
+            sock.close()
+        closed += 1
+    return closed

@@ -12,7 +12,7 @@ import kafka.errors as kerrors
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
-from driftloop.eventlog import kafka_fetch
+from driftloop.eventlog import kafka_compat, kafka_fetch
 from driftloop.eventlog.base import EventLogError, Record, TopicPartition
 from driftloop.eventlog.delivery import CommitFailedError
 from driftloop.eventlog.kafka_retry import retrying
@@ -185,3 +185,4 @@ class KafkaConsumer:
         if not self._closed:
             self._closed = True
             self._consumer.close(autocommit=False)
+            kafka_compat.close_sockets(self._consumer)

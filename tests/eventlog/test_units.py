@@ -189,3 +189,23 @@ def test_kafka_admin_requests_do_not_retry_what_cannot_succeed() -> None:
     with pytest.raises(EventLogError, match="not allowed"):
         log._retrying("creating topic 't'", refused)  # type: ignore[attr-defined]
     assert calls == [1]
+
+
+def test_sockets_a_closed_kafka_client_left_open_are_closed() -> None:
+    """kafka-python 3.0 leaves a transport's socket open when it was closed with bytes still to send;
+    ``close_sockets`` closes what is left, on clients with a manager of their own or behind ``_client``."""
+    import socket
+    from types import SimpleNamespace
+
+    from driftloop.eventlog.kafka_compat import close_sockets
+
+    left_open, already_closed = socket.socket(), SimpleNamespace(_sock=None)
+    transport = SimpleNamespace(_sock=left_open)
+    conns = {1: SimpleNamespace(transport=transport), 2: SimpleNamespace(transport=already_closed)}
+    conns[3] = SimpleNamespace(transport=None)
+    consumer_like = SimpleNamespace(_client=SimpleNamespace(_manager=SimpleNamespace(_conns=conns)))
+    assert close_sockets(consumer_like) == 1
+    assert left_open.fileno() == -1 and transport._sock is None
+    assert close_sockets(consumer_like) == 0
+    admin_like = SimpleNamespace(_manager=SimpleNamespace(_conns={}))
+    assert close_sockets(admin_like) == 0 and close_sockets(object()) == 0
