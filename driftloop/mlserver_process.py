@@ -124,11 +124,11 @@ class MLServerProcess:
         self._check_repository()
         run_dir = self._run_dir or StateSettings().run_dir() / f"{self.name}-{os.getpid()}-{free_port()}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
+        for attempt in range(1, _PORT_ATTEMPTS):
             try:
                 return self._start_on_free_ports(run_dir)
             except MLServerStartError:
-                if attempt == _PORT_ATTEMPTS or not self._lost_a_port():
+                if not self._lost_a_port():
                     raise
                 _log.warning(
                     "%s: a port picked for MLServer was taken before it could bind it; starting again on "
@@ -137,7 +137,7 @@ class MLServerProcess:
                     attempt + 1,
                     _PORT_ATTEMPTS,
                 )
-        raise AssertionError("unreachable")
+        return self._start_on_free_ports(run_dir)  # the last attempt: its error is raised as it is
 
     def _start_on_free_ports(self, run_dir: Path) -> MLServerProcess:
         """One start: free ports picked now, then the process, then readiness (stopped if not ready)."""

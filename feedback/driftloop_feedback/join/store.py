@@ -102,7 +102,7 @@ def example_hashes(items: Sequence[tuple[Any, ...]]) -> list[int]:
             prefix = blake2b(f"{request_id}:".encode(), digest_size=8)
             last = request_id
         h = prefix.copy()
-        h.update(suffixes[row] if 0 <= row < 1024 else str(row).encode())
+        h.update(suffixes[row] if 0 <= row < len(suffixes) else str(row).encode())
         append(from_bytes(h.digest(), "little") or 1)
     return out
 
