@@ -5,8 +5,9 @@ estimate, one accumulator lock, one record encoding, one future chained to the b
 producer that emits 100k+ small records per second (the joiner's labelled examples) that is most of
 its time. ``append_bulk`` does the same job for a list of (key, value) records bound for one
 partition: it takes the partition's accumulator lock once, encodes the records straight into the open
-batch's buffer (record format v2, exactly what ``DefaultRecordBatchBuilder.append`` writes, minus
-headers), opens new batches as kafka-python does, and watches each batch with one callback instead of
+batch's buffer (record format v2, exactly what ``DefaultRecordBatchBuilder.append`` writes; in C where
+``record_codec`` is built, else in Python: ``_append_py``, the reference), opens new batches as
+kafka-python does, and watches each batch with one callback instead of
 one future per record. Batches are then drained, sequenced (idempotence), sent, retried and acknowledged
 by kafka-python's own sender, and ``KafkaProducer.flush`` waits for them like for any other batch.
 
@@ -28,6 +29,8 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.record.util import encode_varint
 from kafka.structs import TopicPartition as KafkaTP
+
+from driftloop.eventlog.record_codec import native
 
 BulkRecord = tuple[bytes | None, bytes]  # (key, value)
 Header = tuple[str, bytes]
@@ -193,7 +196,42 @@ def _header_name(name: str) -> bytes:
     return raw
 
 
-def _append(
+def _append_native(
+    batch: ProducerBatch, records: Sequence[BulkRecord], start: int, extras: _Extras, now: float
+) -> int:
+    """``_append_py`` by the C codec (``record_codec``): the same bytes, the same batch bookkeeping."""
+    assert native is not None
+    mrb = batch.records
+    if mrb._closed:
+        return 0
+    b = mrb._builder
+    if b._first_timestamp is None:
+        b._first_timestamp = b._max_timestamp = extras.timestamp(start)
+    offset = mrb._next_offset
+    taken, max_ts, biggest = native.encode_v2(
+        b._buffer,
+        records,
+        start,
+        b._batch_size - len(b._buffer),
+        b._num_records == 0,
+        offset,
+        b._first_timestamp,
+        b._max_timestamp,
+        extras.now_ms,
+        extras.headers,
+        extras.timestamps,
+    )
+    if taken:
+        b._max_timestamp = max_ts
+        b._num_records += taken
+        b._last_offset = offset + taken - 1
+        mrb._next_offset = offset + taken
+        batch.last_append = now
+        batch.max_record_size = max(batch.max_record_size, biggest)
+    return taken
+
+
+def _append_py(
     batch: ProducerBatch, records: Sequence[BulkRecord], start: int, extras: _Extras, now: float
 ) -> int:
     """Encode records from ``start`` into the batch while they fit (the bytes
@@ -264,6 +302,9 @@ def _append(
         batch.last_append = now
         batch.max_record_size = max(batch.max_record_size, biggest)
     return taken
+
+
+_append = _append_py if native is None else _append_native
 
 
 def _zz(value: int, small: list[bytes] = _SMALL) -> bytes:

@@ -5,7 +5,8 @@ decoder), then a ``ConsumerRecord`` (deserializers, size sums), which ``KafkaCon
 into a ``Record``: ~8 us of Python per record, most of a busy consumer's time. ``FastPartitionRecords``
 replaces kafka-python's per-record loop, for message format v2 batches, with one that reads the record
 fields (the same bytes, the same checks: batch CRC, record length, control batches skipped) and builds
-the ``Record`` directly. Everything around it stays kafka-python's: fetch requests, positions, the
+the ``Record`` directly: in C (``record_codec``) where it is built, else in Python
+(``_records_v2``, the reference). Everything around it stays kafka-python's: fetch requests, positions, the
 ``max_records`` cut, pause/resume, offset resets. It applies only to consumers without deserializers
 and with ``read_uncommitted`` isolation (what driftloop uses); anything else takes kafka-python's path.
 
@@ -25,6 +26,7 @@ from kafka.record.default_records import DefaultRecordBatch
 from kafka.record.util import decode_varint
 
 from driftloop.eventlog.base import Record
+from driftloop.eventlog.record_codec import NATIVE, native
 
 _PartitionRecords: Any = Fetcher.PartitionRecords
 
@@ -172,6 +174,8 @@ def _headers_v2(buf: bytes, pos: int, names: dict[bytes, str]) -> tuple[tuple[tu
 
 
 class FastPartitionRecords(_PartitionRecords):
+    native = NATIVE  # decode v2 batches in C (``_records_v2_native``), else in Python (``_records_v2``)
+
     def _unpack_records(
         self, tp: Any, records: Any, key_deserializer: Any, value_deserializer: Any
     ) -> Iterator[Any]:
@@ -195,7 +199,10 @@ class FastPartitionRecords(_PartitionRecords):
                         self.next_fetch_offset = batch.next_offset
                         batch = records.next_batch()
                         continue
-                    yield from self._records_v2(batch, topic, partition)
+                    if self.native:
+                        yield from self._records_v2_native(batch, topic, partition)
+                    else:
+                        yield from self._records_v2(batch, topic, partition)
                 else:
                     yield from self._records_legacy(batch, topic, partition)
                 batch = records.next_batch()
@@ -208,6 +215,39 @@ class FastPartitionRecords(_PartitionRecords):
         except StopIteration as exc:  # a StopIteration would end this generator silently
             raise RuntimeError("StopIteration raised unpacking messageset") from exc
 
+    def _records_v2_native(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:
+        """``_records_v2`` by the C codec: the whole batch decoded in one call (a corrupt record
+        fails the batch before any of its records is returned), then handed out one by one."""
+        assert native is not None
+        batch._maybe_uncompress()
+        try:
+            records, end, consumed = native.decode_v2(
+                batch._buffer,
+                batch._pos,
+                batch.records_count,
+                batch.base_offset,
+                topic,
+                partition,
+                batch.first_timestamp,
+                batch.max_timestamp,
+                batch.timestamp_type == batch.LOG_APPEND_TIME,
+                Record,
+            )
+        except native.CorruptRecord as exc:
+            raise kerrors.CorruptRecordError(
+                f"Record batch for partition {self.topic_partition} at offset {batch.base_offset}: {exc}"
+            ) from exc
+        batch._pos = end
+        self.bytes_read += consumed
+        read = 0
+        try:
+            for record in records:
+                self.next_fetch_offset = record[2] + 1
+                read += 1
+                yield record
+        finally:  # also when the consumer stops taking records half-way through the batch
+            self.records_read += read
+
     def _records_v2(self, batch: Any, topic: str, partition: int) -> Iterator[Record]:
         """The batch's records, decoded inline: one- and two-byte varints (nearly all of them) by
         table and arithmetic, longer ones by ``decode_varint``; keys and values sliced from one
@@ -215,6 +255,7 @@ class FastPartitionRecords(_PartitionRecords):
         batch._maybe_uncompress()
         buf = bytes(batch._buffer)
         pos = batch._pos
+        size_of_buf = len(buf)
         base_offset = batch.base_offset
         log_append_time = batch.timestamp_type == batch.LOG_APPEND_TIME
         first_ts, max_ts = batch.first_timestamp, batch.max_timestamp
@@ -297,6 +338,8 @@ class FastPartitionRecords(_PartitionRecords):
                     headers = no_headers
                 else:
                     headers, pos = _headers_v2(buf, pos, names)
+                if pos > size_of_buf:  # a slice ran past the end: only the last header value can
+                    raise IndexError  # without a read failing first (it would come back short)
                 if pos - start != length:
                     raise kerrors.CorruptRecordError(
                         f"Invalid record size: expected to read {length} bytes in record payload, "
