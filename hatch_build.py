@@ -1,8 +1,11 @@
-"""Build hook: compiles driftloop's one C extension, ``driftloop.eventlog._recordcodec`` (the Kafka
-record batch v2 codec, see ``driftloop/eventlog/_recordcodec.c``), with setuptools' ``build_ext``.
+"""Build hook: compiles driftloop's C extensions with setuptools' ``build_ext``:
 
-It is compiled in place, next to its source, for editable installs (``make setup`` / ``.ci/setup``)
-and wheels alike; a wheel then carries it and is tagged for this platform. A machine without a C
+- ``driftloop.eventlog._recordcodec``: Kafka record batch v2 records, decoded and encoded;
+- ``driftloop_feedback.join._storekernel``: the pending store's take and add loops.
+
+Each has a Python reference implementation beside it, which runs where it is not built. They are
+compiled in place, next to their sources, for editable installs (``make setup`` / ``.ci/setup``) and
+wheels alike; a wheel then carries them and is tagged for this platform. A machine without a C
 compiler or Python's headers fails here with the compiler's message: install gcc and the Python
 development headers (Debian: ``build-essential python3-dev``).
 """
@@ -15,8 +18,15 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = "driftloop/eventlog/_recordcodec.c"
-MODULE = "driftloop.eventlog._recordcodec"
+# (module, C source, where the module's package lives in a wheel)
+EXTENSIONS = [
+    ("driftloop.eventlog._recordcodec", "driftloop/eventlog/_recordcodec.c", "driftloop/eventlog"),
+    (
+        "driftloop_feedback.join._storekernel",
+        "feedback/driftloop_feedback/join/_storekernel.c",
+        "driftloop_feedback/join",
+    ),
+]
 
 
 class RecordCodecBuildHook(BuildHookInterface):
@@ -28,23 +38,36 @@ class RecordCodecBuildHook(BuildHookInterface):
         built = compile_in_place(Path(self.root))
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        if version != "editable":  # an editable install imports it from the source tree
-            build_data["force_include"][str(built)] = str(built.relative_to(self.root))
+        if version != "editable":  # an editable install imports them from the source tree
+            for path, target in built.items():
+                build_data["force_include"][str(path)] = target
 
 
-def compile_in_place(root: Path) -> Path:
+def compile_in_place(root: Path) -> dict[Path, str]:
+    """Build every extension next to its source; returns each built file and its path in a wheel."""
     from setuptools import Distribution, Extension
 
-    extension = Extension(
-        MODULE,
-        [SOURCE],
-        extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
-    )
-    with contextlib.chdir(root):  # build_ext places an in-place build relative to the working directory
-        dist = Distribution({"name": "driftloop-recordcodec", "ext_modules": [extension]})
-        command: Any = dist.get_command_obj("build_ext")
-        command.inplace = True
-        command.build_temp = str(Path("build") / "recordcodec")
-        command.ensure_finalized()
-        command.run()
-        return root / command.get_ext_filename(MODULE)
+    built: dict[Path, str] = {}
+    for module, source, package in EXTENSIONS:
+        extension = Extension(
+            module,
+            [source],
+            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
+        )
+        with contextlib.chdir(root):  # build_ext places an in-place build relative to the working directory
+            # feedback/ holds the driftloop_feedback package (as pyproject's wheel packages say)
+            dist = Distribution(
+                {
+                    "name": "driftloop-native",
+                    "ext_modules": [extension],
+                    "package_dir": {"driftloop_feedback": "feedback/driftloop_feedback"},
+                }
+            )
+            command: Any = dist.get_command_obj("build_ext")
+            command.inplace = True
+            command.build_temp = str(Path("build") / "native")
+            command.ensure_finalized()
+            command.run()
+            filename = Path(command.get_ext_filename(module)).name
+        built[root / Path(source).parent / filename] = f"{package}/{filename}"
+    return built

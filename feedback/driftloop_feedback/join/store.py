@@ -28,6 +28,12 @@ from driftloop_feedback.join.hash_index import EMPTY as _INDEX_EMPTY
 from driftloop_feedback.join.hash_index import TOMBSTONE as _INDEX_TOMBSTONE
 from driftloop_feedback.join.hash_index import HashIndex
 
+_kernel: Any
+try:  # the take and add loops in C, built by the package's build hook (hatch_build.py)
+    from driftloop_feedback.join import _storekernel as _kernel
+except ImportError:  # not built (a bare source tree): the Python loops below, the reference, run
+    _kernel = None
+
 _EMPTY = 0
 _UUID_LEN = 0xFFFF  # rid_len marker: the request id is a canonical UUID stored as its 16 raw bytes
 _FIELDS: dict[str, Any] = {
@@ -165,6 +171,8 @@ def _unpack_uuid(raw: bytes) -> str:
 
 
 class PendingStore:
+    native = _kernel is not None  # take and add rows in C (``_storekernel``), else in Python
+
     def __init__(self, capacity: int = 1024) -> None:
         self._cols: dict[str, array[Any]] = {name: _zeros(name, capacity) for name in _FIELDS}
         self._free = array("q", range(capacity - 1, -1, -1))
@@ -243,6 +251,78 @@ class PendingStore:
         """``add`` for rows of one request (no asset, no target time), the same slots and bytes as one
         ``add`` per row in order, column by column. ``keys``: each row's ``key_hash``; ``features``:
         float64 [len(rows), F]."""
+        k = len(rows)
+        index = self._index
+        if self.native and len(self._free) >= k and (index.used + k) * 2 <= len(index.keys):
+            self._add_rows_native(
+                request_id, rows, keys, features, predictions, event_times, arrived, endpoint, model_version
+            )
+            return
+        self._add_rows_py(
+            request_id,
+            rows,
+            keys,
+            features,
+            predictions,
+            event_times,
+            arrived=arrived,
+            endpoint=endpoint,
+            model_version=model_version,
+        )
+
+    def _add_rows_native(
+        self,
+        request_id: str,
+        rows: list[int],
+        keys: list[int],
+        features: np.ndarray,
+        predictions: list[float],
+        event_times: list[float],
+        arrived: float,
+        endpoint: str,
+        model_version: str,
+    ) -> None:
+        """``_add_rows_py`` in C, where no slot or index room has to be made first."""
+        k = len(rows)
+        free = self._free
+        slots = free[len(free) - k :]  # as k pops
+        slots.reverse()
+        del free[len(free) - k :]
+        rid, rid_len = _pack_request_id(request_id)
+        index = self._index
+        index.used += _kernel.add_rows(
+            slots,
+            rid,
+            rid_len,
+            rows,
+            keys,
+            np.ascontiguousarray(features, dtype="<f8"),
+            predictions,
+            event_times,
+            arrived,
+            self.endpoints.id(endpoint),
+            self.versions.id(model_version),
+            self._take_cols,
+            self._arena,
+            index.keys,
+            index.slots,
+        )
+        index.live += k
+        self._count += k
+
+    def _add_rows_py(
+        self,
+        request_id: str,
+        rows: list[int],
+        keys: list[int],
+        features: np.ndarray,
+        predictions: list[float],
+        event_times: list[float],
+        *,
+        arrived: float,
+        endpoint: str,
+        model_version: str,
+    ) -> None:
         k = len(rows)
         if len(self._free) < k:  # the store grows on the way: as one ``add`` per row would
             for j, (row, h) in enumerate(zip(rows, keys, strict=True)):
@@ -323,6 +403,30 @@ class PendingStore:
         pending, e.g. taken by an earlier item)."""
         if not self._count:
             return [None] * len(wanted)
+        if not self.native:
+            return self._take_many_py(wanted)
+        index = self._index
+        found, freed, dead = _kernel.take_many(
+            wanted,
+            index.keys,
+            index.slots,
+            self._take_cols,
+            self._arena,
+            self.endpoints.values,
+            self.versions.values,
+            self.assets.values,
+            PendingPrediction,
+        )
+        taken = len(freed) // 8
+        self._free.frombytes(freed)
+        index.live -= taken
+        self._count -= taken
+        self._dead_bytes += dead
+        if self._dead_bytes > 1 << 20 and self._dead_bytes > len(self._arena) // 2:
+            self._compact_arena()
+        return found
+
+    def _take_many_py(self, wanted: Sequence[tuple[str, int, int]]) -> list[PendingPrediction | None]:
         index = self._index
         keys, slots = index.keys, index.slots
         mask = len(keys) - 1
