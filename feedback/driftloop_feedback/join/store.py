@@ -21,6 +21,7 @@ import re
 import struct
 from array import array
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +29,7 @@ from driftloop_feedback.join.hash_index import EMPTY as _INDEX_EMPTY
 from driftloop_feedback.join.hash_index import TOMBSTONE as _INDEX_TOMBSTONE
 from driftloop_feedback.join.hash_index import HashIndex
 
-_kernel: Any
+_kernel: ModuleType | None
 try:  # the take and add loops in C, built by the package's build hook (hatch_build.py)
     from driftloop_feedback.join import _storekernel as _kernel
 except ImportError:  # not built (a bare source tree): the Python loops below, the reference, run
@@ -283,6 +284,7 @@ class PendingStore:
         model_version: str,
     ) -> None:
         """``_add_rows_py`` in C, where no slot or index room has to be made first."""
+        assert _kernel is not None
         k = len(rows)
         free = self._free
         slots = free[len(free) - k :]  # as k pops
@@ -403,7 +405,7 @@ class PendingStore:
         pending, e.g. taken by an earlier item)."""
         if not self._count:
             return [None] * len(wanted)
-        if not self.native:
+        if not self.native or _kernel is None:
             return self._take_many_py(wanted)
         index = self._index
         found, freed, dead = _kernel.take_many(
