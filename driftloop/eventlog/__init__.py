@@ -19,6 +19,7 @@ from driftloop.eventlog.base import (
 from driftloop.eventlog.bulk import send_many
 from driftloop.eventlog.delivery import CommitFailedError
 from driftloop.eventlog.factory import open_event_log
+from driftloop.eventlog.flushing import FlushBarrier, begin_flush
 from driftloop.eventlog.memory import MemoryEventLog
 from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.partitioner import murmur2, partition_for_key
@@ -31,6 +32,7 @@ __all__ = [
     "EventLog",
     "EventLogError",
     "EventLogMetrics",
+    "FlushBarrier",
     "Header",
     "InvalidRecordError",
     "InvalidTopicError",
@@ -40,6 +42,7 @@ __all__ = [
     "RecordMetadata",
     "RecordTooLargeError",
     "TopicPartition",
+    "begin_flush",
     "murmur2",
     "open_event_log",
     "partition_for_key",

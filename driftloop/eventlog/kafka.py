@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from kafka.structs import TopicPartition as KafkaTP
 from driftloop.eventlog import kafka_bulk, kafka_compat
 from driftloop.eventlog.base import EventLogError, RecordMetadata
 from driftloop.eventlog.bulk import send_each
+from driftloop.eventlog.flushing import FlushBarrier, FlushedBarrier
 from driftloop.eventlog.kafka_consumer import KafkaConsumer
 from driftloop.eventlog.kafka_retry import retrying
 from driftloop.eventlog.metrics import EventLogMetrics
@@ -163,6 +165,33 @@ class KafkaDelivery:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return RecordMetadata(meta.topic, meta.partition, meta.offset, meta.timestamp)
+
+
+class _KafkaFlushBarrier:
+    def __init__(self, producer: KafkaProducer, futures: list[Any]) -> None:
+        self._producer = producer
+        self._futures = futures
+
+    def done(self) -> bool:
+        # ``wait(0)`` is true once the batch's callbacks (which record failures) have run
+        while self._futures and self._futures[-1].wait(0):
+            self._futures.pop()
+        if self._futures:
+            return False
+        self._producer._raise_failures()
+        return True
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for future in self._futures:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not future.wait(left):
+                raise EventLogError(
+                    f"records sent to {self._producer._log.bootstrap_servers} were not acknowledged "
+                    f"within {timeout_s} s"
+                )
+        self._futures = []
+        self._producer._raise_failures()
 
 
 class KafkaProducer:
@@ -316,6 +345,20 @@ class KafkaProducer:
             self._producer.flush(timeout=timeout_s)
         except kerrors.KafkaError as exc:
             raise EventLogError(f"flush to {self._log.bootstrap_servers} did not finish: {exc}") from exc
+        self._raise_failures()
+
+    def flush_async(self) -> FlushBarrier:
+        """A barrier done once every batch open now (so every record queued so far) was acknowledged;
+        the batches go out as usual, after at most ``linger_ms``. Without kafka-python's accumulator
+        internals (``kafka_bulk.supported``) this flushes in the call."""
+        if not self._bulk:
+            self.flush()
+            return FlushedBarrier()
+        batches = self._producer._accumulator._incomplete.all()
+        return _KafkaFlushBarrier(self, [batch.produce_future for batch in batches])
+
+    def _raise_failures(self) -> None:
+        """Raise (once) for the records not acknowledged since this was last called."""
         with self._lock:
             failures, self._failures = self._failures, []
             sent, self._sent_since_flush = self._sent_since_flush, 0

@@ -186,3 +186,36 @@ def test_consumers_read_their_connections_in_large_chunks_and_get_every_byte(
             plain.close()
     finally:
         log.close()
+
+
+def test_a_flush_barrier_is_done_once_what_came_before_it_is_acknowledged_and_raises_for_lost_records(
+    own_broker: LocalKafkaBroker,
+) -> None:
+    """``flush_async`` (the joiner's checkpoints wait on it while they go on joining): once its barrier
+    is done every record sent before it can be read back; records the broker never acknowledged make
+    ``done`` raise, as ``flush`` would."""
+    settings = quick_kafka_settings(
+        delivery_timeout_s=3.0, request_timeout_s=1.0, linger_ms=20, batch_size_bytes=4096
+    )
+    log = KafkaEventLog(own_broker.bootstrap_servers, settings)
+    try:
+        log.create_topic("barrier", 1)
+        producer = log.producer()
+        pairs = [(f"k{i}".encode(), f"value-{i}".encode() * 20) for i in range(2000)]  # ~100 batches
+        producer.send_many("barrier", pairs, partition=0)
+        barrier = producer.flush_async()
+        barrier.wait(timeout_s=30)
+        assert barrier.done()
+        consumer = log.consumer("barrier-check", ["barrier"])
+        assert [(r.key, r.value) for r in drain(consumer, 2000, timeout_s=60)] == pairs
+        consumer.close()
+        own_broker.stop()
+        producer.send_many("barrier", pairs[:50], partition=0)
+        lost = producer.flush_async()
+        deadline = time.monotonic() + 30
+        with pytest.raises(EventLogError, match="50 of 50 records sent since the last flush"):
+            while time.monotonic() < deadline and not lost.done():
+                time.sleep(0.05)
+    finally:
+        log.close()
+        own_broker.start()

@@ -14,7 +14,7 @@ from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, TruthRecord
 from prometheus_client import generate_latest
 
-from driftloop.eventlog import EventLogError, MemoryEventLog
+from driftloop.eventlog import EventLogError, MemoryEventLog, TopicPartition
 from tests.feedback.helpers import chain_events
 
 
@@ -233,3 +233,99 @@ def test_settle_heap_freezes_the_start_up_heap_and_collects_young_objects_less_o
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+class HeldBarrier:
+    """A flush barrier the test releases (or fails) by hand."""
+
+    def __init__(self) -> None:
+        self.released = False
+        self.error: EventLogError | None = None
+
+    def done(self) -> bool:
+        if self.error is not None:
+            raise self.error
+        return self.released
+
+    def wait(self, timeout_s: float | None = None) -> None:
+        if self.error is not None:
+            raise self.error
+        assert self.released, "the test would block here: release the barrier first"
+
+
+def test_a_due_checkpoint_waits_for_its_outputs_without_stopping_the_stage(tmp_path: Path) -> None:
+    """The interval's checkpoint puts a barrier behind the outputs so far; the stage goes on joining;
+    the snapshot and the commit come in the first step after the barrier is done, and hold the state
+    and offsets of when the checkpoint began."""
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=1, mode="request")
+    joiner = Joiner(log, s, clock=clock)
+    stage = joiner.request
+    barriers: list[HeldBarrier] = []
+
+    def flush_async() -> HeldBarrier:
+        barriers.append(HeldBarrier())
+        return barriers[-1]
+
+    stage.producer.flush_async = flush_async  # type: ignore[attr-defined]
+    log_calls(log, s, 0, 5)
+    run(joiner)
+    clock.t += 10  # the checkpoint interval has passed
+    run(joiner, 1)
+    assert len(barriers) == 1 and stage.snapshots.load("request", 0) is None
+    log_calls(log, s, 5, 5)  # more work while the outputs are being flushed
+    run(joiner)
+    assert sum(shard.counters.joined for shard in stage.shards.values()) == 10
+    assert stage.snapshots.load("request", 0) is None and stage.consumer.committed(_tp(s, 0)) is None
+    barriers[0].released = True
+    run(joiner, 1)
+    saved = stage.snapshots.load("request", 0)
+    assert saved is not None and saved["shard"]["counters"].joined == 5  # as of the checkpoint's begin
+    assert stage.consumer.committed(_tp(s, 0)) == saved["offsets"][_tp(s, 0)]
+    joiner.close()
+
+
+def test_a_checkpoint_whose_outputs_fail_writes_nothing_and_leaves_the_shards_to_save(tmp_path: Path) -> None:
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=1, mode="request")
+    joiner = Joiner(log, s, clock=clock)
+    stage = joiner.request
+    barrier = HeldBarrier()
+    stage.producer.flush_async = lambda: barrier  # type: ignore[attr-defined]
+    log_calls(log, s, 0, 5)
+    run(joiner)
+    clock.t += 10
+    run(joiner, 1)
+    barrier.error = EventLogError("3 of 5 records were not acknowledged")
+    with pytest.raises(EventLogError, match="not acknowledged"):
+        run(joiner, 1)
+    assert stage.snapshots.load("request", 0) is None and stage.dirty == {0}
+    del stage.producer.flush_async  # type: ignore[attr-defined]
+    stage.checkpoint()
+    assert stage.snapshots.load("request", 0) is not None
+    joiner.close()
+
+
+def test_a_shard_revoked_while_its_checkpoint_waits_is_not_written(tmp_path: Path) -> None:
+    """Its new owner may have loaded the last written snapshot already: a snapshot begun before the
+    partition moved must not replace it."""
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=2, mode="request")
+    joiner = Joiner(log, s, clock=clock)
+    stage = joiner.request
+    barrier = HeldBarrier()
+    stage.producer.flush_async = lambda: barrier  # type: ignore[attr-defined]
+    log_calls(log, s, 0, 20)
+    run(joiner)
+    clock.t += 10
+    run(joiner, 1)
+    owned = stage.consumer.assignment()
+    stage.consumer.assignment = lambda: {tp for tp in owned if tp.partition == 1}  # type: ignore[method-assign]
+    barrier.released = True
+    stage._finish_checkpoint(wait=True)
+    assert stage.snapshots.load("request", 0) is None and stage.snapshots.load("request", 1) is not None
+    joiner.close()
+
+
+def _tp(s: JoinerSettings, partition: int) -> TopicPartition:
+    return TopicPartition(s.keyed_log_topic, partition)

@@ -1,14 +1,17 @@
 """A joiner stage: one consumer-group member that feeds records to per-partition ``JoinShard``s and
 checkpoints them.
 
-Checkpoint order (the durability argument): (1) send every output produced so far and ``flush`` (the
-log acknowledged them); (2) write each changed shard's snapshot (state + next offset of each of its
-input partitions) atomically; (3) commit those offsets to the group. (The snapshots are encoded
-before the flush, so that work overlaps the producer's sending; they are written after it.) After a
-crash at any point the shard restarts from its last snapshot and re-reads from the offsets stored in
-it (records below them are skipped), so nothing acknowledged as input is lost; outputs produced after
-that snapshot are produced again with the same ``example_id`` and content (at-least-once on the
-topic, deduplicated by ``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
+Checkpoint order (the durability argument): (1) encode each changed shard's snapshot (state + next
+offset of each of its input partitions) and send every output produced so far; (2) once the log has
+acknowledged all of those outputs, write the snapshots atomically; (3) then commit their offsets to
+the group. Step (2) waits on a flush barrier (``begin_flush``) without stopping the stage: it goes on
+joining while the producer sends, and finishes the checkpoint in a later step, when the barrier is
+done (at most one checkpoint is in progress; ``checkpoint()`` does all three at once). A snapshot is
+written only for a shard the stage still owns when it is written. After a crash at any point the shard
+restarts from its last written snapshot and re-reads from the offsets stored in it (records below them
+are skipped), so nothing acknowledged as input is lost; outputs produced after that snapshot are
+produced again with the same ``example_id`` and content (at-least-once on the topic, deduplicated by
+``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ from driftloop.eventlog import (
     Delivery,
     EventLog,
     EventLogError,
+    FlushBarrier,
     Producer,
     Record,
     TopicPartition,
+    begin_flush,
     send_many,
 )
 from driftloop.seldon_log import MalformedLogEvent, parse_event
@@ -113,6 +118,7 @@ class JoinStage:
         self._last_timer = clock()
         self._last_lag = float("-inf")
         self._paused: set[TopicPartition] = set()
+        self._checkpointing: _Checkpoint | None = None  # begun, waiting for its outputs' flush
 
     # -- one iteration -------------------------------------------------------------------------
     def step(self, poll_timeout_s: float = 0.2) -> int:
@@ -129,10 +135,11 @@ class JoinStage:
                 self.dirty.add(p)
             self._last_timer = now
         self._collect_outputs()
+        self._finish_checkpoint(wait=False)
         if self.in_flight >= self.settings.max_in_flight or now - self._last_checkpoint >= (
             self.settings.checkpoint_interval_s
         ):
-            self.checkpoint()
+            self._begin_checkpoint()
         return len(records)
 
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -141,32 +148,58 @@ class JoinStage:
         self.checkpoint()
 
     def checkpoint(self) -> None:
+        """A whole checkpoint now: outputs flushed, snapshots written, offsets committed."""
         if not self.active:
             return
+        self._begin_checkpoint()
+        self._finish_checkpoint(wait=True)
+
+    def _begin_checkpoint(self) -> None:
+        """Encode the changed shards' snapshots and put a flush barrier behind every output so far."""
+        self._finish_checkpoint(wait=True)  # one checkpoint in progress at a time
         self._collect_outputs()
-        owned = self.consumer.assignment()
-        commits: dict[TopicPartition, int] = {}
-        owned_partitions = {tp.partition for tp in owned}
+        owned_partitions = {tp.partition for tp in self.consumer.assignment()}
         encoded: dict[int, bytes] = {}
+        offsets: dict[int, dict[TopicPartition, int]] = {}
         for p in sorted(self.dirty):
             shard = self.shards.get(p)
             if shard is None or p not in owned_partitions:
                 continue  # revoked since the last poll: its new owner writes its snapshots now
-            offsets = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
-            encoded[p] = self.snapshots.encode({"offsets": offsets, "shard": shard.snapshot()})
-            commits.update({tp: o for tp, o in offsets.items() if tp in owned})
-        # The state is encoded above while the producer is still sending what it was given; nothing
-        # is written until every output is acknowledged.
-        self.producer.flush()
-        self.in_flight = 0
-        self.snapshots.write(self.name, encoded)
+            offsets[p] = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
+            encoded[p] = self.snapshots.encode({"offsets": offsets[p], "shard": shard.snapshot()})
+        barrier = begin_flush(self.producer)  # raises when a flush fails: the shards stay dirty
         self.dirty.clear()
+        self.in_flight = 0
+        self._checkpointing = _Checkpoint(encoded, offsets, barrier)
+        self._last_checkpoint = self.clock()
+
+    def _finish_checkpoint(self, *, wait: bool) -> None:
+        """Once the begun checkpoint's outputs are acknowledged: write the snapshots of the shards still
+        owned, then commit their offsets. Not before (``wait=False`` returns at once if they are not)."""
+        pending = self._checkpointing
+        if pending is None:
+            return
+        try:
+            if not wait and not pending.barrier.done():
+                return
+            pending.barrier.wait()
+        except EventLogError:  # an output was not acknowledged: nothing is written, the next one is
+            self._checkpointing = None
+            self.dirty.update(pending.encoded)
+            raise
+        self._checkpointing = None
+        owned = self.consumer.assignment()
+        owned_partitions = {tp.partition for tp in owned}
+        # A partition revoked in a poll since the checkpoint began has a new owner, which may have
+        # loaded the last written snapshot already: this one must not replace it.
+        encoded = {p: data for p, data in pending.encoded.items() if p in owned_partitions}
+        self.snapshots.write(self.name, encoded)
+        commits = {tp: o for p in encoded for tp, o in pending.offsets[p].items() if tp in owned}
         try:
             if commits:
                 self.consumer.commit(commits)
         except CommitFailedError as exc:
             log.warning("%s stage: %s", self.name, exc)
-        self._last_checkpoint = self.clock()
         self.stats.checkpoints += 1
         self._refresh_stats()
 
@@ -366,6 +399,15 @@ class JoinStage:
             self.stats.lag = self.consumer.lag()
             lag = sum(v for tp, v in self.stats.lag.items() if tp.topic in self.prediction_topics)
             self.breaker.observe(lag)
+
+
+@dataclass
+class _Checkpoint:
+    """A begun checkpoint: the snapshots to write once ``barrier`` (its outputs' flush) is done."""
+
+    encoded: dict[int, bytes]  # shard -> snapshot bytes
+    offsets: dict[int, dict[TopicPartition, int]]  # shard -> the next offsets in its snapshot
+    barrier: FlushBarrier
 
 
 class _IdleConsumer:
