@@ -57,8 +57,11 @@ class JoinerSettings(BaseSettings):
         default=5.0, gt=0, description="consumer lag (metrics, breaker) refreshed at most this often"
     )
     poll_max_records: int = Field(default=5000, ge=1, description="records per poll of each stage")
+    # Outputs since the last checkpoint began before one is forced: they are what a restart redoes, and
+    # what the producer may hold unsent (100k labelled examples ~ 33 MB). Each checkpoint copies the
+    # shards' whole state, so a low bound costs most when many predictions are pending.
     max_in_flight: int = Field(
-        default=20000, ge=1, description="unflushed outputs before a forced checkpoint"
+        default=100_000, ge=1, description="outputs since the last checkpoint before one is forced"
     )
     max_pending: int = Field(default=2_000_000, ge=1, description="pending predictions before inputs pause")
     breaker_enabled: bool = Field(default=False, description="sample predictions out when lag explodes")
