@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment, Node, Predictor
-from driftloop_graphs.upstream import UpstreamError, UpstreamPool
+from driftloop_graphs.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 JSON = "application/json"
 
@@ -52,6 +53,9 @@ class NodeFailure(Exception):
         self.status = status
         self.body = body
         self.reason = reason
+
+
+Answer = Callable[[Payload | NodeFailure], None]  # ``predict_then``'s outcome: the response or the failure
 
 
 def error_body(message: str) -> bytes:
@@ -96,6 +100,7 @@ class PredictorExecutor:
         self._logger = request_logger
         self._labels = (deployment.name, predictor.name)
         self._node_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._log_waits: set[asyncio.Task[None]] = set()  # ``predict_then`` answers waiting for log room
         graph = predictor.graph
         # a graph of one node called once (on the way in or out, not both) needs no walk
         self._one_call = not graph.children and graph.transforms_input != graph.transforms_output
@@ -107,6 +112,54 @@ class PredictorExecutor:
         if self._one_call:
             return await self._call(self.predictor.graph, request, ctx, from_node=False)
         return await self._predict(self.predictor.graph, request, ctx, from_node=False)
+
+    def predict_then(self, request: Payload, ctx: CallContext, done: Answer) -> bool:
+        """``predict`` reported to ``done`` (once, from a later callback) instead of awaited, for a graph
+        of one node called once, on an idle pooled connection, with room in the request log's queue.
+        Otherwise False at once, with nothing sent or logged: ``await predict`` then."""
+        node = self.predictor.graph
+        if not self._one_call or (ctx.model_override or node.name) != node.name:
+            return False
+        logger = None if node.logger is None or ctx.skip_logging or self._logger is None else self._logger
+        if logger is not None and not logger.has_room():
+            return False  # ``submit`` waits for room (the ``block`` policy): the coroutine path does
+        started = time.perf_counter()
+
+        def answered(result: UpstreamResponse | UpstreamError) -> None:
+            elapsed = time.perf_counter() - started
+            if isinstance(result, UpstreamError):
+                self._count(node, 0, elapsed)
+                done(self._unreachable(node, result))
+                return
+            self._count(node, result.status, elapsed)
+            if result.status != 200:
+                done(NodeFailure(node.name, result.status, result.body, f"status_{result.status}"))
+                return
+            response = Payload(result.body, result.content_type or JSON)
+            if logger is None or not node.logger or not node.logger.logs_responses:
+                done(response)
+                return
+            event = self._event(TYPE_RESPONSE, node, response, ctx)
+            if logger.offer(self.predictor.log_topic, event):
+                done(response)
+                return
+            # the queue filled meanwhile: wait for room as ``submit`` does, then answer
+            task = asyncio.get_running_loop().create_task(logger.submit(self.predictor.log_topic, event))
+            self._log_waits.add(task)
+
+            def logged(finished: asyncio.Task[None]) -> None:
+                self._log_waits.discard(finished)
+                done(response)
+
+            task.add_done_callback(logged)
+
+        sent = self._pool.try_request(
+            "POST", self._host, self._port, f"/v2/models/{node.name}/infer", request.body,
+            self._headers(request, ctx), answered,
+        )  # fmt: skip
+        if sent and logger is not None and node.logger is not None and node.logger.logs_requests:
+            logger.offer(self.predictor.log_topic, self._event(TYPE_REQUEST, node, request, ctx))
+        return sent
 
     async def _predict(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
         if node.transforms_input:
@@ -155,26 +208,11 @@ class PredictorExecutor:
         started = time.perf_counter()
         try:
             response = await self._pool.request(
-                "POST",
-                self._host,
-                self._port,
-                f"/v2/models/{model}/infer",
-                msg.body,
-                (
-                    (b"content-type", msg.content_type.encode("latin-1")),
-                    (b"seldon-puid", ctx.puid.encode("latin-1")),
-                ),
+                "POST", self._host, self._port, f"/v2/models/{model}/infer", msg.body, self._headers(msg, ctx)
             )
         except UpstreamError as exc:
             self._count(node, 0, time.perf_counter() - started)
-            raise NodeFailure(
-                node.name,
-                503,
-                error_body(
-                    f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
-                ),
-                "unreachable",
-            ) from exc
+            raise self._unreachable(node, exc) from exc
         self._count(node, response.status, time.perf_counter() - started)
         if response.status != 200:
             raise NodeFailure(node.name, response.status, response.body, f"status_{response.status}")
@@ -182,6 +220,23 @@ class PredictorExecutor:
         if logs and node.logger is not None and node.logger.logs_responses:
             await self._log(TYPE_RESPONSE, node, result, ctx)
         return result
+
+    @staticmethod
+    def _headers(msg: Payload, ctx: CallContext) -> tuple[tuple[bytes, bytes], ...]:
+        return (
+            (b"content-type", msg.content_type.encode("latin-1")),
+            (b"seldon-puid", ctx.puid.encode("latin-1")),
+        )
+
+    def _unreachable(self, node: Node, exc: UpstreamError) -> NodeFailure:
+        return NodeFailure(
+            node.name,
+            503,
+            error_body(
+                f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
+            ),
+            "unreachable",
+        )
 
     def _count(self, node: Node, status: int, seconds: float) -> None:
         children = self._node_metrics.get((node.name, status))
@@ -196,7 +251,10 @@ class PredictorExecutor:
     async def _log(self, event_type: str, node: Node, msg: Payload, ctx: CallContext) -> None:
         if self._logger is None:
             return
-        event = LogEvent(
+        await self._logger.submit(self.predictor.log_topic, self._event(event_type, node, msg, ctx))
+
+    def _event(self, event_type: str, node: Node, msg: Payload, ctx: CallContext) -> LogEvent:
+        return LogEvent(
             type=event_type,
             request_id=ctx.puid,
             model_id=node.name,
@@ -207,7 +265,6 @@ class PredictorExecutor:
             content_type=msg.content_type,
             payload=msg.body,
         )
-        await self._logger.submit(self.predictor.log_topic, event)
 
     async def get(self, path: str) -> tuple[int, bytes, str]:
         """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable."""

@@ -64,6 +64,21 @@ class RequestLogger:
     def depth(self) -> int:
         return self._queue.qsize() + self._in_flight
 
+    def offer(self, topic: str, event: LogEvent) -> bool:
+        """``submit`` without waiting: queued (or, under ``sample``, counted as sampled) -> True; a
+        full queue under ``block`` -> False, and the caller must ``await submit`` to wait for room."""
+        try:
+            self._queue.put_nowait((topic, event))
+        except asyncio.QueueFull:
+            if self._settings.policy != "sample":
+                return False
+            self._metrics.log_events.labels("sampled").inc()
+        return True
+
+    def has_room(self) -> bool:
+        """Whether ``offer`` would take an event now."""
+        return self._settings.policy == "sample" or not self._queue.full()
+
     async def submit(self, topic: str, event: LogEvent) -> None:
         try:
             self._queue.put_nowait((topic, event))

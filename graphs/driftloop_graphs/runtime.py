@@ -109,7 +109,9 @@ class LocalRuntime:
             self._start_request_logger()
             self._build_runtimes()
             ingress = Ingress(self.runtimes, self.metrics, self.request_logger)
-            self._ingress_server = HttpServer(ingress.handle, max_body_bytes=self.settings.max_body_bytes)
+            self._ingress_server = HttpServer(
+                ingress.handle, fast=ingress.fast, max_body_bytes=self.settings.max_body_bytes
+            )
             sock = bind(self.settings.host, self.settings.port)
             await self._ingress_server.start(sock)
             self.port = int(sock.getsockname()[1])

@@ -13,6 +13,10 @@ connections, and costs a small fraction of that. It supports exactly what the in
 - at most ``max_connections`` per origin; callers beyond that wait (up to the pool timeout);
 - connect / read timeouts, raised as :class:`UpstreamError` subclasses, as is a connection that
   breaks mid-response. Nothing is retried: a node call is not assumed idempotent.
+
+``request`` is a coroutine; ``try_request`` makes the same exchange on an idle connection and reports
+its outcome to a callback instead (the ingress's path without a task per request), or declines at once
+when no idle connection is there, so the caller can ``await request`` instead.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 import httptools
+
+logger = logging.getLogger(__name__)
 
 
 class UpstreamError(Exception):
@@ -42,6 +50,9 @@ class UpstreamResponse:
     content_type: str | None
 
 
+Outcome = Callable[["UpstreamResponse | UpstreamError"], None]
+
+
 class _Connection(asyncio.Protocol):
     """One connection; at most one exchange at a time (no pipelining)."""
 
@@ -52,6 +63,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._outcome: Outcome | None = None  # instead of the waiter: ``send_then``
         self._body: list[bytes] = []
         self._content_type: bytes | None = None
         self._last_header = b""
@@ -81,14 +93,13 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if not self._exchanging():
             return
         with contextlib.suppress(httptools.HttpParserError):  # a body ended by the close is complete
             self._parser.feed_data(b"")
-        if not waiter.done():
+        if self._exchanging():
             reason = f": {exc}" if exc else ""
-            waiter.set_exception(UpstreamError(f"the server closed the connection mid-exchange{reason}"))
+            self._settle(UpstreamError(f"the server closed the connection mid-exchange{reason}"))
 
     # -- httptools callbacks ----------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -99,7 +110,6 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        waiter = self._waiter
         body = b"".join(self._body)
         content_type = self._content_type.decode("latin-1") if self._content_type is not None else None
         status = self._parser.get_status_code()
@@ -107,44 +117,69 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
-        if waiter is not None and not waiter.done():
-            waiter.set_result(UpstreamResponse(status, body, content_type))
+        if self._exchanging():
+            self._settle(UpstreamResponse(status, body, content_type))
+
+    def _exchanging(self) -> bool:
+        """Whether an exchange is waiting for its outcome."""
+        if self._outcome is not None:
+            return True
+        return self._waiter is not None and not self._waiter.done()
+
+    def _settle(self, outcome: UpstreamResponse | UpstreamError) -> None:
+        """Report the exchange's outcome to its waiter or its callback (once)."""
+        callback, self._outcome = self._outcome, None
+        if callback is not None:
+            callback(outcome)
+        elif self._waiter is not None and not self._waiter.done():
+            if isinstance(outcome, UpstreamError):
+                self._waiter.set_exception(outcome)
+            else:
+                self._waiter.set_result(outcome)
 
     # -- exchange ---------------------------------------------------------------------------------
     def send(self, request: bytes, read_timeout_s: float) -> asyncio.Future[UpstreamResponse]:
         """Write ``request``; the future gets the response, or :class:`UpstreamTimeout` when none has
         come within ``read_timeout_s``."""
-        assert self.transport is not None and self._waiter is None
+        self._waiter = self._loop.create_future()
+        self._write(request, read_timeout_s)
+        return self._waiter
+
+    def send_then(self, request: bytes, read_timeout_s: float, outcome: Outcome) -> None:
+        """``send``, with the response or the error (the same ones) passed to ``outcome``."""
+        self._outcome = outcome
+        self._write(request, read_timeout_s)
+
+    def _write(self, request: bytes, read_timeout_s: float) -> None:
+        assert self.transport is not None
         self._body = []
         self._content_type = None
-        self._waiter = self._loop.create_future()
         self._read_timeout_s = read_timeout_s
         self._exchange_started = self._loop.time()
         if self._timer is None:
             self._timer = self._loop.call_later(read_timeout_s, self._check_read_timeout)
         self.transport.write(request)
-        return self._waiter
 
     def _check_read_timeout(self) -> None:
         self._timer = None
-        waiter = self._waiter
-        if self.closed or waiter is None or waiter.done():
+        if self.closed or not self._exchanging():
             return  # idle: the next send arms the timer again
         waited = self._loop.time() - self._exchange_started
         if waited >= self._read_timeout_s:
-            waiter.set_exception(UpstreamTimeout(f"no response within {self._read_timeout_s:.0f} s"))
+            self._settle(UpstreamTimeout(f"no response within {self._read_timeout_s:g} s"))
         else:  # this exchange started after the timer was armed: check again when it is due
             self._timer = self._loop.call_later(self._read_timeout_s - waited, self._check_read_timeout)
 
     def finish(self) -> None:
         self._waiter = None
+        self._outcome = None
 
     def _fail(self, error: UpstreamError) -> None:
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(error)
+        if self._exchanging():
+            self._settle(error)
 
     def abort(self) -> None:
         self.closed = True
@@ -164,6 +199,23 @@ class _Origin:
         self.connections: set[_Connection] = set()  # idle and in use
         self.open = 0
         self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+
+def _encode(
+    origin: _Origin, method: str, path: str, body: bytes, headers: tuple[tuple[bytes, bytes], ...]
+) -> bytes:
+    head = [
+        f"{method} {path} HTTP/1.1\r\n".encode("latin-1"),
+        b"host: ",
+        origin.host_header,
+        b"\r\ncontent-length: ",
+        str(len(body)).encode(),
+        b"\r\n",
+    ]
+    for name, value in headers:
+        head += [name, b": ", value, b"\r\n"]
+    head += [b"\r\n", body]
+    return b"".join(head)
 
 
 class UpstreamPool:
@@ -195,22 +247,9 @@ class UpstreamPool:
     ) -> UpstreamResponse:
         if self._closed:
             raise UpstreamError("the connection pool is closed")
-        origin = self._origins.get((host, port))
-        if origin is None:
-            origin = self._origins[(host, port)] = _Origin(host, port, self.max_connections)
-        head = [
-            f"{method} {path} HTTP/1.1\r\n".encode("latin-1"),
-            b"host: ",
-            origin.host_header,
-            b"\r\ncontent-length: ",
-            str(len(body)).encode(),
-            b"\r\n",
-        ]
-        for name, value in headers:
-            head += [name, b": ", value, b"\r\n"]
-        head += [b"\r\n", body]
+        origin = self._origin(host, port)
         connection = await self._acquire(origin)
-        waiter = connection.send(b"".join(head), self.read_timeout_s)
+        waiter = connection.send(_encode(origin, method, path, body, headers), self.read_timeout_s)
         try:
             response = await waiter
         except BaseException:
@@ -220,6 +259,44 @@ class UpstreamPool:
             connection.finish()
             self._release(origin, connection)
         return response
+
+    def try_request(
+        self,
+        method: str,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        headers: tuple[tuple[bytes, bytes], ...],
+        outcome: Outcome,
+    ) -> bool:
+        """``request`` on an idle connection, its response or error passed to ``outcome`` (once, from
+        a later callback). False, at once and with nothing sent, when no idle connection is there."""
+        if self._closed:
+            return False
+        origin = self._origin(host, port)
+        connection = self._take_idle(origin)
+        if connection is None:
+            return False
+
+        def settled(result: UpstreamResponse | UpstreamError) -> None:
+            if isinstance(result, UpstreamError):
+                connection.abort()  # its state is unknown
+            connection.finish()
+            self._release(origin, connection)
+            try:
+                outcome(result)
+            except Exception:  # a caller's bug must not break this connection's protocol callbacks
+                logger.exception("upstream: the callback for %s %s:%d%s failed", method, host, port, path)
+
+        connection.send_then(_encode(origin, method, path, body, headers), self.read_timeout_s, settled)
+        return True
+
+    def _origin(self, host: str, port: int) -> _Origin:
+        origin = self._origins.get((host, port))
+        if origin is None:
+            origin = self._origins[(host, port)] = _Origin(host, port, self.max_connections)
+        return origin
 
     async def _acquire(self, origin: _Origin) -> _Connection:
         while True:

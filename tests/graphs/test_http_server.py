@@ -9,7 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
-from driftloop_graphs.http_server import HttpRequest, HttpResponse, HttpServer
+from driftloop_graphs.http_server import HttpRequest, HttpResponse, HttpServer, Responder
 from driftloop_graphs.runtime import bind
 
 
@@ -182,3 +182,72 @@ async def test_the_handler_sees_the_path_without_query_for_both_target_forms(
     )
     data = await exchange(port, raw)
     assert [b["path"] for b in bodies(data)] == ["/seldon/ns/d/v2/models/infer", "/plain", "/absolute/form"]
+
+
+@pytest.fixture
+async def fast_server() -> AsyncIterator[tuple[HttpServer, int, list[str]]]:
+    """A server whose fast handler takes /fast/* (answering 30 ms later from a timer, or at once for
+    /fast/now), raises on /fast/boom and declines everything else (``echo`` answers those)."""
+    taken: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    def fast(request: HttpRequest, respond: Responder) -> bool:
+        if not request.path.startswith("/fast/"):
+            return False
+        if request.path == "/fast/boom":
+            raise RuntimeError("fast handler exploded")
+        taken.append(request.path)
+        answer = HttpResponse(200, json.dumps({"path": request.path, "fast": True}).encode())
+        if request.path == "/fast/now":
+            respond(answer)
+        else:
+            loop.call_later(0.03, respond, answer)
+        return True
+
+    srv = HttpServer(echo, fast=fast, keepalive_timeout_s=0.5)
+    sock = bind("127.0.0.1", 0)
+    await srv.start(sock)
+    try:
+        yield srv, sock.getsockname()[1], taken
+    finally:
+        await srv.stop(timeout_s=5)
+
+
+async def test_the_fast_handler_answers_what_it_takes_and_pipelined_requests_wait_their_turn(
+    fast_server: tuple[HttpServer, int, list[str]],
+) -> None:
+    _, port, taken = fast_server
+    paths = ["/fast/a", "/slow", "/fast/b", "/other", "/fast/now"]
+    raw = b"".join(f"GET {p} HTTP/1.1\r\nhost: x\r\n\r\n".encode() for p in paths)
+    data = await exchange(port, raw)
+    assert [b["path"] for b in bodies(data)] == paths  # in order, whichever handler answered
+    # The first arrived on an idle connection; the rest queued behind it and went to the coroutine
+    # handler in turn (a connection offers the fast handler only what arrives with nothing in progress).
+    assert taken[0] == "/fast/a" and bodies(data)[0]["fast"] is True
+    one_by_one = [await exchange(port, f"GET {p} HTTP/1.1\r\nhost: x\r\n\r\n".encode()) for p in paths]
+    assert [bodies(d)[0].get("fast", False) for d in one_by_one] == [True, False, True, False, True]
+
+
+async def test_a_fast_handler_that_raises_is_answered_500_and_the_connection_goes_on(
+    fast_server: tuple[HttpServer, int, list[str]],
+) -> None:
+    _, port, _ = fast_server
+    raw = b"GET /fast/boom HTTP/1.1\r\nhost: x\r\n\r\nGET /fast/now HTTP/1.1\r\nhost: x\r\n\r\n"
+    data = await exchange(port, raw)
+    assert data.startswith(b"HTTP/1.1 500 ") and b"fast handler exploded" in data
+    assert bodies(data)[1] == {"path": "/fast/now", "fast": True}
+
+
+async def test_stop_waits_for_answers_the_fast_handler_owes(
+    fast_server: tuple[HttpServer, int, list[str]],
+) -> None:
+    srv, port, _ = fast_server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /fast/late HTTP/1.1\r\nhost: x\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.005)  # taken, answer due in 30 ms
+    assert srv.in_flight == 1
+    await srv.stop(timeout_s=5)
+    data = await asyncio.wait_for(reader.read(), 5)
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"connection: close" in data
+    writer.close()

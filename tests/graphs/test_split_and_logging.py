@@ -13,12 +13,13 @@ import orjson
 import pytest
 import tritonclient.http as triton
 
-from driftloop.seldon_log import HEADER_NAMES, parse_event
+from driftloop.seldon_log import HEADER_NAMES, TYPE_REQUEST, TYPE_RESPONSE, parse_event
 from tests.fixtures.kafka import quick_kafka_settings
-from tests.graphs.load import fire, metric_value
+from tests.graphs.load import REQUEST, fire, metric_value
 from tests.graphs.runtime_thread import RuntimeThread
 
 pytestmark = pytest.mark.integration
+SKIP = {"Seldon-Skip-Logging": "true"}
 
 
 def infer_url(rt: RuntimeThread) -> str:
@@ -121,3 +122,50 @@ def test_tritonclient_http_works_against_the_ingress_path(echo_split: RuntimeThr
         assert client.get_model_metadata("echo-model")["name"] == "echo-model"
     finally:
         client.close()
+
+
+def test_one_node_calls_are_answered_from_callbacks_with_the_same_answers_and_events(
+    echo_split: RuntimeThread,
+) -> None:
+    """A one-node graph on a warm connection is answered without a coroutine (``Ingress.fast``): with
+    the coroutine path made to fail, calls still succeed, echo their puid, pass a node's error through,
+    and log a request and a response event each in Seldon's format."""
+    rt = echo_split.runtime
+    url = infer_url(echo_split)
+    executors = [e for runtime in rt.runtimes.values() for e in runtime.executors.values()]
+    bad = {"inputs": [{"name": "fail", "shape": [1], "datatype": "FP64", "data": [1.0]}]}
+    with httpx.Client() as client:
+        seen: set[str] = set()
+        for i in range(200):  # warm an idle connection to each predictor's MLServer
+            seen.add(served_by(client.post(url, json=REQUEST, headers={"Seldon-Puid": f"warm-{i}"}).content))
+            if seen == {"main", "canary"}:
+                break
+
+        def coroutine_path(*args: object, **kwargs: object) -> None:
+            raise AssertionError("the coroutine path answered")
+
+        for executor in executors:
+            executor.predict = coroutine_path  # type: ignore[method-assign]
+        try:
+            puids = [f"fast-{i}" for i in range(30)]
+            answers = [client.post(url, json=REQUEST, headers={"Seldon-Puid": p}) for p in puids]
+            failed = client.post(url, json=bad, headers={"Seldon-Puid": "fast-bad"})
+            skipped = client.post(url, json=REQUEST, headers={"Seldon-Puid": "fast-quiet", **SKIP})
+        finally:
+            for executor in executors:
+                del executor.predict  # type: ignore[method-assign]
+    assert [(a.status_code, a.headers["Seldon-Puid"]) for a in answers] == [(200, p) for p in puids]
+    assert {served_by(a.content) for a in answers} <= {"main", "canary"}
+    assert failed.status_code == 422 and "input tensor 'fail'" in failed.json()["error"]
+    assert skipped.status_code == 200
+    echo_split.call(rt.request_logger.drain())  # type: ignore[union-attr]
+    records = [
+        r
+        for r in _consume(echo_split, "test-fast", 2 * len(puids) + 1)
+        if (r.header("requestid") or b"").startswith(b"fast-")
+    ]
+    logged = {((r.header("requestid") or b"").decode(), (r.header("type") or b"").decode()) for r in records}
+    assert logged == {(p, t) for p in puids for t in (TYPE_REQUEST, TYPE_RESPONSE)} | {
+        ("fast-bad", TYPE_REQUEST)  # a failed call logs its request only, as Seldon's executor does
+    }
+    assert all(tuple(name for name, _ in r.headers) == HEADER_NAMES for r in records)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
-from driftloop_graphs.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from driftloop_graphs.upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 
 @dataclass
@@ -193,6 +193,71 @@ async def test_read_timeout_counts_from_each_exchange_on_a_reused_connection() -
         with pytest.raises(UpstreamTimeout, match="no response within 1 s"):
             await pool.request("GET", "127.0.0.1", port, "/")
         assert 0.95 <= loop.time() - started < 2.0  # its own full second, not a leftover
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+async def _outcome(pool: UpstreamPool, port: int, body: bytes = b"") -> UpstreamResponse | UpstreamError:
+    """One ``try_request`` on the pool's idle connection, awaited through its callback."""
+    done: asyncio.Future[UpstreamResponse | UpstreamError] = asyncio.get_running_loop().create_future()
+    assert pool.try_request("POST", "127.0.0.1", port, "/v2/x", body, ((b"x-a", b"1"),), done.set_result)
+    return await asyncio.wait_for(done, 5)
+
+
+async def test_try_request_needs_an_idle_connection_and_reports_to_its_callback(pool: UpstreamPool) -> None:
+    state = await start(ok)
+    assert not pool.try_request("POST", "127.0.0.1", state.port, "/", b"", (), lambda _: None)
+    assert state.connections == 0  # declined at once: nothing connected, nothing sent
+    await pool.request("POST", "127.0.0.1", state.port, "/", b"warm")  # leaves an idle connection
+    for i in range(3):
+        outcome = await _outcome(pool, state.port, b"%d" % i)
+        assert isinstance(outcome, UpstreamResponse)
+        assert (outcome.status, outcome.body, outcome.content_type) == (200, b"%d" % i, "application/json")
+    assert state.connections == 1  # the connection went back to the pool after each answer
+    assert b"x-a: 1\r\n" in state.requests[-1]
+    await state.close()
+
+
+async def test_try_request_reports_a_dying_server_and_a_timeout_as_the_coroutine_path_does() -> None:
+    pool = UpstreamPool(max_connections=1, read_timeout_s=0.5)
+
+    def flaky(body: bytes) -> bytes | None:
+        return None if body == b"die" else ok(b"fine")
+
+    state = await start(flaky)
+    try:
+        await pool.request("POST", "127.0.0.1", state.port, "/", b"warm")
+        died = await _outcome(pool, state.port, b"die")
+        assert isinstance(died, UpstreamError) and "mid-exchange" in str(died)
+        # the broken connection left the pool: nothing idle to take, and the coroutine path reconnects
+        assert not pool.try_request("POST", "127.0.0.1", state.port, "/", b"", (), lambda _: None)
+        assert (await pool.request("POST", "127.0.0.1", state.port, "/", b"again")).body == b"fine"
+    finally:
+        await state.close()
+
+    async def stall_on_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                if await reader.readexactly(length) == b"stall":
+                    await asyncio.sleep(1)
+                writer.write(ok(b"done"))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the client gave up on the stalled exchange, or the test server is closing
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(stall_on_request, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await pool.request("POST", "127.0.0.1", port, "/", b"warm")
+        timed_out = await _outcome(pool, port, b"stall")
+        assert isinstance(timed_out, UpstreamTimeout) and "no response within 0.5 s" in str(timed_out)
+        assert (await pool.request("POST", "127.0.0.1", port, "/", b"after")).body == b"done"
     finally:
         await pool.aclose()
         server.close()
