@@ -8,7 +8,8 @@ forecaster (``bench/bearing-temp-single.yaml``: the SGD pipeline, registered in 
 - sequential latency p50/p99, direct vs ingress, logging off (Seldon-Skip-Logging) and on, with two
   clients: httpx (what a Python user calls with; ~0.35 ms of its own CPU per call) and a minimal
   keep-alive HTTP/1.1 client (the ingress's own node client, ``driftloop_graphs.upstream``), under
-  which the ingress's added time is the larger share;
+  which the ingress's added time is the larger share; and through a bare TCP forwarder in front of
+  the same MLServer (``bench.hop_peer``), which shows what any extra hop costs on this machine now;
 - p99 through the ingress at a paced 200 req/s (open loop), logging on;
 - throughput at concurrency 64, direct vs ingress, logging off and on. The load comes from the minimal
   client: httpx's AsyncClient at concurrency 64 tops out near 300 req/s on this machine, below what
@@ -25,14 +26,17 @@ Run: ``python -m bench.ingress`` (or ``python -m bench``). Prints ratios against
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -220,29 +224,61 @@ def main() -> None:
 
 
 def sequential_ratios(ingress: str, direct: str, body: bytes) -> None:
-    # Interleaved rounds (direct, off, on, direct, ...): a change in what else the machine runs then
-    # shifts all three alike instead of biasing whichever ran during it.
+    # Interleaved rounds (direct, forwarder, off, on, direct, ...): a change in what else the machine
+    # runs then shifts them all alike instead of biasing whichever ran during it.
     rounds, per_round = 5, 400
-    for client, call in (("httpx.Client", sequential), ("minimal keep-alive client", sequential_light)):
-        d: list[float] = []
-        i_off: list[float] = []
-        i_on: list[float] = []
-        for _ in range(rounds):
-            d += call(direct, per_round, {}, body)
-            i_off += call(ingress, per_round, SKIP, body)
-            i_on += call(ingress, per_round, {}, body)
-        n = rounds * per_round
-        print(f"sequential latency with {client}, {n} requests each, {rounds} interleaved rounds (ms):")
-        for label, values in (
-            ("direct MLServer", d),
-            ("ingress, logging off", i_off),
-            ("ingress, logging on", i_on),
-        ):
-            p50, p99 = pct(values, 0.5) * 1e3, pct(values, 0.99) * 1e3
-            print(
-                f"  {label:22s} p50 {p50:6.2f}  p99 {p99:6.2f}  "
-                f"ratio p50 {p50 / (pct(d, 0.5) * 1e3):4.2f}x  p99 {p99 / (pct(d, 0.99) * 1e3):4.2f}x"
-            )
+    with hop_peer(direct) as forwarded:
+        for client, call in (("httpx.Client", sequential), ("minimal keep-alive client", sequential_light)):
+            series: dict[str, list[float]] = {
+                "direct MLServer": [],
+                "bare TCP forwarder": [],
+                "ingress, logging off": [],
+                "ingress, logging on": [],
+            }
+            for _ in range(rounds):
+                series["direct MLServer"] += call(direct, per_round, {}, body)
+                series["bare TCP forwarder"] += call(forwarded, per_round, {}, body)
+                series["ingress, logging off"] += call(ingress, per_round, SKIP, body)
+                series["ingress, logging on"] += call(ingress, per_round, {}, body)
+            n = rounds * per_round
+            print(f"sequential latency with {client}, {n} requests each, {rounds} interleaved rounds (ms):")
+            d = series["direct MLServer"]
+            for label, values in series.items():
+                p50, p99 = pct(values, 0.5) * 1e3, pct(values, 0.99) * 1e3
+                print(
+                    f"  {label:22s} p50 {p50:6.2f}  p99 {p99:6.2f}  "
+                    f"ratio p50 {p50 / (pct(d, 0.5) * 1e3):4.2f}x  p99 {p99 / (pct(d, 0.99) * 1e3):4.2f}x"
+                )
+            hop = pct(series["bare TCP forwarder"], 0.5) - pct(d, 0.5)
+            own = pct(series["ingress, logging off"], 0.5) - pct(series["bare TCP forwarder"], 0.5)
+            print(f"  added at p50: any hop {hop * 1e3:.3f} ms, the ingress's own work {own * 1e3:.3f} ms")
+
+
+@contextlib.contextmanager
+def hop_peer(direct: str) -> Iterator[str]:
+    """``bench.hop_peer`` in front of ``direct``'s server: the URL to call through it."""
+    from driftloop.eventlog.broker import free_port
+
+    target = urlsplit(direct)
+    assert target.hostname is not None and target.port is not None
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.hop_peer", target.hostname, str(target.port), str(port)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the bare TCP forwarder (bench.hop_peer) did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}{target.path}"
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def load(ingress: str, direct: str, body: bytes) -> None:
