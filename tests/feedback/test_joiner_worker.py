@@ -329,3 +329,36 @@ def test_a_shard_revoked_while_its_checkpoint_waits_is_not_written(tmp_path: Pat
 
 def _tp(s: JoinerSettings, partition: int) -> TopicPartition:
     return TopicPartition(s.keyed_log_topic, partition)
+
+
+def test_checkpoints_of_a_costly_state_are_spaced_to_keep_copying_within_its_share(tmp_path: Path) -> None:
+    """A checkpoint whose state copy took 50 ms, with a 1% share, makes the next wait 5 s, past the 1 s
+    interval (the copy is measured; the spacing is in the stage's clock)."""
+    import time
+
+    log, clock = MemoryEventLog(), FakeClock()
+    s = settings(tmp_path, partitions=1, mode="request", checkpoint_interval_s=1, checkpoint_max_share=0.01)
+    joiner = Joiner(log, s, clock=clock)
+    stage = joiner.request
+    encode = stage.snapshots.encode
+
+    def slow_encode(payload: dict[str, object]) -> bytes:
+        time.sleep(0.05)
+        return encode(payload)
+
+    stage.snapshots.encode = slow_encode  # type: ignore[method-assign]
+    log_calls(log, s, 0, 5)
+    run(joiner)
+    clock.t += 1.5
+    run(joiner, 1)
+    first = clock.t
+    assert stage.stats.checkpoints == 1 and stage._checkpoint_pause >= 5.0  # 50 ms over 1%
+    for i in range(3):
+        log_calls(log, s, 10 + i, 1)
+        clock.t += 1.5  # 1.5, 3.0, 4.5 s after the first: each past the interval, none past the pause
+        run(joiner, 1)
+        assert stage.stats.checkpoints == 1
+    clock.t = first + stage._checkpoint_pause + 0.1
+    run(joiner, 1)
+    assert stage.stats.checkpoints == 2
+    joiner.close()

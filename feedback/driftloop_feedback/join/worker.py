@@ -115,6 +115,9 @@ class JoinStage:
         self.breaker = SamplingBreaker(s.breaker_enabled, s.breaker_lag, s.breaker_keep_fraction)
         self.stats = StageStats()
         self._last_checkpoint = clock()
+        # The least time between two checkpoints: the last one's state copy over ``checkpoint_max_share``
+        # (a large state is copied less often; the interval and the in-flight bound apply on top).
+        self._checkpoint_pause = 0.0
         self._last_timer = clock()
         self._last_lag = float("-inf")
         self._paused: set[TopicPartition] = set()
@@ -136,8 +139,9 @@ class JoinStage:
             self._last_timer = now
         self._collect_outputs()
         self._finish_checkpoint(wait=False)
-        if self.in_flight >= self.settings.max_in_flight or now - self._last_checkpoint >= (
-            self.settings.checkpoint_interval_s
+        since = now - self._last_checkpoint
+        if since >= self._checkpoint_pause and (
+            self.in_flight >= self.settings.max_in_flight or since >= self.settings.checkpoint_interval_s
         ):
             self._begin_checkpoint()
         return len(records)
@@ -161,12 +165,14 @@ class JoinStage:
         owned_partitions = {tp.partition for tp in self.consumer.assignment()}
         encoded: dict[int, bytes] = {}
         offsets: dict[int, dict[TopicPartition, int]] = {}
+        copying = time.perf_counter()
         for p in sorted(self.dirty):
             shard = self.shards.get(p)
             if shard is None or p not in owned_partitions:
                 continue  # revoked since the last poll: its new owner writes its snapshots now
             offsets[p] = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
             encoded[p] = self.snapshots.encode({"offsets": offsets[p], "shard": shard.snapshot()})
+        self._checkpoint_pause = (time.perf_counter() - copying) / self.settings.checkpoint_max_share
         barrier = begin_flush(self.producer)  # raises when a flush fails: the shards stay dirty
         self.dirty.clear()
         self.in_flight = 0
