@@ -285,17 +285,23 @@ def test_a_due_checkpoint_waits_for_its_outputs_without_stopping_the_stage(tmp_p
     joiner.close()
 
 
-def test_a_checkpoint_whose_outputs_fail_writes_nothing_and_leaves_the_shards_to_save(tmp_path: Path) -> None:
+def checkpoint_begun(tmp_path: Path, partitions: int, calls: int) -> tuple[Joiner, HeldBarrier]:
+    """A request stage that joined ``calls`` calls and began a checkpoint whose barrier is held."""
     log, clock = MemoryEventLog(), FakeClock()
-    s = settings(tmp_path, partitions=1, mode="request")
+    s = settings(tmp_path, partitions=partitions, mode="request")
     joiner = Joiner(log, s, clock=clock)
-    stage = joiner.request
     barrier = HeldBarrier()
-    stage.producer.flush_async = lambda: barrier  # type: ignore[attr-defined]
-    log_calls(log, s, 0, 5)
+    joiner.request.producer.flush_async = lambda: barrier  # type: ignore[attr-defined]
+    log_calls(log, s, 0, calls)
     run(joiner)
-    clock.t += 10
+    clock.t += 10  # past the checkpoint interval
     run(joiner, 1)
+    return joiner, barrier
+
+
+def test_a_checkpoint_whose_outputs_fail_writes_nothing_and_leaves_the_shards_to_save(tmp_path: Path) -> None:
+    joiner, barrier = checkpoint_begun(tmp_path, partitions=1, calls=5)
+    stage = joiner.request
     barrier.error = EventLogError("3 of 5 records were not acknowledged")
     with pytest.raises(EventLogError, match="not acknowledged"):
         run(joiner, 1)
@@ -309,16 +315,8 @@ def test_a_checkpoint_whose_outputs_fail_writes_nothing_and_leaves_the_shards_to
 def test_a_shard_revoked_while_its_checkpoint_waits_is_not_written(tmp_path: Path) -> None:
     """Its new owner may have loaded the last written snapshot already: a snapshot begun before the
     partition moved must not replace it."""
-    log, clock = MemoryEventLog(), FakeClock()
-    s = settings(tmp_path, partitions=2, mode="request")
-    joiner = Joiner(log, s, clock=clock)
+    joiner, barrier = checkpoint_begun(tmp_path, partitions=2, calls=20)
     stage = joiner.request
-    barrier = HeldBarrier()
-    stage.producer.flush_async = lambda: barrier  # type: ignore[attr-defined]
-    log_calls(log, s, 0, 20)
-    run(joiner)
-    clock.t += 10
-    run(joiner, 1)
     owned = stage.consumer.assignment()
     stage.consumer.assignment = lambda: {tp for tp in owned if tp.partition == 1}  # type: ignore[method-assign]
     barrier.released = True

@@ -3,8 +3,8 @@
  *
  * The store's state stays what store.py keeps and snapshots: ``array.array`` columns, one bytearray
  * arena, the hash index's key and slot arrays. These functions read and write those buffers in place
- * and do exactly what the Python loops beside them do (PendingStore._take_many_py / _add_rows_py, the
- * reference), with every index bounds-checked: a state that does not hold together raises
+ * and do exactly what the Python loops beside them do (PendingStore._take_many_py and the Python loop of
+ * add_rows, the reference), with every index bounds-checked: a state that does not hold together raises
  * ValueError instead of reading outside a buffer. The callers keep the counters (live, used, count,
  * dead bytes) and the cases these do not cover (growing the store, rehashing the index).
  */

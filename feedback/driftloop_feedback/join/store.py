@@ -254,78 +254,39 @@ class PendingStore:
         float64 [len(rows), F]."""
         k = len(rows)
         index = self._index
-        if self.native and len(self._free) >= k and (index.used + k) * 2 <= len(index.keys):
-            self._add_rows_native(
-                request_id, rows, keys, features, predictions, event_times, arrived, endpoint, model_version
+        if (
+            self.native
+            and _kernel is not None
+            and len(self._free) >= k
+            and (index.used + k) * 2 <= len(index.keys)
+        ):
+            # In C, where no slot or index room has to be made first: the same slots, bytes and index.
+            free = self._free
+            slots = free[len(free) - k :]  # as k pops
+            slots.reverse()
+            del free[len(free) - k :]
+            rid, rid_len = _pack_request_id(request_id)
+            index.used += _kernel.add_rows(
+                slots,
+                rid,
+                rid_len,
+                rows,
+                keys,
+                np.ascontiguousarray(features, dtype="<f8"),
+                predictions,
+                event_times,
+                arrived,
+                self.endpoints.id(endpoint),
+                self.versions.id(model_version),
+                self._take_cols,
+                self._arena,
+                index.keys,
+                index.slots,
             )
+            index.live += k
+            self._count += k
             return
-        self._add_rows_py(
-            request_id,
-            rows,
-            keys,
-            features,
-            predictions,
-            event_times,
-            arrived=arrived,
-            endpoint=endpoint,
-            model_version=model_version,
-        )
-
-    def _add_rows_native(
-        self,
-        request_id: str,
-        rows: list[int],
-        keys: list[int],
-        features: np.ndarray,
-        predictions: list[float],
-        event_times: list[float],
-        arrived: float,
-        endpoint: str,
-        model_version: str,
-    ) -> None:
-        """``_add_rows_py`` in C, where no slot or index room has to be made first."""
-        assert _kernel is not None
-        k = len(rows)
-        free = self._free
-        slots = free[len(free) - k :]  # as k pops
-        slots.reverse()
-        del free[len(free) - k :]
-        rid, rid_len = _pack_request_id(request_id)
-        index = self._index
-        index.used += _kernel.add_rows(
-            slots,
-            rid,
-            rid_len,
-            rows,
-            keys,
-            np.ascontiguousarray(features, dtype="<f8"),
-            predictions,
-            event_times,
-            arrived,
-            self.endpoints.id(endpoint),
-            self.versions.id(model_version),
-            self._take_cols,
-            self._arena,
-            index.keys,
-            index.slots,
-        )
-        index.live += k
-        self._count += k
-
-    def _add_rows_py(
-        self,
-        request_id: str,
-        rows: list[int],
-        keys: list[int],
-        features: np.ndarray,
-        predictions: list[float],
-        event_times: list[float],
-        *,
-        arrived: float,
-        endpoint: str,
-        model_version: str,
-    ) -> None:
-        k = len(rows)
+        # The Python loop (the reference), which also makes room first where the C one cannot.
         if len(self._free) < k:  # the store grows on the way: as one ``add`` per row would
             for j, (row, h) in enumerate(zip(rows, keys, strict=True)):
                 self.add(
@@ -341,7 +302,7 @@ class PendingStore:
                 )
             return
         free = self._free
-        slots = np.frombuffer(free[len(free) - k :], dtype=np.int64)[::-1]  # as k pops
+        taken = np.frombuffer(free[len(free) - k :], dtype=np.int64)[::-1]  # as k pops
         del free[len(free) - k :]
         rid, rid_len = _pack_request_id(request_id)
         n_features = features.shape[1] if features.ndim == 2 else 0
@@ -352,19 +313,19 @@ class PendingStore:
         start = len(self._arena)
         self._arena += block.tobytes()
         view = self._view
-        view("key")[slots] = keys
-        view("event_time")[slots] = event_times
-        view("target_time")[slots] = 0.0
-        view("arrived")[slots] = arrived
-        view("prediction")[slots] = predictions
-        view("asset")[slots] = -1
-        view("endpoint")[slots] = self.endpoints.id(endpoint)
-        view("version")[slots] = self.versions.id(model_version)
-        view("row")[slots] = rows
-        view("offset")[slots] = np.arange(start, start + k * stride, stride, dtype=np.uint64)[:k]
-        view("rid_len")[slots] = rid_len
-        view("n_features")[slots] = n_features
-        self._index.put_many(keys, slots.tolist())
+        view("key")[taken] = keys
+        view("event_time")[taken] = event_times
+        view("target_time")[taken] = 0.0
+        view("arrived")[taken] = arrived
+        view("prediction")[taken] = predictions
+        view("asset")[taken] = -1
+        view("endpoint")[taken] = self.endpoints.id(endpoint)
+        view("version")[taken] = self.versions.id(model_version)
+        view("row")[taken] = rows
+        view("offset")[taken] = np.arange(start, start + k * stride, stride, dtype=np.uint64)[:k]
+        view("rid_len")[taken] = rid_len
+        view("n_features")[taken] = n_features
+        self._index.put_many(keys, taken.tolist())
         self._count += k
 
     def index_slots(self) -> array[int]:
@@ -406,7 +367,7 @@ class PendingStore:
         if not self._count:
             return [None] * len(wanted)
         if not self.native or _kernel is None:
-            return self._take_many_py(wanted)
+            return self._take_many_py(wanted)  # the reference
         index = self._index
         found, freed, dead = _kernel.take_many(
             wanted,
