@@ -18,18 +18,14 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-# (module, C source, where the module's package lives in a wheel)
+# (module, C source)
 EXTENSIONS = [
-    ("driftloop.eventlog._recordcodec", "driftloop/eventlog/_recordcodec.c", "driftloop/eventlog"),
-    (
-        "driftloop_feedback.join._storekernel",
-        "feedback/driftloop_feedback/join/_storekernel.c",
-        "driftloop_feedback/join",
-    ),
+    ("driftloop.eventlog._recordcodec", "driftloop/eventlog/_recordcodec.c"),
+    ("driftloop_feedback.join._storekernel", "feedback/driftloop_feedback/join/_storekernel.c"),
 ]
 
 
-class RecordCodecBuildHook(BuildHookInterface):
+class NativeBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
@@ -48,7 +44,7 @@ def compile_in_place(root: Path) -> dict[Path, str]:
     from setuptools import Distribution, Extension
 
     built: dict[Path, str] = {}
-    for module, source, package in EXTENSIONS:
+    for module, source in EXTENSIONS:
         extension = Extension(
             module,
             [source],
@@ -69,5 +65,6 @@ def compile_in_place(root: Path) -> dict[Path, str]:
             command.ensure_finalized()
             command.run()
             filename = Path(command.get_ext_filename(module)).name
+        package = module.rpartition(".")[0].replace(".", "/")
         built[root / Path(source).parent / filename] = f"{package}/{filename}"
     return built

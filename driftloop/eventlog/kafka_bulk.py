@@ -7,9 +7,9 @@ its time. ``append_bulk`` does the same job for a list of (key, value) records b
 partition: it takes the partition's accumulator lock once, encodes the records straight into the open
 batch's buffer (record format v2, exactly what ``DefaultRecordBatchBuilder.append`` writes; in C where
 ``record_codec`` is built, else in Python: ``_append_py``, the reference), opens new batches as
-kafka-python does, and watches each batch with one callback instead of
-one future per record. Batches are then drained, sequenced (idempotence), sent, retried and acknowledged
-by kafka-python's own sender, and ``KafkaProducer.flush`` waits for them like for any other batch.
+kafka-python does, and watches each batch with one callback instead of one future per record. Batches
+are then drained, sequenced (idempotence), sent, retried and acknowledged by kafka-python's own
+sender, and ``KafkaProducer.flush`` waits for them like for any other batch.
 
 This reaches into kafka-python's producer internals (``RecordAccumulator``, ``ProducerBatch``,
 ``DefaultRecordBatchBuilder``), which is why ``supported`` checks the pinned version's shapes first;

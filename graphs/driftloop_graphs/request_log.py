@@ -80,20 +80,15 @@ class RequestLogger:
         return self._settings.policy == "sample" or not self._queue.full()
 
     async def submit(self, topic: str, event: LogEvent) -> None:
+        if self.offer(topic, event):
+            return
         try:
-            self._queue.put_nowait((topic, event))
-        except asyncio.QueueFull:
-            if self._settings.policy == "sample":
-                self._metrics.log_events.labels("sampled").inc()
-                return
-            try:
-                await asyncio.wait_for(self._queue.put((topic, event)), self._settings.block_timeout_s)
-            except TimeoutError:
-                self._metrics.log_events.labels("dropped").inc()
-                logger.error(
-                    "request log queue full for %.1f s: dropped one event", self._settings.block_timeout_s
-                )
-                return
+            await asyncio.wait_for(self._queue.put((topic, event)), self._settings.block_timeout_s)
+        except TimeoutError:
+            self._metrics.log_events.labels("dropped").inc()
+            timeout = self._settings.block_timeout_s
+            logger.error("request log queue full for %.1f s: dropped one event", timeout)
+            return
         # the queue-depth gauge is set when /metrics is scraped, not per event
 
     def skipped(self, count: int) -> None:

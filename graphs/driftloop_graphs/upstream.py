@@ -141,12 +141,14 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes, read_timeout_s: float) -> asyncio.Future[UpstreamResponse]:
         """Write ``request``; the future gets the response, or :class:`UpstreamTimeout` when none has
         come within ``read_timeout_s``."""
+        assert self._waiter is None and self._outcome is None, "one exchange at a time"
         self._waiter = self._loop.create_future()
         self._write(request, read_timeout_s)
         return self._waiter
 
     def send_then(self, request: bytes, read_timeout_s: float, outcome: Outcome) -> None:
         """``send``, with the response or the error (the same ones) passed to ``outcome``."""
+        assert self._waiter is None and self._outcome is None, "one exchange at a time"
         self._outcome = outcome
         self._write(request, read_timeout_s)
 
