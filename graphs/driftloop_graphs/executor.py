@@ -104,6 +104,11 @@ class PredictorExecutor:
         graph = predictor.graph
         # a graph of one node called once (on the way in or out, not both) needs no walk
         self._one_call = not graph.children and graph.transforms_input != graph.transforms_output
+        # what ``predict_then`` reads per request, resolved once
+        node_logger = graph.logger if request_logger is not None else None
+        self._logs_requests = node_logger is not None and node_logger.logs_requests
+        self._logs_responses = node_logger is not None and node_logger.logs_responses
+        self._infer_path = f"/v2/models/{graph.name}/infer"
         # the whole-graph success metrics, used by the ingress on every answered request
         self.ok_requests = metrics.requests.labels(*self._labels, "200")
         self.ok_latency = metrics.latency.labels(*self._labels)
@@ -120,8 +125,10 @@ class PredictorExecutor:
         node = self.predictor.graph
         if not self._one_call or (ctx.model_override or node.name) != node.name:
             return False
-        logger = None if node.logger is None or ctx.skip_logging or self._logger is None else self._logger
-        if logger is not None and not logger.has_room():
+        logs = not ctx.skip_logging
+        logger = self._logger
+        logged = logs and logger is not None and (self._logs_requests or self._logs_responses)
+        if logged and logger is not None and not logger.has_room():
             return False  # ``submit`` waits for room (the ``block`` policy): the coroutine path does
         started = time.perf_counter()
 
@@ -136,7 +143,11 @@ class PredictorExecutor:
                 done(NodeFailure(node.name, result.status, result.body, f"status_{result.status}"))
                 return
             response = Payload(result.body, result.content_type or JSON)
-            if logger is None or not node.logger or not node.logger.logs_responses:
+            if not self._logs_responses or logger is None:
+                done(response)
+                return
+            if not logs:
+                logger.skipped(1)
                 done(response)
                 return
             event = self._event(TYPE_RESPONSE, node, response, ctx)
@@ -153,12 +164,15 @@ class PredictorExecutor:
 
             task.add_done_callback(logged)
 
+        headers = self._headers(request, ctx)
         sent = self._pool.try_request(
-            "POST", self._host, self._port, f"/v2/models/{node.name}/infer", request.body,
-            self._headers(request, ctx), answered,
-        )  # fmt: skip
-        if sent and logger is not None and node.logger is not None and node.logger.logs_requests:
-            logger.offer(self.predictor.log_topic, self._event(TYPE_REQUEST, node, request, ctx))
+            "POST", self._host, self._port, self._infer_path, request.body, headers, answered
+        )
+        if sent and self._logs_requests and logger is not None:
+            if logs:
+                logger.offer(self.predictor.log_topic, self._event(TYPE_REQUEST, node, request, ctx))
+            else:
+                logger.skipped(1)
         return sent
 
     async def _predict(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
@@ -183,8 +197,8 @@ class PredictorExecutor:
     async def _call(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
         model = ctx.model_override or node.name
         logs = node.logger is not None and not ctx.skip_logging
-        if logs and node.logger is not None and node.logger.logs_requests:
-            await self._log(TYPE_REQUEST, node, msg, ctx)
+        if node.logger is not None and node.logger.logs_requests:
+            await self._log(TYPE_REQUEST, node, msg, ctx, skipped=not logs)
         if model != node.name:
             self._count(node, 404, 0.0)
             raise NodeFailure(
@@ -217,8 +231,8 @@ class PredictorExecutor:
         if response.status != 200:
             raise NodeFailure(node.name, response.status, response.body, f"status_{response.status}")
         result = Payload(response.body, response.content_type or JSON)
-        if logs and node.logger is not None and node.logger.logs_responses:
-            await self._log(TYPE_RESPONSE, node, result, ctx)
+        if node.logger is not None and node.logger.logs_responses:
+            await self._log(TYPE_RESPONSE, node, result, ctx, skipped=not logs)
         return result
 
     @staticmethod
@@ -248,8 +262,14 @@ class PredictorExecutor:
         if children[1] is not None:
             children[1].observe(seconds)
 
-    async def _log(self, event_type: str, node: Node, msg: Payload, ctx: CallContext) -> None:
+    async def _log(
+        self, event_type: str, node: Node, msg: Payload, ctx: CallContext, *, skipped: bool
+    ) -> None:
+        """Log one event, or count it as skipped (``Seldon-Skip-Logging``)."""
         if self._logger is None:
+            return
+        if skipped:
+            self._logger.skipped(1)
             return
         await self._logger.submit(self.predictor.log_topic, self._event(event_type, node, msg, ctx))
 

@@ -53,7 +53,15 @@ def test_10k_requests_split_within_binomial_tolerance_stable_per_puid(echo_split
     assert metric_value(
         text, "driftloop_ingress_requests_total", predictor="canary", code="200"
     ) == canary + sum(served_by(o.body) == "canary" for o in again)
-    assert metric_value(text, "driftloop_request_log_events_total") == 0  # Seldon-Skip-Logging honoured
+    # Seldon-Skip-Logging honoured: nothing logged, and both events of every request counted as skipped
+    for outcome in ("written", "sampled", "dropped", "failed"):
+        assert metric_value(text, "driftloop_request_log_events_total", outcome=outcome) == 0
+    skipped = metric_value(text, "driftloop_request_log_events_total", outcome="skipped")
+    assert skipped == 2 * (n + len(again))
+
+
+def _skipped_events(rt: RuntimeThread) -> float:
+    return metric_value(metrics(rt), "driftloop_request_log_events_total", outcome="skipped")
 
 
 def _consume(rt: RuntimeThread, group: str, want: int, timeout_s: float = 60) -> list:
@@ -150,7 +158,9 @@ def test_one_node_calls_are_answered_from_callbacks_with_the_same_answers_and_ev
             puids = [f"fast-{i}" for i in range(30)]
             answers = [client.post(url, json=REQUEST, headers={"Seldon-Puid": p}) for p in puids]
             failed = client.post(url, json=bad, headers={"Seldon-Puid": "fast-bad"})
+            skipped_before = _skipped_events(echo_split)
             skipped = client.post(url, json=REQUEST, headers={"Seldon-Puid": "fast-quiet", **SKIP})
+            skipped_after = _skipped_events(echo_split)
         finally:
             for executor in executors:
                 del executor.predict  # type: ignore[method-assign]
@@ -158,6 +168,7 @@ def test_one_node_calls_are_answered_from_callbacks_with_the_same_answers_and_ev
     assert {served_by(a.content) for a in answers} <= {"main", "canary"}
     assert failed.status_code == 422 and "input tensor 'fail'" in failed.json()["error"]
     assert skipped.status_code == 200
+    assert skipped_after - skipped_before == 2  # its request and response events, counted, not logged
     echo_split.call(rt.request_logger.drain())  # type: ignore[union-attr]
     records = [
         r
