@@ -1,7 +1,8 @@
 """Build hook: compiles driftloop's C extensions with setuptools' ``build_ext``:
 
 - ``driftloop.eventlog._recordcodec``: Kafka record batch v2 records, decoded and encoded;
-- ``driftloop_feedback.join._storekernel``: the pending store's take and add loops.
+- ``driftloop_feedback.join._storekernel``: the pending store's take and add loops;
+- ``driftloop_graphs._httpfast``: the ingress's one-call parsing of whole, plain HTTP/1.1 messages.
 
 Each has a Python reference implementation beside it, which runs where it is not built. They are
 compiled in place, next to their sources, for editable installs (``make setup`` / ``.ci/setup``) and
@@ -22,6 +23,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 EXTENSIONS = [
     ("driftloop.eventlog._recordcodec", "driftloop/eventlog/_recordcodec.c"),
     ("driftloop_feedback.join._storekernel", "feedback/driftloop_feedback/join/_storekernel.c"),
+    ("driftloop_graphs._httpfast", "graphs/driftloop_graphs/_httpfast.c"),
 ]
 
 
@@ -51,12 +53,15 @@ def compile_in_place(root: Path) -> dict[Path, str]:
             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror"],
         )
         with contextlib.chdir(root):  # build_ext places an in-place build relative to the working directory
-            # feedback/ holds the driftloop_feedback package (as pyproject's wheel packages say)
+            # feedback/ and graphs/ hold their packages (as pyproject's wheel packages say)
             dist = Distribution(
                 {
                     "name": "driftloop-native",
                     "ext_modules": [extension],
-                    "package_dir": {"driftloop_feedback": "feedback/driftloop_feedback"},
+                    "package_dir": {
+                        "driftloop_feedback": "feedback/driftloop_feedback",
+                        "driftloop_graphs": "graphs/driftloop_graphs",
+                    },
                 }
             )
             command: Any = dist.get_command_obj("build_ext")

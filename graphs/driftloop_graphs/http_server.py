@@ -36,6 +36,12 @@ from typing import cast
 import httptools
 import orjson
 
+parse_request: Callable[[bytes, int, int], tuple[str, str, dict[str, str], bytes, bool, int] | None] | None
+try:  # C: one call per complete plain message (see _httpfast.c); without it every message goes to httptools
+    from driftloop_graphs._httpfast import parse_request
+except ImportError:  # a source tree without the built extension
+    parse_request = None
+
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
@@ -107,6 +113,7 @@ class _HttpConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._rejected = False
+        self._in_message = False  # httptools holds part of a message: the next bytes go to it
         # parsed requests (or an error answer found while parsing) with their keep-alive, in order
         self._pending: collections.deque[tuple[HttpRequest | HttpResponse, bool]] = collections.deque()
         self._task: asyncio.Task[None] | None = None
@@ -141,6 +148,19 @@ class _HttpConnection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         if self._rejected:
             return
+        if not self._in_message and parse_request is not None:
+            # whole plain requests in one call each; the rest (or all, for anything else) to httptools
+            offset, size, limit = 0, len(data), self._server.max_body_bytes
+            while offset < size and not self._rejected:
+                parsed = parse_request(data, offset, limit)
+                if parsed is None:
+                    break
+                method, path, headers, body, keep_alive, offset = parsed
+                self._dispatch(HttpRequest(method, path, headers, body), keep_alive)
+            if offset == size:
+                return
+            if offset:
+                data = data[offset:]
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -169,6 +189,7 @@ class _HttpConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self._in_message = True
         self._url = []
         self._headers = {}
         self._body = []
@@ -198,6 +219,7 @@ class _HttpConnection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         if self._rejected:
             return
         target = b"".join(self._url)
@@ -211,7 +233,11 @@ class _HttpConnection(asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
         )
-        keep_alive = self._parser.should_keep_alive()
+        self._dispatch(request, self._parser.should_keep_alive())
+
+    def _dispatch(self, request: HttpRequest, keep_alive: bool) -> None:
+        """A complete request: to the fast handler if the connection is idle and it takes it, else
+        queued for ``_serve`` (in order, behind what is pending)."""
         idle = self._task is None and self._fast is None and not self._pending
         if idle and self._offer_fast(request, keep_alive):
             return

@@ -32,6 +32,12 @@ from typing import cast
 
 import httptools
 
+parse_response: Callable[[bytes, int], tuple[int, str | None, bytes, bool, int] | None] | None
+try:  # C: a whole plain response in one call (see _httpfast.c); without it every response goes to httptools
+    from driftloop_graphs._httpfast import parse_response
+except ImportError:  # a source tree without the built extension
+    parse_response = None
+
 logger = logging.getLogger(__name__)
 
 
@@ -67,6 +73,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._content_type: bytes | None = None
         self._last_header = b""
+        self._in_message = False  # httptools holds part of a response: the next bytes go to it
         # The read timeout: one timer per connection, re-armed only when it fires, instead of a
         # call_later + cancel per exchange (see ``_check_read_timeout``).
         self._read_timeout_s = 0.0
@@ -78,6 +85,12 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
 
     def data_received(self, data: bytes) -> None:
+        if not self._in_message and parse_response is not None:
+            parsed = parse_response(data, 0)
+            if parsed is not None and parsed[4] == len(data):  # exactly one whole plain response
+                status, content_type, body, keep_alive, _ = parsed
+                self._complete(status, body, content_type, keep_alive)
+                return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -109,11 +122,17 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
 
+    def on_message_begin(self) -> None:
+        self._in_message = True
+
     def on_message_complete(self) -> None:
+        self._in_message = False
         body = b"".join(self._body)
         content_type = self._content_type.decode("latin-1") if self._content_type is not None else None
-        status = self._parser.get_status_code()
-        if not self._parser.should_keep_alive():
+        self._complete(self._parser.get_status_code(), body, content_type, self._parser.should_keep_alive())
+
+    def _complete(self, status: int, body: bytes, content_type: str | None, keep_alive: bool) -> None:
+        if not keep_alive:
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
