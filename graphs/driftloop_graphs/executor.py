@@ -109,6 +109,8 @@ class PredictorExecutor:
         self._logs_requests = node_logger is not None and node_logger.logs_requests
         self._logs_responses = node_logger is not None and node_logger.logs_responses
         self._infer_path = f"/v2/models/{graph.name}/infer"
+        # ``predict_then``'s request head up to the per-request headers (what ``_headers`` sends)
+        self._infer_head = f"POST {self._infer_path} HTTP/1.1\r\nhost: {self._host}:{self._port}\r\n".encode()
         # the whole-graph success metrics, used by the ingress on every answered request
         self.ok_requests = metrics.requests.labels(*self._labels, "200")
         self.ok_latency = metrics.latency.labels(*self._labels)
@@ -164,10 +166,15 @@ class PredictorExecutor:
 
             task.add_done_callback(logged)
 
-        headers = self._headers(request, ctx)
-        sent = self._pool.try_request(
-            "POST", self._host, self._port, self._infer_path, request.body, headers, answered
+        body, content_type, puid = request.body, request.content_type, ctx.puid
+        wire = b"%scontent-length: %d\r\ncontent-type: %s\r\nseldon-puid: %s\r\n\r\n%s" % (
+            self._infer_head,
+            len(body),
+            content_type.encode("latin-1"),
+            puid.encode("latin-1"),
+            body,
         )
+        sent = self._pool.try_send(self._host, self._port, wire, answered, self._infer_path)
         if sent and self._logs_requests and logger is not None:
             if logs:
                 logger.offer(self.predictor.log_topic, self._event(TYPE_REQUEST, node, request, ctx))

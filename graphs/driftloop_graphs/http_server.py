@@ -77,26 +77,24 @@ _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in http.HTT
 
 
 def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
-    status, content_type = response.status, response.content_type
+    status, content_type, body = response.status, response.content_type, response.body
     start = _STARTS.get((status, content_type))
     if start is None:
         start = _start(status, content_type)
-    head = [start, f"content-length: {len(response.body)}\r\n"]
-    for name, value in response.headers:
-        head.append(f"{name}: {value}\r\n")
+    extra = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
     if not keep_alive:
-        head.append("connection: close\r\n")
-    head.append("\r\n")
-    return "".join(head).encode("latin-1") + response.body
+        extra += "connection: close\r\n"
+    return b"%scontent-length: %d\r\n%s\r\n%s" % (start, len(body), extra.encode("latin-1"), body)
 
 
-_STARTS: dict[tuple[int, str | None], str] = {}  # (status, content type) -> status line + content-type
+_STARTS: dict[tuple[int, str | None], bytes] = {}  # (status, content type) -> status line + content-type
 
 
-def _start(status: int, content_type: str | None) -> str:
-    start = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+def _start(status: int, content_type: str | None) -> bytes:
+    line = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
     if content_type is not None:
-        start += f"content-type: {content_type}\r\n"
+        line += f"content-type: {content_type}\r\n"
+    start = line.encode("latin-1")
     if len(_STARTS) < 256:  # the few pairs a deployment answers with, not whatever a node sends
         _STARTS[(status, content_type)] = start
     return start

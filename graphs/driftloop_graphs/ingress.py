@@ -61,6 +61,8 @@ class Ingress:
         self.runtimes = runtimes
         self.metrics = metrics
         self.request_logger = request_logger
+        # inference paths seen by ``fast`` -> (deployment, model named in the path): one lookup a call
+        self._fast_routes: dict[str, tuple[DeploymentRuntime, str | None]] = {}
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Route one request. Paths are Seldon's; anything else is a JSON 404 (or 405) saying so."""
@@ -116,16 +118,11 @@ class Ingress:
         the server then gives the request to ``handle``."""
         if request.method != "POST":
             return False
-        parts = request.path.split("/")
-        n = len(parts)
-        if n not in (7, 8) or parts[1] != "seldon" or parts[4] != "v2" or parts[5] != "models":
+        route = self._fast_routes.get(request.path) or self._fast_route(request.path)
+        if route is None:
             return False
-        if parts[-1] != "infer":
-            return False
-        runtime = self.runtimes.get((parts[2], parts[3]))
-        if runtime is None:
-            return False
-        call = self._prepare(request, runtime, parts[6] if n == 8 else None)
+        runtime, model = route
+        call = self._prepare(request, runtime, model)
         if isinstance(call, HttpResponse):
             respond(call)
             return True
@@ -144,6 +141,23 @@ class Ingress:
         if runtime.shadow is not None:
             self._mirror(runtime, payload, ctx)
         return True
+
+    def _fast_route(self, path: str) -> tuple[DeploymentRuntime, str | None] | None:
+        """The deployment and model of an inference path (``.../v2/models[/<model>]/infer``), or None;
+        remembered for the next call (up to 1,024 paths: a client cannot grow it without bound)."""
+        parts = path.split("/")
+        n = len(parts)
+        if n not in (7, 8) or parts[1] != "seldon" or parts[4] != "v2" or parts[5] != "models":
+            return None
+        if parts[-1] != "infer":
+            return None
+        runtime = self.runtimes.get((parts[2], parts[3]))
+        if runtime is None:
+            return None
+        route = (runtime, parts[6] if n == 8 else None)
+        if len(self._fast_routes) < 1024:
+            self._fast_routes[path] = route
+        return route
 
     async def infer(
         self, request: HttpRequest, runtime: DeploymentRuntime, model: str | None

@@ -293,6 +293,14 @@ class UpstreamPool:
     ) -> bool:
         """``request`` on an idle connection, its response or error passed to ``outcome`` (once, from
         a later callback). False, at once and with nothing sent, when no idle connection is there."""
+        origin = self._origin(host, port)
+        wire = _encode(origin, method, path, body, headers)
+        return self.try_send(host, port, wire, outcome, f"{method} {path}")
+
+    def try_send(self, host: str, port: int, wire: bytes, outcome: Outcome, what: str) -> bool:
+        """``try_request`` with the request already encoded (``wire``: request line, headers with
+        ``host`` and ``content-length``, body), as a caller that sends the same head every time builds
+        it; ``what`` names the request in the log if ``outcome`` fails."""
         if self._closed:
             return False
         origin = self._origin(host, port)
@@ -308,9 +316,9 @@ class UpstreamPool:
             try:
                 outcome(result)
             except Exception:  # a caller's bug must not break this connection's protocol callbacks
-                logger.exception("upstream: the callback for %s %s:%d%s failed", method, host, port, path)
+                logger.exception("upstream: the callback for %s to %s:%d failed", what, host, port)
 
-        connection.send_then(_encode(origin, method, path, body, headers), self.read_timeout_s, settled)
+        connection.send_then(wire, self.read_timeout_s, settled)
         return True
 
     def _origin(self, host: str, port: int) -> _Origin:
