@@ -140,31 +140,25 @@ class PredictorExecutor:
                 self._count(node, 0, elapsed)
                 done(self._unreachable(node, result))
                 return
-            self._count(node, result.status, elapsed)
             if result.status != 200:
+                self._count(node, result.status, elapsed)
                 done(NodeFailure(node.name, result.status, result.body, f"status_{result.status}"))
                 return
             response = Payload(result.body, result.content_type or JSON)
+            # answered first (its bytes leave now, see socket_write), counted after; the response
+            # event is queued before, so that a full queue under ``block`` still holds the answer
             if not self._logs_responses or logger is None:
                 done(response)
-                return
-            if not logs:
+            elif not logs:
+                done(response)
                 logger.skipped(1)
+            elif logger.offer(
+                self.predictor.log_topic, event := self._event(TYPE_RESPONSE, node, response, ctx)
+            ):
                 done(response)
-                return
-            event = self._event(TYPE_RESPONSE, node, response, ctx)
-            if logger.offer(self.predictor.log_topic, event):
-                done(response)
-                return
-            # the queue filled meanwhile: wait for room as ``submit`` does, then answer
-            task = asyncio.get_running_loop().create_task(logger.submit(self.predictor.log_topic, event))
-            self._log_waits.add(task)
-
-            def logged(finished: asyncio.Task[None]) -> None:
-                self._log_waits.discard(finished)
-                done(response)
-
-            task.add_done_callback(logged)
+            else:
+                self._answer_when_logged(logger, event, response, done)
+            self._count(node, 200, elapsed)
 
         body, content_type, puid = request.body, request.content_type, ctx.puid
         wire = b"%scontent-length: %d\r\ncontent-type: %s\r\nseldon-puid: %s\r\n\r\n%s" % (
@@ -181,6 +175,20 @@ class PredictorExecutor:
             else:
                 logger.skipped(1)
         return sent
+
+    def _answer_when_logged(
+        self, logger: RequestLogger, event: LogEvent, response: Payload, done: Answer
+    ) -> None:
+        """The log queue filled since ``predict_then`` began: wait for room as ``submit`` does, then
+        answer ``done``."""
+        task = asyncio.get_running_loop().create_task(logger.submit(self.predictor.log_topic, event))
+        self._log_waits.add(task)
+
+        def logged(finished: asyncio.Task[None]) -> None:
+            self._log_waits.discard(finished)
+            done(response)
+
+        task.add_done_callback(logged)
 
     async def _predict(self, node: Node, msg: Payload, ctx: CallContext, *, from_node: bool) -> Payload:
         if node.transforms_input:

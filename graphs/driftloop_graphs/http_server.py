@@ -36,6 +36,8 @@ from typing import cast
 import httptools
 import orjson
 
+from driftloop_graphs.socket_write import socket_fd, write_now
+
 parse_request: Callable[[bytes, int, int], tuple[str, str, dict[str, str], bytes, bool, int] | None] | None
 try:  # C: one call per complete plain message (see _httpfast.c); without it every message goes to httptools
     from driftloop_graphs._httpfast import parse_request
@@ -105,6 +107,7 @@ class _HttpConnection(asyncio.Protocol):
         self._server = server
         self._loop = server.loop
         self._transport: asyncio.Transport | None = None
+        self._fd = -1
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._headers: dict[str, str] = {}
@@ -128,6 +131,7 @@ class _HttpConnection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self._fd = socket_fd(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -274,7 +278,7 @@ class _HttpConnection(asyncio.Protocol):
         if self.closed or self._transport is None:
             return
         keep_alive = self._fast_keep_alive and not self._server.stopping
-        self._transport.write(encode_response(response, keep_alive))
+        write_now(self._transport, self._fd, encode_response(response, keep_alive))
         if not keep_alive:
             self._transport.close()
             return
@@ -300,7 +304,7 @@ class _HttpConnection(asyncio.Protocol):
                 if self.closed or self._transport is None:
                     return
                 keep_alive = keep_alive and not self._server.stopping
-                self._transport.write(encode_response(response, keep_alive))
+                write_now(self._transport, self._fd, encode_response(response, keep_alive))
                 if not keep_alive:
                     self._transport.close()
                     return

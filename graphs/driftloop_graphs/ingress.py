@@ -130,11 +130,12 @@ class Ingress:
 
         def done(result: Payload | NodeFailure) -> None:
             try:
-                response = self._answer(executor, ctx.puid, started, result)
+                response = self._response(ctx.puid, result)
             except Exception as exc:  # answer the client whatever happened; the trace goes to the log
                 logger.exception("ingress: answering %s failed", request.path)
                 response = _json(500, f"the ingress failed on POST {request.path}: {exc!r}", ctx.puid)
-            respond(response)
+            respond(response)  # first: its bytes leave now (see socket_write); counted after
+            self._count(executor, started, result)
 
         if not executor.predict_then(payload, ctx, done):
             return False
@@ -193,14 +194,23 @@ class Ingress:
         self, executor: PredictorExecutor, puid: str, started: float, result: Payload | NodeFailure
     ) -> HttpResponse:
         """The client's answer to a graph call, counted."""
+        self._count(executor, started, result)
+        return self._response(puid, result)
+
+    @staticmethod
+    def _response(puid: str, result: Payload | NodeFailure) -> HttpResponse:
+        if isinstance(result, NodeFailure):
+            return HttpResponse(result.status, result.body, JSON, ((PUID_HEADER, puid),))
+        return HttpResponse(200, result.body, result.content_type, ((PUID_HEADER, puid),))
+
+    def _count(self, executor: PredictorExecutor, started: float, result: Payload | NodeFailure) -> None:
         if isinstance(result, NodeFailure):
             labels = (executor.deployment.name, executor.predictor.name)
             self.metrics.errors.labels(*labels, result.node, result.reason).inc()
             self.metrics.requests.labels(*labels, str(result.status)).inc()
-            return HttpResponse(result.status, result.body, JSON, ((PUID_HEADER, puid),))
-        executor.ok_requests.inc()
-        executor.ok_latency.observe(time.perf_counter() - started)
-        return HttpResponse(200, result.body, result.content_type, ((PUID_HEADER, puid),))
+        else:
+            executor.ok_requests.inc()
+            executor.ok_latency.observe(time.perf_counter() - started)
 
     def _mirror(self, runtime: DeploymentRuntime, payload: Payload, ctx: CallContext) -> None:
         shadow = runtime.shadow

@@ -32,6 +32,8 @@ from typing import cast
 
 import httptools
 
+from driftloop_graphs.socket_write import socket_fd, write_now
+
 parse_response: Callable[[bytes, int], tuple[int, str | None, bytes, bool, int] | None] | None
 try:  # C: a whole plain response in one call (see _httpfast.c); without it every response goes to httptools
     from driftloop_graphs._httpfast import parse_response
@@ -65,6 +67,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.transport: asyncio.Transport | None = None
+        self._fd = -1
         self.closed = False
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
@@ -83,6 +86,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self._fd = socket_fd(transport)
 
     def data_received(self, data: bytes) -> None:
         if not self._in_message and parse_response is not None:
@@ -173,13 +177,14 @@ class _Connection(asyncio.Protocol):
 
     def _write(self, request: bytes, read_timeout_s: float) -> None:
         assert self.transport is not None
+        # sent first: the answer cannot be read before this callback returns to the loop
+        write_now(self.transport, self._fd, request)
         self._body = []
         self._content_type = None
         self._read_timeout_s = read_timeout_s
         self._exchange_started = self._loop.time()
         if self._timer is None:
             self._timer = self._loop.call_later(read_timeout_s, self._check_read_timeout)
-        self.transport.write(request)
 
     def _check_read_timeout(self) -> None:
         self._timer = None
@@ -312,11 +317,12 @@ class UpstreamPool:
             if isinstance(result, UpstreamError):
                 connection.abort()  # its state is unknown
             connection.finish()
-            self._release(origin, connection)
-            try:
+            try:  # the caller's answer first; the connection is idle again right after
                 outcome(result)
             except Exception:  # a caller's bug must not break this connection's protocol callbacks
                 logger.exception("upstream: the callback for %s to %s:%d failed", what, host, port)
+            finally:
+                self._release(origin, connection)
 
         connection.send_then(wire, self.read_timeout_s, settled)
         return True
