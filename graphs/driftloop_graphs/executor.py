@@ -145,13 +145,20 @@ class PredictorExecutor:
                 done(NodeFailure(node.name, result.status, result.body, f"status_{result.status}"))
                 return
             response = Payload(result.body, result.content_type or JSON)
-            # answered first (its bytes leave now, see socket_write), counted after; the response
-            # event is queued before, so that a full queue under ``block`` still holds the answer
+            # answered first (its bytes leave now, see socket_write), counted and logged after; room
+            # for the response event is held first, so a full queue under ``block`` holds the answer
             if not self._logs_responses or logger is None:
                 done(response)
             elif not logs:
                 done(response)
                 logger.skipped(1)
+            elif logger.reserve():
+                try:
+                    done(response)
+                finally:
+                    logger.put_reserved(
+                        self.predictor.log_topic, self._event(TYPE_RESPONSE, node, response, ctx)
+                    )
             elif logger.offer(
                 self.predictor.log_topic, event := self._event(TYPE_RESPONSE, node, response, ctx)
             ):

@@ -83,7 +83,12 @@ def encode_response(response: HttpResponse, keep_alive: bool) -> bytes:
     start = _STARTS.get((status, content_type))
     if start is None:
         start = _start(status, content_type)
-    extra = "".join([f"{name}: {value}\r\n" for name, value in response.headers])
+    headers = response.headers
+    if len(headers) == 1:  # the usual answer: one Seldon-Puid (no comprehension, a call of its own)
+        name, value = headers[0]
+        extra = f"{name}: {value}\r\n"
+    else:
+        extra = "".join([f"{name}: {value}\r\n" for name, value in headers])
     if not keep_alive:
         extra += "connection: close\r\n"
     return b"%scontent-length: %d\r\n%s\r\n%s" % (start, len(body), extra.encode("latin-1"), body)

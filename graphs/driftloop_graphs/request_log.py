@@ -71,6 +71,7 @@ class RequestLogger:
         self._room_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._writer: asyncio.Task[None] | None = None
         self._in_flight = 0
+        self._reserved = 0  # room held by ``reserve`` for a ``put_reserved`` to come
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._run(), name="request-log-writer")
@@ -82,13 +83,8 @@ class RequestLogger:
     def offer(self, topic: str, event: LogEvent) -> bool:
         """``submit`` without waiting: queued (or, under ``sample``, counted as sampled) -> True; a
         full queue under ``block`` -> False, and the caller must ``await submit`` to wait for room."""
-        if len(self._events) < self._capacity:
-            self._events.append((topic, event))
-            idle = self._writer_idle
-            if idle is not None:
-                self._writer_idle = None
-                if not idle.done():
-                    idle.set_result(None)
+        if len(self._events) + self._reserved < self._capacity:
+            self._put(topic, event)
             return True
         if not self._samples:
             return False
@@ -97,7 +93,28 @@ class RequestLogger:
 
     def has_room(self) -> bool:
         """Whether ``offer`` would take an event now."""
-        return self._samples or len(self._events) < self._capacity
+        return self._samples or len(self._events) + self._reserved < self._capacity
+
+    def reserve(self) -> bool:
+        """Hold room for one event, put later (in the same callback) with ``put_reserved``: a handler
+        can then send its answer before it builds the event, and still answer only once the event has
+        room. False when the queue is full (``offer`` then samples or refuses as usual)."""
+        if len(self._events) + self._reserved < self._capacity:
+            self._reserved += 1
+            return True
+        return False
+
+    def put_reserved(self, topic: str, event: LogEvent) -> None:
+        self._reserved -= 1
+        self._put(topic, event)
+
+    def _put(self, topic: str, event: LogEvent) -> None:
+        self._events.append((topic, event))
+        idle = self._writer_idle
+        if idle is not None:
+            self._writer_idle = None
+            if not idle.done():
+                idle.set_result(None)
 
     async def submit(self, topic: str, event: LogEvent) -> None:
         if self.offer(topic, event):

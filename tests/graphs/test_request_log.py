@@ -99,3 +99,26 @@ def test_block_policy_loses_nothing_when_the_log_catches_up_in_time() -> None:
     metrics, log = asyncio.run(scenario())
     assert count(metrics, "written") == 40 and count(metrics, "dropped") == 0
     assert sum(log.end_offsets("seldon").values()) == 40
+
+
+def test_reserved_room_is_held_for_the_event_put_after_the_answer() -> None:
+    async def scenario() -> tuple[list[bool], int, float]:
+        log = MemoryEventLog()
+        log.create_topic("seldon")
+        producer = GatedProducer(log)
+        metrics = IngressMetrics()
+        logger = RequestLogger(producer, metrics, RequestLogSettings(queue_size=2, linger_s=0))
+        # not started: nothing leaves the queue
+        outcomes = [logger.reserve(), logger.offer("seldon", event(0))]
+        outcomes += [logger.offer("seldon", event(1)), logger.has_room(), logger.reserve()]
+        logger.put_reserved("seldon", event(2))
+        depth = logger.depth
+        logger.start()
+        producer.gate.set()
+        await logger.close()
+        return outcomes, depth, count(metrics, "written")
+
+    outcomes, depth, written = asyncio.run(scenario())
+    # the reservation takes one of two places: one offer fits, the next is refused (block policy)
+    assert outcomes == [True, True, False, False, False]
+    assert depth == 2 and written == 2
