@@ -9,6 +9,11 @@
  *   parse_request(data, offset, max_body) -> (method, path, headers, body, keep_alive, end) | None
  *   parse_response(data, offset) -> (status, content_type, body, keep_alive, end) | None
  *
+ * and the Seldon-Puid of a request that comes without one (a random UUID, version 4, in its usual
+ * text form, from 4 KiB of getrandom() at a time; a forked child starts a pool of its own):
+ *
+ *   new_puid() -> str
+ *
  * None means "not here": the message is incomplete, or uses anything outside a strict subset of
  * HTTP/1.1 (chunked or other transfer codings, Expect, Upgrade, a Connection header other than
  * close / keep-alive, obs-fold, obs-text, bare LF, empty or padded header values, repeated
@@ -22,7 +27,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define MAX_HEADERS 64
 #define MAX_NAME 64
@@ -314,11 +322,49 @@ static PyObject *parse_response(PyObject *module, PyObject *const *args, Py_ssiz
                          PyBool_FromLong(keeps_alive(minor, info.connection)), p + info.content_length);
 }
 
+static unsigned char puid_pool[4096];
+static size_t puid_pos = sizeof(puid_pool); /* the GIL guards both */
+
+static void forget_puid_pool(void) { puid_pos = sizeof(puid_pool); }
+
+static PyObject *new_puid(PyObject *module, PyObject *unused) {
+    static const char HEX[] = "0123456789abcdef";
+    if (puid_pos + 16 > sizeof(puid_pool)) {
+        size_t got = 0;
+        while (got < sizeof(puid_pool)) {
+            ssize_t n = getrandom(puid_pool + got, sizeof(puid_pool) - got, 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            got += (size_t)n;
+        }
+        puid_pos = 0;
+    }
+    unsigned char b[16];
+    memcpy(b, puid_pool + puid_pos, 16);
+    memset(puid_pool + puid_pos, 0, 16); /* an id is never handed out twice */
+    puid_pos += 16;
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    char out[36];
+    int o = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = HEX[b[i] >> 4];
+        out[o++] = HEX[b[i] & 15];
+    }
+    return PyUnicode_FromStringAndSize(out, 36);
+}
+
 static PyMethodDef METHODS_TABLE[] = {
     {"parse_request", (PyCFunction)(void (*)(void))parse_request, METH_FASTCALL,
      "parse_request(data, offset, max_body) -> (method, path, headers, body, keep_alive, end) or None"},
     {"parse_response", (PyCFunction)(void (*)(void))parse_response, METH_FASTCALL,
      "parse_response(data, offset) -> (status, content_type, body, keep_alive, end) or None"},
+    {"new_puid", new_puid, METH_NOARGS, "new_puid() -> a random (version 4) UUID in its text form"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -330,5 +376,9 @@ static struct PyModuleDef MODULE = {
 
 PyMODINIT_FUNC PyInit__httpfast(void) {
     init_tables();
+    if (pthread_atfork(NULL, NULL, forget_puid_pool) != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
+        return NULL;
+    }
     return PyModule_Create(&MODULE);
 }

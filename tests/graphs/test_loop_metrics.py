@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable
 
+import pytest
+from driftloop_graphs import _httpfast, puid
 from driftloop_graphs.loop_metrics import LoopCounterFamily, LoopHistogramFamily, LoopMetricsCollector
 from driftloop_graphs.puid import PuidSource
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -50,8 +53,19 @@ def test_wrong_label_count_is_refused() -> None:
         raise AssertionError("one label value for two label names was accepted")
 
 
-def test_puids_are_distinct_version_4_uuids() -> None:
-    source = PuidSource()
+PUID_SOURCES: dict[str, Callable[[], Callable[[], str]]] = {
+    "python": PuidSource,
+    "c": lambda: _httpfast.new_puid,
+}
+
+
+def test_the_runtime_draws_puids_from_the_built_c_source() -> None:
+    assert puid.new_puid is _httpfast.new_puid
+
+
+@pytest.mark.parametrize("kind", sorted(PUID_SOURCES))
+def test_puids_are_distinct_version_4_uuids(kind: str) -> None:
+    source = PUID_SOURCES[kind]()
     pattern = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
     seen = set()
     for _ in range(20_000):  # several refills of the random pool
@@ -63,8 +77,9 @@ def test_puids_are_distinct_version_4_uuids() -> None:
     assert len(seen) == 20_000
 
 
-def test_a_forked_child_draws_its_own_puids() -> None:
-    source = PuidSource()
+@pytest.mark.parametrize("kind", sorted(PUID_SOURCES))
+def test_a_forked_child_draws_its_own_puids(kind: str) -> None:
+    source = PUID_SOURCES[kind]()
     source()  # the pool is filled in the parent
     read, write = os.pipe()
     pid = os.fork()
