@@ -15,17 +15,36 @@ from driftloop_graphs._httpfast import parse_request, parse_response
 MAX_BODY = 1 << 20
 
 
-class RequestReader:
-    """httptools' reading of the first request in a buffer, as the ingress's server takes it (keep-alive
-    read in ``on_message_complete``, as the server does: llhttp resets it for the next message)."""
+class _Reader:
+    """What httptools reports of the messages it is fed (keep-alive read in ``on_message_complete``, as
+    the ingress does: llhttp resets it for the next message)."""
 
     def __init__(self) -> None:
-        self.url = b""
-        self.headers: dict[str, str] = {}
         self.body = b""
         self.complete = 0
-        self.parser: httptools.HttpRequestParser | None = None
+        self.parser: httptools.HttpRequestParser | httptools.HttpResponseParser | None = None
         self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete += 1
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+        self.completed(self.parser)
+
+    def completed(self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
+        pass
+
+
+class RequestReader(_Reader):
+    """The first request, as the ingress's server takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = b""
+        self.headers: dict[str, str] = {}
         self.method = ""
 
     def on_url(self, url: bytes) -> None:
@@ -34,74 +53,59 @@ class RequestReader:
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
-    def on_body(self, body: bytes) -> None:
-        self.body += body
-
-    def on_message_complete(self) -> None:
-        self.complete += 1
-        assert self.parser is not None
-        self.keep_alive = self.parser.should_keep_alive()
-        self.method = self.parser.get_method().decode("latin-1")
+    def completed(self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
+        assert isinstance(parser, httptools.HttpRequestParser)
+        self.method = parser.get_method().decode("latin-1")
 
 
-class ResponseReader:
+class ResponseReader(_Reader):
+    """The first response, as the ingress's node client takes it."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.content_type: str | None = None
-        self.body = b""
-        self.complete = 0
-        self.parser: httptools.HttpResponseParser | None = None
-        self.keep_alive = False
         self.status = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name.lower() == b"content-type":
             self.content_type = value.decode("latin-1")
 
-    def on_body(self, body: bytes) -> None:
-        self.body += body
+    def completed(self, parser: httptools.HttpRequestParser | httptools.HttpResponseParser) -> None:
+        assert isinstance(parser, httptools.HttpResponseParser)
+        self.status = parser.get_status_code()
 
-    def on_message_complete(self) -> None:
-        self.complete += 1
-        assert self.parser is not None
-        self.keep_alive = self.parser.should_keep_alive()
-        self.status = self.parser.get_status_code()
+
+def _llhttp_read(data: bytes, response: bool) -> RequestReader | ResponseReader | None:
+    """httptools fed exactly ``data``: its reader, or None if it refused the bytes."""
+    reader: RequestReader | ResponseReader = ResponseReader() if response else RequestReader()
+    parser = httptools.HttpResponseParser(reader) if response else httptools.HttpRequestParser(reader)
+    reader.parser = parser
+    try:
+        parser.feed_data(data)
+    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+        return None
+    return reader
 
 
 def llhttp_request(data: bytes) -> tuple[str, str, dict[str, str], bytes, bool] | None:
     """The one request llhttp reads from exactly ``data``; None if it fails or reads other than one."""
-    reader = RequestReader()
-    reader.parser = httptools.HttpRequestParser(reader)
-    try:
-        reader.parser.feed_data(data)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return None
-    if reader.complete != 1:
+    reader = _llhttp_read(data, response=False)
+    if not isinstance(reader, RequestReader) or reader.complete != 1:
         return None
     path = reader.url.partition(b"?")[0].partition(b"#")[0].decode("latin-1")
     return reader.method, path, reader.headers, reader.body, reader.keep_alive
 
 
 def llhttp_response(data: bytes) -> tuple[int, str | None, bytes, bool] | None:
-    reader = ResponseReader()
-    reader.parser = httptools.HttpResponseParser(reader)
-    try:
-        reader.parser.feed_data(data)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return None
-    if reader.complete != 1:
+    reader = _llhttp_read(data, response=True)
+    if not isinstance(reader, ResponseReader) or reader.complete != 1:
         return None
     return reader.status, reader.content_type, reader.body, reader.keep_alive
 
 
 def llhttp_completes(data: bytes, response: bool) -> bool:
-    reader: ResponseReader | RequestReader = ResponseReader() if response else RequestReader()
-    parser = httptools.HttpResponseParser(reader) if response else httptools.HttpRequestParser(reader)
-    reader.parser = parser  # type: ignore[assignment]
-    try:
-        parser.feed_data(data)
-    except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-        return False
-    return reader.complete > 0
+    reader = _llhttp_read(data, response)
+    return reader is not None and reader.complete > 0
 
 
 METHODS = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "FOO", "post", "CONNECT", "POSTX"]

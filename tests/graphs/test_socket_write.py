@@ -31,9 +31,9 @@ class Sink(asyncio.Protocol):
         self.closed.set_result(None)
 
 
-async def _send_and_read(chunks: list[bytes]) -> tuple[bytes, list[int]]:
-    """Write ``chunks`` with ``write_now`` on one connection; what the peer read, and the transport's
-    buffered size after each write."""
+async def _send_and_read(chunks: list[bytes], first: bytes = b"") -> tuple[bytes, list[int]]:
+    """Write ``first`` with ``transport.write``, then ``chunks`` with ``write_now``, in one callback, on
+    one connection; what the peer read, and the transport's buffered size after each write."""
     loop = asyncio.get_running_loop()
     sinks: list[Sink] = []
 
@@ -47,6 +47,8 @@ async def _send_and_read(chunks: list[bytes]) -> tuple[bytes, list[int]]:
     fd = socket_fd(transport)
     assert fd >= 0
     buffered = []
+    if first:
+        transport.write(first)  # uvloop holds it until the loop iteration ends
     for chunk in chunks:
         write_now(transport, fd, chunk)  # type: ignore[arg-type]
         buffered.append(transport.get_write_buffer_size())  # type: ignore[attr-defined]
@@ -76,6 +78,13 @@ def test_what_the_socket_does_not_take_is_buffered_and_later_writes_queue_behind
         received, buffered = runner.run(_send_and_read(chunks))
     assert received == b"".join(chunks)
     assert buffered[0] > 0  # the socket took part; the transport holds the rest
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_bytes_written_earlier_in_the_same_callback_go_first(loop_name: str) -> None:
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        received, _ = runner.run(_send_and_read([b"second;", b"third;"], first=b"first;"))
+    assert received == b"first;second;third;"
 
 
 @pytest.mark.parametrize("loop_name", sorted(LOOPS))
