@@ -283,3 +283,19 @@ def test_bad_arguments_raise_clear_errors() -> None:
 def test_the_ingress_server_and_node_client_use_the_built_parser() -> None:
     assert http_server.parse_request is parse_request
     assert upstream.parse_response is parse_response
+
+
+def test_arbitrary_bytes_at_any_offset_are_read_within_the_buffer() -> None:
+    """Random bytes, with the start of a plain message mixed in, at random offsets and body limits:
+    every call returns None or a message that ends inside the buffer (bounds, not meaning)."""
+    rng = random.Random(17)
+    starts = [b"POST / HTTP/1.1\r\n", b"HTTP/1.1 200 OK\r\n", b"content-length: 9\r\n", b"\r\n\r\n"]
+    for _ in range(20_000):
+        data = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 80)))
+        if rng.random() < 0.5:
+            data = rng.choice(starts) + data
+        offset = rng.randrange(len(data) + 1)
+        request = parse_request(data, offset, rng.choice([0, 5, MAX_BODY]))
+        response = parse_response(data, offset)
+        for parsed in (request, response):
+            assert parsed is None or offset < parsed[-1] <= len(data)
