@@ -298,20 +298,37 @@ class UpstreamPool:
     ) -> bool:
         """``request`` on an idle connection, its response or error passed to ``outcome`` (once, from
         a later callback). False, at once and with nothing sent, when no idle connection is there."""
-        origin = self._origin(host, port)
+        taken = self._idle_connection(host, port)
+        if taken is None:
+            return False
+        origin, connection = taken
         wire = _encode(origin, method, path, body, headers)
-        return self.try_send(host, port, wire, outcome, f"{method} {path}")
+        self._send_then(origin, connection, wire, outcome, f"{method} {path}")
+        return True
 
     def try_send(self, host: str, port: int, wire: bytes, outcome: Outcome, what: str) -> bool:
         """``try_request`` with the request already encoded (``wire``: request line, headers with
         ``host`` and ``content-length``, body), as a caller that sends the same head every time builds
         it; ``what`` names the request in the log if ``outcome`` fails."""
-        if self._closed:
+        taken = self._idle_connection(host, port)
+        if taken is None:
             return False
+        self._send_then(*taken, wire, outcome, what)
+        return True
+
+    def _idle_connection(self, host: str, port: int) -> tuple[_Origin, _Connection] | None:
+        if self._closed:
+            return None
         origin = self._origin(host, port)
         connection = self._take_idle(origin)
-        if connection is None:
-            return False
+        return None if connection is None else (origin, connection)
+
+    def _send_then(
+        self, origin: _Origin, connection: _Connection, wire: bytes, outcome: Outcome, what: str
+    ) -> None:
+        """Send ``wire`` on ``connection`` (taken idle from ``origin``); its outcome to ``outcome``,
+        then the connection back to the pool."""
+        host, port = origin.host, origin.port
 
         def settled(result: UpstreamResponse | UpstreamError) -> None:
             if isinstance(result, UpstreamError):
@@ -325,7 +342,6 @@ class UpstreamPool:
                 self._release(origin, connection)
 
         connection.send_then(wire, self.read_timeout_s, settled)
-        return True
 
     def _origin(self, host: str, port: int) -> _Origin:
         origin = self._origins.get((host, port))
