@@ -13,26 +13,10 @@ import click
 
 from driftloop.cli.train import DEFAULT_REPOSITORY, echo_step, quiet_third_party_logs
 from driftloop.errors import DriftloopError
+from driftloop.mlserver_env import server_env
 
 if TYPE_CHECKING:
     from driftloop.settings import StateSettings
-
-
-def server_env(state: StateSettings | None = None) -> dict[str, str]:
-    """The environment that lets the runtimes find the registry: an absolute DRIFTLOOP_HOME (the server
-    runs in its own working directory), the tracking URI, and MLflow's own
-    MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI: MLflow 3.17 resolves ``models:/`` URIs inside
-    ``download_artifacts`` with the global registry URI even when one is passed in."""
-    from driftloop.settings import StateSettings
-
-    state = state or StateSettings()
-    uri = state.tracking_uri()
-    return {
-        "DRIFTLOOP_HOME": str(state.resolved_home()),
-        "DRIFTLOOP_MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_REGISTRY_URI": uri,
-    }
 
 
 def check_registered(repository: Path, state: StateSettings | None = None) -> None:

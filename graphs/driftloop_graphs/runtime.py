@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from driftloop.cli.serve import server_env
 from driftloop.eventlog.base import EventLog
+from driftloop.mlserver_env import server_env
 from driftloop.mlserver_process import MLServerProcess
 from driftloop.settings import StateSettings
 from driftloop_graphs.control import ControlError, control_app
