@@ -120,6 +120,14 @@ class Consumer(Protocol):
 class EventLog(Protocol):
     """A connection to one log (a Kafka cluster or an embedded log directory)."""
 
+    def identity(self) -> str:
+        """Which log this is, the same from every connection to it and across restarts, different for
+        any other log: ``kafka:cluster=<cluster id>``, ``embedded:<resolved directory>#<instance id>``
+        (the id is drawn once, when the log's database is created), ``memory:<random id>``. State
+        kept outside the log that refers to its offsets (the joiner's snapshots) records it, so that it
+        is never applied to another log's offsets."""
+        ...
+
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         """Create ``topic`` if absent (idempotent); an existing topic keeps its partition count."""
         ...

@@ -21,7 +21,7 @@ from driftloop.eventlog.embedded_consumer import EmbeddedConsumer
 from driftloop.eventlog.metrics import EventLogMetrics
 from driftloop.eventlog.partitioner import RoundRobin, partition_for_key
 from driftloop.eventlog.settings import EmbeddedSettings
-from driftloop.eventlog.sqlite_store import Store, encode_headers, ensure_topic
+from driftloop.eventlog.sqlite_store import Store, encode_headers, ensure_topic, instance_id
 from driftloop.eventlog.validation import (
     check_auto_offset_reset,
     check_group_id,
@@ -56,6 +56,13 @@ class EmbeddedEventLog:
         self.fsync = fsync
         self._store = self.open_store()
         self._clients: list[EmbeddedProducer | EmbeddedConsumer] = []  # closed with the log
+
+    def identity(self) -> str:
+        """``embedded:<resolved directory>#<instance id>``: a copy of the directory elsewhere, or a log
+        deleted and created again at the same path, is another log."""
+        with self._store.lock:
+            instance = instance_id(self._store.conn)
+        return f"embedded:{self.directory.resolve()}#{instance}"
 
     def open_store(self) -> Store:
         return Store(self.directory, busy_timeout_s=self.settings.busy_timeout_s, fsync=self.fsync)

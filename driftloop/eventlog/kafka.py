@@ -61,6 +61,7 @@ class KafkaEventLog:
         self._offsets: kafka.KafkaConsumer | None = None
         self._lock = threading.Lock()
         self._clients: list[KafkaProducer | KafkaConsumer] = []  # closed with the log
+        self._cluster_id: str | None = None
 
     def _connect(self, make: Callable[[], T]) -> T:
         try:
@@ -75,6 +76,20 @@ class KafkaEventLog:
                 "settings match the listener (unset DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS to use the "
                 "embedded log)"
             ) from exc
+
+    def identity(self) -> str:
+        """``kafka:cluster=<cluster id>``: the id the cluster was formatted with (asked once per
+        connection, with the admin client's ``describe_cluster``), whichever broker answers."""
+        if self._cluster_id is None:
+            cluster = self._retrying("describing the cluster", self._admin.describe_cluster)
+            cluster_id = cluster.get("cluster_id")
+            if not cluster_id:
+                raise EventLogError(
+                    f"the Kafka cluster at {self.bootstrap_servers} reports no cluster id "
+                    "(a broker older than Kafka 0.10.1); upgrade the brokers"
+                )
+            self._cluster_id = str(cluster_id)
+        return f"kafka:cluster={self._cluster_id}"
 
     def create_topic(self, topic: str, partitions: int = 1) -> None:
         check_topic(topic)

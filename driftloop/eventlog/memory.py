@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -68,6 +69,7 @@ class MemoryEventLog:
         self._groups: dict[str, _Group] = {}
         self._topology = 0
         self._member_ids = itertools.count()
+        self._identity = f"memory:{uuid.uuid4().hex}"
 
     # -- EventLog -----------------------------------------------------------------------------
     def create_topic(self, topic: str, partitions: int = 1) -> None:
@@ -103,6 +105,10 @@ class MemoryEventLog:
             group.members[member] = tuple(topics)
             group.generation += 1
         return MemoryConsumer(self, group_id, member, tuple(topics), auto_offset_reset)
+
+    def identity(self) -> str:
+        """``memory:<random id>``, drawn when this log was made: every instance is another log."""
+        return self._identity
 
     def close(self) -> None:
         return None

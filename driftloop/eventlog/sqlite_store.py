@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS offsets(
     group_id TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
     PRIMARY KEY(group_id, topic, partition));
 INSERT OR IGNORE INTO meta(key, value) VALUES ('topology', 0);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('instance', random());
 """
 
 
@@ -91,6 +92,13 @@ class Store:
     def close(self) -> None:
         with self.lock:
             self.conn.close()
+
+
+def instance_id(conn: sqlite3.Connection) -> str:
+    """The log's instance id: 64 random bits (SQLite's ``random()``, seeded from the OS), drawn once
+    when the database is created (or first opened by a version that knew of it) and never changed."""
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+    return f"{int(value) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
 def ensure_topic(conn: sqlite3.Connection, topic: str, partitions: int) -> int:

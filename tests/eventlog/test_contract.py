@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -13,11 +14,13 @@ from driftloop.eventlog import (
     EventLogError,
     InvalidRecordError,
     InvalidTopicError,
+    MemoryEventLog,
     RecordTooLargeError,
     TopicPartition,
     partition_for_key,
     send_many,
 )
+from driftloop.eventlog.embedded import EmbeddedEventLog
 from tests.eventlog.conftest import LogKit, drain, poll_until
 
 
@@ -305,3 +308,17 @@ def test_send_many_refuses_bad_records_before_sending_any(kit: LogKit) -> None:
         send_many(producer, topic, [(None, b"x" * (2 * 1024 * 1024))], partition=0)
     producer.flush()
     assert sum(kit.open().end_offsets(topic).values()) == 0
+
+
+def test_identity_is_the_same_from_every_connection_and_differs_from_any_other_log(
+    kit: LogKit, tmp_path: Path
+) -> None:
+    first = kit.open().identity()
+    assert first.startswith(f"{kit.kind}:")
+    assert kit.open().identity() == first  # another connection to the same log
+    other_logs = [MemoryEventLog(), EmbeddedEventLog(tmp_path / "another-log")]
+    try:
+        assert first not in {other.identity() for other in other_logs}
+    finally:
+        for other in other_logs:
+            other.close()

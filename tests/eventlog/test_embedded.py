@@ -3,6 +3,7 @@ retention, durability across re-opening, and the factory that picks it."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,30 @@ def test_acknowledged_records_and_commits_survive_reopening(tmp_path: Path) -> N
     again = reopened.consumer("g", ["t"])
     assert [r.value for r in again.poll(timeout_s=0)] == [str(i).encode() for i in range(4, 10)]
     reopened.close()
+
+
+def test_identity_is_the_resolved_directory_and_an_instance_id_drawn_once(tmp_path: Path) -> None:
+    log = EmbeddedEventLog(tmp_path / "home" / "eventlog")
+    log.producer().send("t", b"v").get()
+    identity = log.identity()
+    log.close()
+    assert identity.startswith(f"embedded:{(tmp_path / 'home' / 'eventlog').resolve()}#")
+    (tmp_path / "link").symlink_to(tmp_path / "home")
+    for same in (
+        EmbeddedEventLog(tmp_path / "home" / "eventlog"),
+        EmbeddedEventLog(tmp_path / "link" / "eventlog"),
+    ):
+        assert same.identity() == identity  # reopened, or reached through a symlink
+        same.close()
+    shutil.copytree(tmp_path / "home", tmp_path / "copy")
+    copy = EmbeddedEventLog(tmp_path / "copy" / "eventlog")
+    assert copy.end_offsets("t") == {0: 1}
+    assert copy.identity().split("#")[1] == identity.split("#")[1] and copy.identity() != identity
+    copy.close()
+    shutil.rmtree(tmp_path / "home" / "eventlog")
+    recreated = EmbeddedEventLog(tmp_path / "home" / "eventlog")  # same path, a new log
+    assert recreated.identity() != identity
+    recreated.close()
 
 
 def test_the_factory_picks_the_log_from_the_settings(tmp_path: Path) -> None:

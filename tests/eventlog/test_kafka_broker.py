@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 
@@ -104,6 +105,22 @@ def test_a_broker_that_is_down_gives_a_clear_error_naming_it_within_seconds() ->
     assert "Check that the broker is running" in message
     assert "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS" in message
     assert elapsed < 15, f"took {elapsed:.1f} s to give up on a dead broker"
+
+
+def test_identity_is_the_cluster_id_the_broker_was_formatted_with(
+    kafka_broker: LocalKafkaBroker, own_broker: LocalKafkaBroker
+) -> None:
+    identities = []
+    for broker in (kafka_broker, own_broker):
+        meta = (broker.workdir / "data" / "meta.properties").read_text()
+        (cluster_id,) = re.findall(r"^cluster\.id=(.+)$", meta, flags=re.MULTILINE)
+        log = KafkaEventLog(broker.bootstrap_servers, quick_kafka_settings())
+        try:
+            assert log.identity() == f"kafka:cluster={cluster_id}"
+        finally:
+            log.close()
+        identities.append(log.identity())  # asked once per connection: still known after close
+    assert identities[0] != identities[1]
 
 
 def test_the_new_topic_fixture_creates_unique_topics_on_the_shared_broker(
