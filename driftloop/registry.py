@@ -216,3 +216,30 @@ class MlflowRegistry:
 
         ref = self.resolve(uri)
         return mlflow.sklearn.load_model(ref.source)
+
+    # -- run artifacts of a version (appended for the drift monitor's references) ----------------------
+    def log_run_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        """Log every file of ``folder`` under ``artifact_path`` of the run ``run_id`` (a finished run too)."""
+        self._client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def download_run_artifacts(self, run_id: str, artifact_path: str, dst: Path) -> Path | None:
+        """Download ``artifact_path`` of run ``run_id`` into ``dst``; ``None`` when the run has none."""
+        import mlflow.artifacts
+
+        listed = self._client.list_artifacts(run_id, artifact_path)
+        if not listed:
+            return None
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, dst_path=str(dst), tracking_uri=self.tracking_uri
+        )
+        return Path(local)
+
+    def version_tags(self, name: str, version: int) -> dict[str, str]:
+        """The tags of one registered version (``RegistryError`` if it does not exist)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            raise RegistryError(f"{name!r} has no version {version} in {self.tracking_uri}") from exc
+        return {str(k): str(v) for k, v in (mv.tags or {}).items()}
