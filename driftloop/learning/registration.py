@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.learning.training import TrainingResult
+from driftloop.references import log_reference
 from driftloop.registry import MlflowRegistry, ModelVersionRef
 
 MODEL_NAME = "pump-bearing-temp"
@@ -34,7 +35,7 @@ def model_pip_requirements() -> list[str]:
 def publish_model(
     result: TrainingResult, registry: MlflowRegistry, *, name: str = MODEL_NAME, alias: str | None = CHAMPION
 ) -> ModelVersionRef:
-    return registry.register_sklearn_model(
+    ref = registry.register_sklearn_model(
         name,
         result.model,
         input_example=result.reference[:5],
@@ -42,8 +43,12 @@ def publish_model(
         params=result.params(),
         metrics=result.metrics.as_dict(),
         tags={"driftloop.kind": "forecaster", "driftloop.feature_names": ",".join(result.feature_names)},
-        alias=alias,
     )
+    if ref.run_id is not None:  # the drift monitor tests this version's traffic against its reference
+        log_reference(registry, ref.run_id, result.reference, result.feature_names)
+    if alias:  # only once the reference is there: whoever follows the alias finds it
+        registry.set_alias(name, alias, ref.version)
+    return ref
 
 
 def publish_detectors(
