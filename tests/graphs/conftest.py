@@ -78,3 +78,22 @@ def echo_split(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -
     finally:
         log.close()
         mp.undo()
+
+
+ECHO_SINGLE = HERE / "manifests" / "echo-single.yaml"
+
+
+@pytest.fixture(scope="module")
+def echo_single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RuntimeThread]:
+    """One predictor, one logged node (the ingress's callback path) on a real MLServer, logging to an
+    in-memory event log."""
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DRIFTLOOP_HOME", str(home))
+    deployments = [Deployment.from_doc(doc) for doc in load_manifests(ECHO_SINGLE)]
+    runtime = LocalRuntime(deployments, echo_settings(home / "run"), MemoryEventLog())
+    try:
+        with RuntimeThread(runtime) as thread:
+            yield thread
+    finally:
+        mp.undo()
