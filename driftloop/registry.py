@@ -243,3 +243,14 @@ class MlflowRegistry:
         except MlflowException as exc:
             raise RegistryError(f"{name!r} has no version {version} in {self.tracking_uri}") from exc
         return {str(k): str(v) for k, v in (mv.tags or {}).items()}
+
+    # -- validation results --------------------------------------------------------------------------
+    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None:
+        """Set (overwrite) tags on one model version."""
+        for key, value in tags.items():
+            self._client.set_model_version_tag(name, str(version), key, str(value))
+
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log metrics on an existing run (e.g. a finished candidate's) at ``step``."""
+        for key, value in metrics.items():
+            self._client.log_metric(run_id, key, float(value), step=step)
