@@ -1,6 +1,15 @@
-"""Learning: feature construction, the incremental estimator, training and registration."""
+"""Learning: feature construction, training and registration (the incremental estimators live in
+``driftloop_servers.estimators``, where the serving image has them; re-exported here)."""
 
-from driftloop.learning.estimator import IncrementalRegressor
+from driftloop_servers.estimators import IncrementalClassifier, IncrementalRegressor
+
 from driftloop.learning.features import FeatureSpec, FeatureTable, build_features, with_labels
 
-__all__ = ["FeatureSpec", "FeatureTable", "IncrementalRegressor", "build_features", "with_labels"]
+__all__ = [
+    "FeatureSpec",
+    "FeatureTable",
+    "IncrementalClassifier",
+    "IncrementalRegressor",
+    "build_features",
+    "with_labels",
+]

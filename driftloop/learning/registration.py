@@ -27,7 +27,9 @@ class PublishedVersions:
 
 
 def model_pip_requirements() -> list[str]:
-    """What an environment needs to unpickle the forecaster (its class lives in driftloop)."""
+    """What an environment needs to unpickle a served estimator: its class lives in
+    ``driftloop_servers.estimators`` (old pickles: ``driftloop.learning.estimator``, a re-export), both
+    shipped in the ``driftloop`` distribution, and wraps scikit-learn objects on numpy arrays."""
     names = ("scikit-learn", "numpy", "driftloop")
     return [f"{name}=={importlib.metadata.version(name)}" for name in names]
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from driftloop_servers.estimators import IncrementalRegressor
 from pydantic import BaseModel, Field
 
 from driftloop.errors import DriftloopError
-from driftloop.learning.estimator import IncrementalRegressor
 from driftloop.learning.features import FeatureSpec, FeatureTable, build_features
 
 
