@@ -102,7 +102,14 @@ class MlflowRegistry:
         )
         return run_id
 
-    def _register(self, name: str, run_id: str, artifact_path: str, alias: str | None) -> ModelVersionRef:
+    def _register(
+        self,
+        name: str,
+        run_id: str,
+        artifact_path: str,
+        alias: str | None,
+        version_tags: Mapping[str, str] | None = None,
+    ) -> ModelVersionRef:
         from mlflow.exceptions import MlflowException
 
         source = f"{self._client.get_run(run_id).info.artifact_uri}/{artifact_path}"
@@ -110,7 +117,9 @@ class MlflowRegistry:
             self._client.get_registered_model(name)
         except MlflowException:
             self._client.create_registered_model(name)
-        mv = self._client.create_model_version(name, source=source, run_id=run_id)
+        mv = self._client.create_model_version(
+            name, source=source, run_id=run_id, tags={k: str(v) for k, v in (version_tags or {}).items()}
+        )
         self._client.set_terminated(run_id)
         ref = ModelVersionRef(name=name, version=int(mv.version), run_id=run_id, source=source)
         if alias:
@@ -129,14 +138,17 @@ class MlflowRegistry:
         metrics: Mapping[str, float] | None = None,
         tags: Mapping[str, str] | None = None,
         alias: str | None = None,
+        version_tags: Mapping[str, str] | None = None,
+        run_name: str | None = None,
     ) -> ModelVersionRef:
         """Log ``model`` as an MLflow sklearn model (pickle, explicit signature and requirements) in a new
-        run, register it as a new version of ``name`` and optionally point ``alias`` at it."""
+        run, register it as a new version of ``name`` (tagged ``version_tags``) and optionally point
+        ``alias`` at it."""
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
         signature = infer_signature(input_example, np.asarray(model.predict(input_example)))
-        run_id = self._start_run(f"{name}-train", params or {}, metrics or {}, tags or {})
+        run_id = self._start_run(run_name or f"{name}-train", params or {}, metrics or {}, tags or {})
         with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
             local = Path(tmp) / "model"
             mlflow.sklearn.save_model(
@@ -147,7 +159,7 @@ class MlflowRegistry:
                 serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_PICKLE,
             )
             self._client.log_artifacts(run_id, str(local), "model")
-        return self._register(name, run_id, "model", alias)
+        return self._register(name, run_id, "model", alias, version_tags)
 
     def register_artifact_folder(
         self,
@@ -191,6 +203,21 @@ class MlflowRegistry:
         except MlflowException as exc:
             raise RegistryError(f"{name!r} has no version {version} in {self.tracking_uri}") from exc
         return ModelVersionRef(name=name, version=int(mv.version), run_id=mv.run_id, source=str(mv.source))
+
+    def find_version_by_tag(self, name: str, key: str, value: str) -> ModelVersionRef | None:
+        """The version of ``name`` whose tag ``key`` equals ``value`` (the newest if several), or None."""
+        if "'" in value or "`" in key:
+            raise RegistryError(f"cannot search {name!r} for tag {key!r}={value!r}: quotes are not allowed")
+        found = self._client.search_model_versions(f"name='{name}' and tags.`{key}` = '{value}'")
+        if not found:
+            return None
+        mv = max(found, key=lambda v: int(v.version))
+        return ModelVersionRef(name=name, version=int(mv.version), run_id=mv.run_id, source=str(mv.source))
+
+    def run_data(self, run_id: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+        """(params, metrics, tags) of a run."""
+        data = self._client.get_run(run_id).data
+        return dict(data.params), {k: float(v) for k, v in data.metrics.items()}, dict(data.tags)
 
     def resolve(self, uri: str) -> ModelVersionRef:
         """The version a ``models:/name@alias`` or ``models:/name/<n>`` URI points at now."""

@@ -1,0 +1,99 @@
+"""The challenger: a copy of the champion that goes on learning with ``partial_fit``.
+
+Each mini-batch is scored first and learned second (test-then-train, i.e. prequential): the challenger
+and the champion both predict the batch before the challenger learns it, which gives both models' live
+loss on examples neither trained on. Then the batch, plus rows replayed from older examples, is learned
+in one ``partial_fit``. A classifier learns with ``classes=`` its champion's ``classes_``, declared up
+front; a label outside them is refused before learning (counted by the worker).
+
+Losses: absolute error for a regressor (its training-time ``val_mae`` is the same measure), 0/1 error
+for a classifier (``val_error``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from sklearn.base import is_classifier
+
+from driftloop_feedback.learn.errors import TrainerError
+from driftloop_feedback.learn.replay import ReplayBuffer
+
+Task = Literal["regression", "classification"]
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """Per-example losses of one batch, before the challenger learned it."""
+
+    challenger: np.ndarray
+    champion: np.ndarray
+
+
+def task_of(model: Any) -> Task:
+    return "classification" if is_classifier(model) else "regression"
+
+
+def losses(task: Task, y: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    if task == "classification":
+        return (np.asarray(predicted) != y).astype(float)
+    return np.abs(np.asarray(predicted, dtype=float) - y.astype(float))
+
+
+class Challenger:
+    def __init__(self, champion: Any, replay: ReplayBuffer) -> None:
+        self.champion = champion
+        self.model = copy.deepcopy(champion)
+        self.task = task_of(champion)
+        self.classes: np.ndarray | None = None
+        if self.task == "classification":
+            classes = getattr(champion, "classes_", None)
+            if classes is None:
+                raise TrainerError(
+                    f"the champion {type(champion).__name__} is a classifier without classes_: "
+                    "register a fitted classifier (its classes are declared to partial_fit up front)"
+                )
+            self.classes = np.asarray(classes)
+        self.n_features: int | None = getattr(champion, "n_features_in_", None)
+        self.replay = replay
+        self.learned = 0  # new examples learned
+        self.replayed = 0  # replayed rows learned
+
+    def accepts(self, target: Any) -> bool:
+        """Whether a label is one of the declared classes (regression: whether it is a finite number)."""
+        if self.classes is not None:
+            return bool(np.isin(np.asarray([target], dtype=self.classes.dtype), self.classes)[0])
+        return isinstance(target, int | float) and bool(np.isfinite(target))
+
+    def targets(self, values: list[Any]) -> np.ndarray:
+        if self.classes is not None:
+            return np.asarray(values, dtype=self.classes.dtype)
+        return np.asarray(values, dtype=float)
+
+    def learn(self, X: np.ndarray, y: np.ndarray) -> BatchScores:
+        """Score the batch with both models, then learn it (plus replayed rows) in one ``partial_fit``."""
+        scores = BatchScores(
+            challenger=losses(self.task, y, self.model.predict(X)),
+            champion=losses(self.task, y, self.champion.predict(X)),
+        )
+        replayed = self.replay.draw(len(X))
+        X_fit, y_fit = X, y
+        if replayed is not None:
+            X_fit = np.concatenate([X, replayed[0]])
+            y_fit = np.concatenate([y, replayed[1].astype(y.dtype)])
+            self.replayed += len(replayed[1])
+        if self.classes is not None:
+            self.model.partial_fit(X_fit, y_fit, classes=self.classes)
+        else:
+            self.model.partial_fit(X_fit, y_fit)
+        self.learned += len(X)
+        self.replay.offer(X, y)
+        return scores
+
+    def restart_from(self, champion: Any) -> None:
+        """A new champion: learn on from it (the replay buffer keeps the older examples)."""
+        self.champion = champion
+        self.model = copy.deepcopy(champion)

@@ -1,0 +1,79 @@
+"""The trainer's Prometheus metrics, in a registry of its own (served by ``driftloop trainer run``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from driftloop_feedback.learn.policy import Trigger
+
+REJECT_REASONS = ("undecodable", "features", "target")
+
+
+class TrainerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "driftloop_trainer_examples_consumed", "labelled records read from the topic", registry=r
+        )
+        self.learned = Counter("driftloop_trainer_examples_learned", "new examples learned", registry=r)
+        self.replayed = Counter("driftloop_trainer_examples_replayed", "replayed rows learned", registry=r)
+        self.duplicates = Counter(
+            "driftloop_trainer_examples_duplicate",
+            "records skipped as already seen (same example_id)",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "driftloop_trainer_examples_rejected",
+            "records refused, by reason (undecodable JSON, wrong feature count or non-finite features, "
+            "target not a finite number or not a declared class)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self.candidates = Counter(
+            "driftloop_trainer_candidates", "candidates cut, by trigger", ["trigger"], registry=r
+        )
+        for trigger in Trigger:
+            self.candidates.labels(trigger.value)
+        self.registered = Counter(
+            "driftloop_trainer_candidates_registered", "candidates registered in MLflow", registry=r
+        )
+        self.registration_failures = Counter(
+            "driftloop_trainer_registration_failures", "failed registration attempts (retried)", registry=r
+        )
+        self.pending = Gauge(
+            "driftloop_trainer_candidates_pending", "candidates cut, not registered yet", registry=r
+        )
+        self.last_candidate_version = Gauge(
+            "driftloop_trainer_last_candidate_version", "registered version of the last candidate", registry=r
+        )
+        self.champion_version = Gauge(
+            "driftloop_trainer_champion_version", "version the challenger started from", registry=r
+        )
+        self.champion_live_error = Gauge(
+            "driftloop_trainer_champion_live_error",
+            "champion's mean loss over its recent labelled window",
+            registry=r,
+        )
+        self.champion_live_error_bound = Gauge(
+            "driftloop_trainer_champion_live_error_lower_bound",
+            "one-sided lower confidence bound of that mean (the degradation rule compares it)",
+            registry=r,
+        )
+        self.champion_baseline_error = Gauge(
+            "driftloop_trainer_champion_baseline_error", "champion's training-time error", registry=r
+        )
+        self.drift_events = Counter(
+            "driftloop_trainer_drift_events", "drift events read, by outcome", ["outcome"], registry=r
+        )
+        for outcome in ("used", "ignored", "undecodable"):
+            self.drift_events.labels(outcome)
+        self.checkpoints = Counter("driftloop_trainer_checkpoints", "checkpoints written", registry=r)
+        self.waiting = Gauge(
+            "driftloop_trainer_waiting",
+            "1 while the trainer waits (no champion registered, no labelled topic)",
+            ["reason"],
+            registry=r,
+        )

@@ -1,0 +1,64 @@
+"""A seeded reservoir of older examples, mixed into each mini-batch at a set ratio.
+
+Reservoir sampling (Vitter's algorithm R) keeps a uniform sample of every example offered so far in a
+fixed capacity, so old regimes keep a voice in proportion to how long they lasted. ``draw`` returns
+``ratio`` replayed rows per new row (the fractional part carried to the next batch, so the long-run
+ratio is exact). The buffer and its random generator pickle together: a restored buffer draws exactly
+what the original would have.
+
+>>> import numpy as np
+>>> buffer = ReplayBuffer(capacity=100, ratio=0.5, seed=0)
+>>> buffer.offer(np.arange(20.0).reshape(10, 2), np.arange(10.0))
+>>> X, y = buffer.draw(10) or (None, None)
+>>> len(buffer), X.shape, y.shape
+(10, (5, 2), (5,))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, ratio: float, seed: int = 0) -> None:
+        self.capacity = capacity
+        self.ratio = ratio
+        self.offered = 0
+        self._rng = np.random.default_rng(seed)
+        self._X: np.ndarray | None = None
+        self._y: np.ndarray | None = None
+        self._size = 0
+        self._carry = 0.0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def offer(self, X: np.ndarray, y: np.ndarray) -> None:
+        """Consider each row for the reservoir (call it after the rows have been learned)."""
+        if self.capacity == 0:
+            self.offered += len(X)
+            return
+        if self._X is None or self._y is None:
+            self._X = np.empty((self.capacity, X.shape[1]), dtype=float)
+            self._y = np.empty(self.capacity, dtype=y.dtype if y.dtype.kind in "biuf" else object)
+        for row, target in zip(X, y, strict=True):
+            self.offered += 1
+            if self._size < self.capacity:
+                slot = self._size
+                self._size += 1
+            else:
+                slot = int(self._rng.integers(self.offered))
+                if slot >= self.capacity:
+                    continue
+            self._X[slot] = row
+            self._y[slot] = target
+
+    def draw(self, new_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """``ratio * new_rows`` rows drawn uniformly (with replacement) from the reservoir, or None."""
+        wanted = self.ratio * new_rows + self._carry
+        count = int(wanted)
+        self._carry = wanted - count
+        if count == 0 or self._size == 0 or self._X is None or self._y is None:
+            return None
+        rows = self._rng.integers(self._size, size=count)
+        return self._X[rows], self._y[rows]

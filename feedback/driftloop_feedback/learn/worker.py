@@ -1,0 +1,486 @@
+"""The trainer worker: labelled examples in, a challenger learning them once, candidates out.
+
+One ``step``: poll the labelled topic, keep each example once (``LabelledDeduper``), learn in
+mini-batches (test-then-train, replay mixed in), read drift events, cut a candidate when the policy
+says so, checkpoint when due, retry registrations that failed.
+
+Exactly once, across crashes. The checkpoint holds the model *and* the next offset of every partition
+read (plus the deduper's window and the replay buffer); a checkpoint first learns whatever is still
+batched, so its model has learned exactly the records below its offsets. Offsets are committed to the
+group only after the checkpoint is durable. After ``kill -9`` the trainer loads its checkpoint and
+seeks each partition to the offset in it, whatever the group had committed: records learned before
+the checkpoint are not read again, records after it are read and learned by the restored model.
+
+Waiting, not crashing: without a champion (nothing registered yet) or a labelled topic (no joiner has
+run yet) the worker says so and looks again later; when the registry is unreachable, candidates stay
+in the checkpoint and their registration is retried. The trainer never moves the ``champion`` alias.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
+from driftloop_feedback.labelled import LabelledDeduper
+from driftloop_feedback.learn.candidates import (
+    Candidate,
+    CandidateRegistrar,
+    CandidateRegistry,
+    estimator_params,
+)
+from driftloop_feedback.learn.challenger import Challenger
+from driftloop_feedback.learn.champion import (
+    ChampionRegistry,
+    ChampionUnavailable,
+    current_version,
+    load_champion,
+)
+from driftloop_feedback.learn.checkpoint import CheckpointStore
+from driftloop_feedback.learn.examples import example_target
+from driftloop_feedback.learn.metrics import TrainerMetrics
+from driftloop_feedback.learn.policy import CandidatePolicy, DriftEvent, Trigger
+from driftloop_feedback.learn.replay import ReplayBuffer
+from driftloop_feedback.learn.settings import TrainerSettings
+from driftloop_feedback.learn.state import DIGEST_MOD, TrainerState, id_digest
+from driftloop_feedback.learn.window import DataWindow
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+
+
+class TrainerRegistry(CandidateRegistry, ChampionRegistry, Protocol):
+    """The registry port of the trainer (``driftloop.registry.MlflowRegistry``)."""
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.features: list[tuple[float, ...]] = []
+        self.targets: list[Any] = []
+        self.ids: list[str] = []
+        self.event_times: list[float] = []
+        self.sources: list[tuple[str, int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class TrainerWorker:
+    def __init__(
+        self,
+        log_: EventLog,
+        registry: TrainerRegistry,
+        settings: TrainerSettings,
+        *,
+        clock: Clock = time.time,
+        metrics: TrainerMetrics | None = None,
+    ) -> None:
+        self.log = log_
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics or TrainerMetrics()
+        self.store = CheckpointStore(settings.checkpoint_dir(), settings.model_name)
+        self.registrar = CandidateRegistrar(registry, settings.model_name, settings.challenger_alias)
+        self.state: TrainerState | None = None
+        self.consumer: Consumer | None = None
+        self.drift_consumer: Consumer | None = None
+        self.status = "starting"
+        self._assigned: dict[str, set[TopicPartition]] = {"labelled": set(), "drift": set()}
+        self._batch = _Batch()
+        self._due: dict[str, float] = {}  # what -> earliest next attempt
+        self._last_checkpoint = clock()
+        self._since_checkpoint = 0
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        try:
+            while not should_stop():
+                if self.step() == 0 and self.state is None:
+                    time.sleep(min(0.5, self.settings.poll_timeout_s or 0.5))
+            if self.state is not None and self.consumer is not None:
+                self.checkpoint()
+        finally:
+            self.close()
+
+    def step(self) -> int:
+        """One poll of the labelled topic and what follows; returns the number of records read."""
+        now = self.clock()
+        if self.state is None and not self._start(now):
+            return 0
+        if self.consumer is None and not self._open_consumers(now):
+            return 0
+        assert self.state is not None and self.consumer is not None
+        self._refresh_champion(now)
+        self._read_drift(now)
+        records = self.consumer.poll(self.settings.poll_timeout_s, self.settings.poll_max_records)
+        records = self._sync(self.consumer, "labelled", self.state.offsets, records)
+        for record in records:
+            self._take(record, now)
+        if self._batch and not records:
+            self._learn_batch(now)  # caught up: learn what is batched, do not wait for a full batch
+        now = self.clock()
+        if self._since_checkpoint >= self.settings.checkpoint_every_examples or (
+            self._since_checkpoint and now - self._last_checkpoint >= self.settings.checkpoint_interval_s
+        ):
+            self.checkpoint()
+        self._register_pending(now)
+        self._refresh_gauges()
+        return len(records)
+
+    def checkpoint(self) -> None:
+        """Learn what is batched, write the checkpoint durably, then commit its offsets."""
+        state = self.state
+        if state is None:
+            return
+        if self._batch:
+            self._learn_batch(self.clock(), may_cut=False)
+        self.store.write({"state": state})
+        self.metrics.checkpoints.inc()
+        self._since_checkpoint = 0
+        self._last_checkpoint = self.clock()
+        for consumer, kind, offsets in (
+            (self.consumer, "labelled", state.offsets),
+            (self.drift_consumer, "drift", state.drift_offsets),
+        ):
+            if consumer is None:
+                continue
+            owned = {tp: o for tp, o in offsets.items() if tp in self._assigned[kind]}
+            try:
+                if owned:
+                    consumer.commit(owned)
+            except CommitFailedError as exc:  # a rebalance: the checkpoint still holds the offsets
+                log.warning(
+                    "trainer: commit of %s offsets failed (%s); the next checkpoint commits", kind, exc
+                )
+
+    def close(self) -> None:
+        for consumer in (self.consumer, self.drift_consumer):
+            if consumer is not None:
+                consumer.close()
+        self.consumer = self.drift_consumer = None
+
+    # -- starting: a checkpoint, else the champion ---------------------------------------------------
+    def _start(self, now: float) -> bool:
+        saved = self.store.load()
+        if saved is not None:
+            self.state = saved["state"]
+            assert self.state is not None
+            log.info(
+                "trainer: resumed from %s (champion v%d, %d examples learned, %d candidates pending)",
+                self.store.path,
+                self.state.champion.version,
+                self.state.challenger.learned,
+                len(self.state.pending),
+            )
+            self._on_state()
+            return True
+        if now < self._due.get("champion", 0.0):
+            return False
+        s = self.settings
+        try:
+            champion = load_champion(self.registry, s.model_name, s.champion_alias)
+        except ChampionUnavailable as exc:
+            self._wait("champion", now, s.champion_retry_s, f"no champion registered yet: {exc}")
+            return False
+        except Exception as exc:  # an unreachable or failing registry: retried, never fatal
+            self._wait(
+                "champion", now, s.champion_retry_s, f"cannot load the champion from the registry: {exc!r}"
+            )
+            return False
+        replay = ReplayBuffer(s.replay_capacity, s.replay_ratio, s.seed)
+        policy = CandidatePolicy(s.policy, now=now, baseline=champion.baseline)
+        policy.champion_version = str(champion.version)
+        self.state = TrainerState(
+            champion=champion,
+            challenger=Challenger(champion.model, replay),
+            deduper=LabelledDeduper(s.dedupe_window),
+            policy=policy,
+            window=DataWindow(s.reference_rows),
+        )
+        log.info(
+            "trainer: challenger starts from %s v%d (%s, training-time error %s)",
+            s.model_name,
+            champion.version,
+            self.state.challenger.task,
+            champion.baseline,
+        )
+        self._on_state()
+        return True
+
+    def _on_state(self) -> None:
+        assert self.state is not None
+        self.metrics.waiting.labels("champion").set(0)
+        self.metrics.champion_version.set(self.state.champion.version)
+        self._due["champion_refresh"] = self.clock() + self.settings.champion_retry_s
+        self.status = "learning"
+
+    def _wait(self, what: str, now: float, retry_s: float, message: str) -> None:
+        self.status = f"waiting: {message}"
+        self.metrics.waiting.labels(what).set(1)
+        self._due[what] = now + retry_s
+        log.warning("trainer: %s; looking again in %.0f s", message, retry_s)
+
+    def _open_consumers(self, now: float) -> bool:
+        s = self.settings
+        if now < self._due.get("topic", 0.0):
+            return False
+        try:
+            self.log.partitions_for(s.labelled_topic)
+        except EventLogError:
+            self._wait(
+                "topic",
+                now,
+                s.topic_retry_s,
+                f"no labelled topic {s.labelled_topic!r} yet "
+                "(the joiner creates it: `driftloop feedback join`)",
+            )
+            return False
+        self.metrics.waiting.labels("topic").set(0)
+        self.consumer = self.log.consumer(s.group_id, [s.labelled_topic])
+        self.status = "learning"
+        return True
+
+    def _refresh_champion(self, now: float) -> None:
+        """A new champion (promoted by the rollout): the challenger learns on from it."""
+        state = self.state
+        if state is None or now < self._due.get("champion_refresh", 0.0):
+            return
+        self._due["champion_refresh"] = now + self.settings.champion_retry_s
+        s = self.settings
+        try:
+            if current_version(self.registry, s.model_name, s.champion_alias) == state.champion.version:
+                return
+            champion = load_champion(self.registry, s.model_name, s.champion_alias)
+        except Exception as exc:  # keep learning from the champion we have
+            log.warning(
+                "trainer: cannot check the champion alias (%r); keeping v%d", exc, state.champion.version
+            )
+            return
+        if self._batch:
+            self._learn_batch(now, may_cut=False)
+        log.info(
+            "trainer: champion is now v%d (was v%d): challenger restarts from it",
+            champion.version,
+            state.champion.version,
+        )
+        state.champion = champion
+        state.challenger.restart_from(champion.model)
+        state.policy.new_champion(str(champion.version), champion.baseline)
+        state.window = DataWindow(s.reference_rows)
+        self.metrics.champion_version.set(champion.version)
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def _sync(
+        self, consumer: Consumer, kind: str, offsets: dict[TopicPartition, int], records: list[Record]
+    ) -> list[Record]:
+        """Seek partitions newly assigned to the checkpoint's offsets; drop records already learned."""
+        owned = consumer.assignment()
+        known = self._assigned[kind]
+        seeked: set[TopicPartition] = set()
+        for tp in owned - known:
+            if tp in offsets:
+                consumer.seek(tp, offsets[tp])
+                seeked.add(tp)
+        self._assigned[kind] = set(owned)
+        return [
+            r
+            for r in records
+            if (tp := r.tp) not in seeked and tp in owned and r.offset >= offsets.get(tp, 0)
+        ]
+
+    def _read_drift(self, now: float) -> None:
+        state = self.state
+        assert state is not None
+        if self.drift_consumer is None:
+            if now < self._due.get("drift", 0.0):
+                return
+            try:
+                self.log.partitions_for(self.settings.drift_topic)
+            except EventLogError:
+                self._due["drift"] = now + self.settings.topic_retry_s
+                return  # no drift monitor yet: the other rules still cut candidates
+            self.drift_consumer = self.log.consumer(
+                f"{self.settings.group_id}-drift", [self.settings.drift_topic]
+            )
+        records = self.drift_consumer.poll(0.0, 500)
+        for record in self._sync(self.drift_consumer, "drift", state.drift_offsets, records):
+            state.drift_offsets[record.tp] = record.offset + 1
+            try:
+                data = orjson.loads(record.value)
+                event = DriftEvent(str(data["predictor"]), str(data["model_version"]), bool(data["is_drift"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+                log.warning("trainer: undecodable drift event at %s@%d: %r", record.tp, record.offset, exc)
+                self.metrics.drift_events.labels("undecodable").inc()
+                continue
+            used = state.policy.drift(event)
+            self.metrics.drift_events.labels("used" if used else "ignored").inc()
+
+    def _take(self, record: Record, now: float) -> None:
+        state = self.state
+        assert state is not None
+        state.offsets[record.tp] = record.offset + 1
+        state.consumed += 1
+        self.metrics.consumed.inc()
+        before = state.deduper.duplicates
+        try:
+            examples = list(state.deduper.feed([record.value]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            self._reject("undecodable", record, repr(exc))
+            return
+        if not examples:
+            state.duplicates += state.deduper.duplicates - before
+            self.metrics.duplicates.inc(state.deduper.duplicates - before)
+            return
+        example = examples[0]
+        features = example.features
+        n = state.challenger.n_features
+        if (n is not None and len(features) != n) or not all(np.isfinite(features)):
+            self._reject("features", record, f"{len(features)} features, want {n} finite values")
+            return
+        target = example_target(example)
+        if not state.challenger.accepts(target):
+            self._reject("target", record, f"target {target!r} is not a finite number or a declared class")
+            return
+        batch = self._batch
+        batch.features.append(features)
+        batch.targets.append(target)
+        batch.ids.append(example.example_id)
+        batch.event_times.append(example.event_time)
+        batch.sources.append((record.topic, record.partition, record.offset))
+        if len(batch) >= self.settings.batch_size:
+            self._learn_batch(now)
+
+    def _reject(self, reason: str, record: Record, detail: str) -> None:
+        assert self.state is not None
+        self.state.rejected[reason] = self.state.rejected.get(reason, 0) + 1
+        self.metrics.rejected.labels(reason).inc()
+        log.warning(
+            "trainer: labelled record %s@%d refused (%s): %s", record.tp, record.offset, reason, detail
+        )
+
+    # -- learning and cutting --------------------------------------------------------------------------
+    def _learn_batch(self, now: float, *, may_cut: bool = True) -> None:
+        state = self.state
+        assert state is not None
+        batch, self._batch = self._batch, _Batch()
+        X = np.asarray(batch.features, dtype=float)
+        y = state.challenger.targets(batch.targets)
+        replayed_before = state.challenger.replayed
+        scores = state.challenger.learn(X, y)
+        window = state.window
+        for example_id, event_time, (topic, partition, offset) in zip(
+            batch.ids, batch.event_times, batch.sources, strict=True
+        ):
+            window.add_example(example_id, event_time, topic, partition, offset)
+            state.learned_digest = (state.learned_digest + id_digest(example_id)) % DIGEST_MOD
+        window.add_scores(X, scores.challenger, scores.champion)
+        state.policy.learned(len(X), scores.champion.tolist())
+        self._since_checkpoint += len(X)
+        self.metrics.learned.inc(len(X))
+        self.metrics.replayed.inc(state.challenger.replayed - replayed_before)
+        if may_cut:
+            trigger = state.policy.decide(now)
+            if trigger is not None:
+                self._cut(trigger, now)
+
+    def _cut(self, trigger: Trigger, now: float) -> None:
+        state = self.state
+        assert state is not None
+        s = self.settings
+        model = state.challenger.model
+        params: dict[str, Any] = {
+            **estimator_params(model),
+            **{f"policy.{k}": v for k, v in s.policy.model_dump().items()},
+            "trainer.batch_size": s.batch_size,
+            "trainer.replay_capacity": s.replay_capacity,
+            "trainer.replay_ratio": s.replay_ratio,
+            "trainer.seed": s.seed,
+            "trainer.task": state.challenger.task,
+            **state.window.params(),
+        }
+        candidate = Candidate(
+            candidate_id=uuid.uuid4().hex,
+            trigger=trigger.value,
+            parent_version=state.champion.version,
+            cut_at=now,
+            model_pickle=pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL),
+            params=params,
+            metrics={
+                **state.window.metrics(),
+                "examples_learned_total": float(state.challenger.learned),
+                "examples_replayed_total": float(state.challenger.replayed),
+            },
+            reference=state.window.reference_array(),
+            feature_names=state.champion.feature_names,
+        )
+        state.pending.append(candidate)
+        state.candidates_cut += 1
+        state.policy.cut(now)
+        state.window = DataWindow(s.reference_rows)
+        self.metrics.candidates.labels(trigger.value).inc()
+        log.info(
+            "trainer: candidate %s cut (%s) after %s examples",
+            candidate.candidate_id,
+            trigger.value,
+            params["window.count"],
+        )
+        self.checkpoint()  # the cut is durable before it is registered
+        self._due.pop("registry", None)
+        self._register_pending(now)
+
+    def _register_pending(self, now: float) -> None:
+        state = self.state
+        if state is None or not state.pending or now < self._due.get("registry", 0.0):
+            return
+        while state.pending:
+            candidate = state.pending[0]
+            try:
+                ref = self.registrar.register(candidate)
+            except Exception as exc:  # MLflow unreachable or failing: keep the candidate, retry later
+                candidate.attempts += 1
+                candidate.last_error = repr(exc)
+                self.metrics.registration_failures.inc()
+                self._due["registry"] = now + self.settings.registry_retry_s
+                log.warning(
+                    "trainer: cannot register candidate %s (attempt %d): %r; it stays in the checkpoint and "
+                    "is retried in %.0f s (nothing is promoted meanwhile)",
+                    candidate.candidate_id,
+                    candidate.attempts,
+                    exc,
+                    self.settings.registry_retry_s,
+                )
+                return
+            state.pending.pop(0)
+            state.last_candidate_version = ref.version
+            state.registered_versions.append(ref.version)
+            self.metrics.registered.inc()
+            self.metrics.last_candidate_version.set(ref.version)
+            log.info(
+                "trainer: candidate %s registered as %s v%d (alias %s)",
+                candidate.candidate_id,
+                self.settings.model_name,
+                ref.version,
+                self.settings.challenger_alias,
+            )
+
+    def _refresh_gauges(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        monitor = state.policy.degradation
+        self.metrics.pending.set(len(state.pending))
+        if monitor.mean is not None:
+            self.metrics.champion_live_error.set(monitor.mean)
+        bound = monitor.lower_bound()
+        if bound is not None:
+            self.metrics.champion_live_error_bound.set(bound)
+        if monitor.baseline is not None:
+            self.metrics.champion_baseline_error.set(monitor.baseline)
