@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "validate": "driftloop.cli.validate:validate",
     "feedback": "driftloop.cli.feedback:feedback",
     "kafka": "driftloop.cli.kafka:kafka",
+    "trainer": "driftloop_feedback.learn.cli:trainer",
 }
 
 
