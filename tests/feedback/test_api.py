@@ -45,7 +45,7 @@ async def test_401_without_or_with_wrong_token(client: httpx.AsyncClient) -> Non
     body = {"request_id": "r1", "truth": 1.0}
     assert (await client.post("/v1/feedback", json=body)).status_code == 401
     wrong = await client.post("/v1/feedback", json=body, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401 and "DRIFTLOOP_FEEDBACK_TOKEN" in wrong.json()["detail"]
+    assert wrong.status_code == 401 and "DRIFTLOOP_FEEDBACK_TOKEN" in wrong.json()["error"]
     assert (await client.post("/v1/feedback", json=body, headers=AUTH)).status_code == 200
 
 
@@ -66,12 +66,35 @@ def test_production_refuses_placeholder_or_empty_token() -> None:
         ({"asset_id": "pump-01", "values": {"bearing_temp": 60.0}}, "event_time"),
         ({"records": []}, "records"),
         ({"request_id": "r1", "truth": 1.0, "colour": "red"}, "colour"),
+        ({"records": [{"request_id": "r1", "truth": [1, 2]}, {"request_id": "r2", "truth": 1.5}]}, None),
+        (
+            {"records": [{"request_id": "X", "truth": [1, 2]}, {"request_id": "Y", "truth": 1, "row": -1}]},
+            "records[1].row",
+        ),
+        (
+            {"records": [{"request_id": "X", "truth": 1}, {"request_id": "Y", "truth": "hot"}]},
+            "records[1].truth",
+        ),
+        ({"records": [{"request_id": "X", "truth": [1, "a"]}]}, "records[0].truth[1]"),
+        ({"records": [{"asset_id": "p", "event_time": 1, "values": {"t": "a"}}]}, 'records[0].values["t"]'),
+        ({"records": [{"request_id": "X", "truth": [1], "row": 0}]}, "records[0].row"),
+        ({"records": [{"colour": "red"}]}, "records[0]"),
+        ([1, 2], ""),
     ],
 )
-async def test_422_names_the_field(client: httpx.AsyncClient, body: dict, field: str) -> None:
+async def test_422_names_the_field_by_its_documented_path(
+    client: httpx.AsyncClient, body: object, field: str | None
+) -> None:
+    """The field is named as docs/feedback.md writes it, not by pydantic's union branches."""
     response = await client.post("/v1/feedback", json=body, headers=AUTH)
-    assert response.status_code == 422
-    assert any(field in err["field"] for err in response.json()["detail"]), response.json()
+    if field is None:
+        assert response.status_code == 200
+        return
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["code"] == "invalid_body"
+    assert [f["field"] for f in error["fields"]] == [field], error
+    assert "<" not in error["error"] and "TruthByPrediction" not in response.text
 
 
 async def test_nan_truth_is_422(client: httpx.AsyncClient) -> None:
@@ -85,16 +108,16 @@ async def test_nan_truth_is_422(client: httpx.AsyncClient) -> None:
 async def test_payload_cap_is_413_and_nothing_written(client: httpx.AsyncClient, log: MemoryEventLog) -> None:
     body = {"records": [{"request_id": f"r{i}" + "x" * 200, "truth": 1.0} for i in range(12_000)]}
     response = await client.post("/v1/feedback", json=body, headers=AUTH)
-    assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["detail"]
+    assert response.status_code == 413 and "MAX_BODY_BYTES" in response.json()["error"]
     assert topic_records(log) == []
     assert (await client.get("/v1/feedback/stats", headers=AUTH)).json()["rejected"] == 1
 
 
-async def test_batch_length_cap_is_413(log: MemoryEventLog) -> None:
+async def test_row_cap_is_413(log: MemoryEventLog) -> None:
     body = {"records": [{"request_id": f"r{i}", "truth": 1.0} for i in range(4)]}
-    async with in_memory_client(FeedbackSettings(token=SecretStr(TOKEN), max_batch=3), log) as client:
+    async with in_memory_client(FeedbackSettings(token=SecretStr(TOKEN), max_rows=3), log) as client:
         response = await client.post("/v1/feedback", json=body, headers=AUTH)
-    assert response.status_code == 413 and "MAX_BATCH" in response.json()["detail"]
+    assert response.status_code == 413 and "MAX_ROWS" in response.json()["error"]
 
 
 async def test_resend_is_idempotent_and_reported_duplicate(

@@ -1,68 +1,30 @@
-"""The app factory: nothing is built at import time."""
+"""The app factory: nothing is built at import time. Every answer >= 400 has the ``ErrorBody`` shape
+and is counted (``Accounting``)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, status
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from driftloop.eventlog import EventLog
 from driftloop_feedback.api import routes_feedback, routes_health
-from driftloop_feedback.api.deps import RecentIds, ServiceState
+from driftloop_feedback.api.deps import Clock, ServiceState
+from driftloop_feedback.api.intake import body_schema
+from driftloop_feedback.api.ledger import RecordLedger
+from driftloop_feedback.api.middleware import Accounting, BodyLimit
+from driftloop_feedback.api.problems import ApiError, error_response, field_errors
 from driftloop_feedback.api.settings import FeedbackSettings
 
-
-class BodyLimit:
-    """413 for bodies over ``max_bytes`` (by Content-Length, or counted while streaming)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(scope, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._reject(scope, send)
-
-    async def _reject(self, scope: Scope, send: Send) -> None:
-        state: ServiceState = scope["app"].state.feedback
-        state.count("rejected")
-        detail = (
-            f"request body exceeds {self.max_bytes} bytes (DRIFTLOOP_FEEDBACK_MAX_BODY_BYTES): "
-            "send smaller batches"
-        )
-        response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        await response(scope, _noop_receive, send)
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _noop_receive() -> Message:
-    return {"type": "http.disconnect"}
-
-
-def create_app(settings: FeedbackSettings, event_log: EventLog) -> FastAPI:
+def create_app(settings: FeedbackSettings, event_log: EventLog, *, clock: Clock = time.time) -> FastAPI:
     """The feedback service writing to ``event_log`` (the caller owns and closes the log)."""
     event_log.create_topic(settings.feedback_topic, settings.partitions)
     app = FastAPI(title="driftloop feedback", version="1")
@@ -70,19 +32,39 @@ def create_app(settings: FeedbackSettings, event_log: EventLog) -> FastAPI:
         settings=settings,
         event_log=event_log,
         producer=event_log.producer(),
-        recent=RecentIds(settings.dedupe_window),
+        ledger=RecordLedger(settings.dedupe_window),
+        clock=clock,
     )
     app.include_router(routes_feedback.router)
     app.include_router(routes_health.router)
 
+    @app.exception_handler(ApiError)
+    async def _refused(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(
+            ApiError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        app.state.feedback.count("rejected")
-        errors = [
-            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"], "type": err["type"]}
-            for err in exc.errors()
-        ][:50]
-        return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+        fields = field_errors(exc.errors())
+        return error_response(ApiError(422, "invalid_request", "the request is not valid", fields))
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(Accounting)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document, plus the request body's schema (the route reads the body itself)."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(body_schema())
+        app.openapi_schema = document
+    return app.openapi_schema

@@ -1,39 +1,23 @@
-"""Everything the routers depend on, built once per app (no globals): settings, the event-log
-producer, the resend memory, counters and the Prometheus registry."""
+"""Everything the routers depend on, built once per app (no globals): settings, the clock, the
+event-log producer, the record ledger, counters and the Prometheus registry."""
 
 from __future__ import annotations
 
 import hmac
-import threading
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
 
 from driftloop.eventlog import EventLog, Producer
+from driftloop_feedback.api.ledger import RecordLedger
+from driftloop_feedback.api.problems import ApiError
 from driftloop_feedback.api.settings import FeedbackSettings
 
-
-class RecentIds:
-    """The last ``capacity`` accepted record ids (answers 'duplicate' for a resend to this process)."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def __contains__(self, record_id: str) -> bool:
-        return record_id in self._ids
-
-    def add(self, record_id: str) -> None:
-        if self.capacity == 0:
-            return
-        self._ids[record_id] = None
-        self._ids.move_to_end(record_id)
-        while len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -41,26 +25,53 @@ class ServiceState:
     settings: FeedbackSettings
     event_log: EventLog
     producer: Producer
-    recent: RecentIds
+    ledger: RecordLedger
+    clock: Clock  # unix seconds: stamps received_at
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    batches: int = 0
 
     def __post_init__(self) -> None:
         self.records = Counter(
             "driftloop_feedback_records",
-            "ground-truth records by outcome",
+            "records (truth rows and readings) of accepted requests, by outcome",
             ["outcome"],
             registry=self.registry,
         )
-        for outcome in ("accepted", "duplicate", "rejected"):
+        for outcome in ("accepted", "duplicate"):
             self.records.labels(outcome)
+        self.batches = Counter("driftloop_feedback_batches", "requests accepted", registry=self.registry)
+        self.refusals = Counter(
+            "driftloop_feedback_refused",
+            "requests answered with a status >= 400 (every route, every reason), by status",
+            ["status"],
+            registry=self.registry,
+        )
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.records.labels(outcome).inc(n)
 
+    def refused(self, status: int) -> None:
+        self.refusals.labels(str(status)).inc()
+
+    def refused_by_status(self) -> dict[str, int]:
+        return {
+            sample.labels["status"]: int(sample.value)
+            for metric in self.refusals.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
+
     def total(self, outcome: str) -> int:
-        return int(self.records.labels(outcome)._value.get())
+        return next(
+            int(sample.value)
+            for metric in self.records.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["outcome"] == outcome
+        )
+
+    def batches_total(self) -> int:
+        return next(
+            int(s.value) for m in self.batches.collect() for s in m.samples if s.name.endswith("_total")
+        )
 
 
 def get_state(request: Request) -> ServiceState:
@@ -80,10 +91,10 @@ def require_token(
         return  # development mode without a token (the settings refuse this in production)
     given = credentials.credentials if credentials else ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        state.count("rejected")
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="missing or wrong bearer token: send 'Authorization: Bearer <DRIFTLOOP_FEEDBACK_TOKEN>'",
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token: send 'Authorization: Bearer <DRIFTLOOP_FEEDBACK_TOKEN>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
 

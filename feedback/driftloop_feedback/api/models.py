@@ -1,23 +1,55 @@
-"""Request and response bodies of ``/v1/feedback``."""
+"""Request and response bodies of ``/v1/feedback``, and the one error body every answer >= 400 has.
+
+A request body is one record or ``{"records": [...]}``. Which form a record has is decided by its
+keys (``request_id``/``truth``/``row`` or ``asset_id``/``event_time``/``values``), so a wrong value is
+reported at its documented path (``records[1].truth``), never as a list of union branches."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
+
+MAX_ROW_INDEX = 2**31 - 1
+MAX_READING_VALUES = 1_000
+MAX_NAME_LENGTH = 256
+
+# Union branches are tagged with names in angle brackets, which no field has: error paths drop them.
+TAG_SCALAR, TAG_LIST = "<scalar>", "<list>"
+TAG_PREDICTION, TAG_READING, TAG_BATCH = "<by-prediction>", "<by-reading>", "<batch>"
+
+_PREDICTION_KEYS = frozenset({"request_id", "truth", "row"})
+_READING_KEYS = frozenset({"asset_id", "event_time", "values"})
+RECORD_FORMS = (
+    "a record is either {request_id, truth[, row]} (truth for a logged prediction) or "
+    "{asset_id, event_time, values} (a reading)"
+)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+
+def _truth_form(value: Any) -> str:
+    return TAG_LIST if isinstance(value, list) else TAG_SCALAR
+
+
+Truth = Annotated[
+    Annotated[float, Tag(TAG_SCALAR)] | Annotated[list[float], Tag(TAG_LIST)],
+    Discriminator(_truth_form),
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
 
 
 class TruthByPrediction(_Strict):
     """Ground truth for a logged prediction: its ``Seldon-Puid`` request id and the true value of each
     row (a list, in row order), or of one row (``truth`` + ``row``)."""
 
-    request_id: str = Field(min_length=1, max_length=256)
-    truth: float | list[float]
-    row: int | None = Field(None, ge=0, description="with a scalar truth: which row (default 0)")
+    request_id: Name
+    truth: Truth = Field(description="a number (one row) or a list of numbers (one per row, in order)")
+    row: int | None = Field(
+        None, ge=0, le=MAX_ROW_INDEX, description="with a scalar truth: which row (default 0)"
+    )
 
     @field_validator("truth")
     @classmethod
@@ -26,20 +58,59 @@ class TruthByPrediction(_Strict):
             raise ValueError("truth list is empty; give one value per row of the request")
         return value
 
+    @field_validator("row")
+    @classmethod
+    def _row_needs_scalar_truth(cls, value: int | None, info: Any) -> int | None:
+        if value is not None and isinstance(info.data.get("truth"), list):
+            raise ValueError("give either a truth list (one value per row) or a scalar truth and its row")
+        return value
+
 
 class TruthByReading(_Strict):
     """A measured reading of an asset at an event time; labels the forecasts made for that time."""
 
-    asset_id: str = Field(min_length=1, max_length=256)
+    asset_id: Name
     event_time: float = Field(description="unix seconds")
-    values: dict[str, float] = Field(min_length=1)
+    values: dict[Name, float] = Field(min_length=1, max_length=MAX_READING_VALUES)
 
 
-FeedbackItem = TruthByPrediction | TruthByReading
+def _record_form(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    keys = value.keys()
+    if keys & _PREDICTION_KEYS:
+        return TAG_PREDICTION
+    if keys & _READING_KEYS:
+        return TAG_READING
+    return None
+
+
+FeedbackItem = Annotated[
+    Annotated[TruthByPrediction, Tag(TAG_PREDICTION)] | Annotated[TruthByReading, Tag(TAG_READING)],
+    Discriminator(_record_form, custom_error_type="record_form", custom_error_message=RECORD_FORMS),
+]
 
 
 class FeedbackBatch(_Strict):
     records: list[FeedbackItem] = Field(min_length=1)
+
+
+def _body_form(value: Any) -> str | None:
+    if isinstance(value, dict) and "records" in value:
+        return TAG_BATCH
+    return _record_form(value)
+
+
+FeedbackBody = Annotated[
+    Annotated[FeedbackBatch, Tag(TAG_BATCH)]
+    | Annotated[TruthByPrediction, Tag(TAG_PREDICTION)]
+    | Annotated[TruthByReading, Tag(TAG_READING)],
+    Discriminator(
+        _body_form,
+        custom_error_type="body_form",
+        custom_error_message=f"the body is one record or {{'records': [...]}}; {RECORD_FORMS}",
+    ),
+]
 
 
 class RecordStatus(BaseModel):
@@ -54,12 +125,26 @@ class FeedbackAccepted(BaseModel):
 
 
 class FeedbackStats(BaseModel):
-    accepted: int
-    duplicates: int
-    rejected: int
-    batches: int
+    accepted: int = Field(description="records (truth rows and readings) written")
+    duplicates: int = Field(description="records not written again: this process had written them")
+    rejected: int = Field(description="requests refused (any answer >= 400), all routes")
+    refused: dict[str, int] = Field(description="requests refused, by HTTP status")
+    batches: int = Field(description="requests accepted")
     topic: str
 
 
 class Health(BaseModel):
     status: Literal["ok"]
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="documented path of the value, e.g. records[1].truth; '' = the body")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every answer >= 400 of the feedback API."""
+
+    error: str = Field(description="what was wrong and what to do")
+    code: str = Field(description="stable machine-readable reason, e.g. invalid_body, too_many_rows")
+    fields: list[FieldError] = Field(default_factory=list, description="the values that were wrong")

@@ -2,85 +2,71 @@
 
 from __future__ import annotations
 
-import time
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
-from fastapi import APIRouter, HTTPException, status
+from driftloop_feedback.api.deps import Authorized, ServiceState, State
+from driftloop_feedback.api.intake import intake
+from driftloop_feedback.api.models import ErrorBody, FeedbackAccepted, FeedbackStats
+from driftloop_feedback.api.writing import PartialWrite, write_rows
 
-from driftloop.eventlog import EventLogError
-from driftloop_feedback.api.deps import Authorized, State
-from driftloop_feedback.api.models import (
-    FeedbackAccepted,
-    FeedbackBatch,
-    FeedbackItem,
-    FeedbackStats,
-    RecordStatus,
-    TruthByPrediction,
-)
-from driftloop_feedback.records import Reading, TruthRecord
+ERRORS = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "the body is not JSON, or not UTF-8",
+        401: "missing or wrong bearer token",
+        413: "over the byte cap (MAX_BODY_BYTES) or the row cap (MAX_ROWS)",
+        422: "valid JSON that is not a feedback body; `fields` names each wrong value",
+        503: "the event log did not acknowledge every record; resend the same request",
+    }.items()
+}
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"], dependencies=[Authorized])
 
 
-def _records(item: FeedbackItem, received_at: float) -> list[tuple[str, TruthRecord | Reading]]:
-    """(key, record) pairs: one truth record per row, or one reading."""
-    if isinstance(item, TruthByPrediction):
-        if isinstance(item.truth, list):
-            if item.row is not None:
-                raise HTTPException(422, "give either a truth list (one per row) or a scalar truth and row")
-            values = list(enumerate(item.truth))
-        else:
-            values = [(item.row or 0, item.truth)]
-        return [(item.request_id, TruthRecord(item.request_id, r, v, received_at)) for r, v in values]
-    return [(item.asset_id, Reading(item.asset_id, item.event_time, dict(item.values)))]
+@router.post(
+    "",
+    response_model=FeedbackAccepted,
+    responses=ERRORS,  # type: ignore[arg-type]
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FeedbackBody"}}},
+        }
+    },
+)
+async def post_feedback(request: Request, state: State) -> FeedbackAccepted:
+    """Accept one record or ``{"records": [...]}``: validated whole, then written; answers only after
+    the log acknowledged every record. Decoding and writing run in a worker thread, so a large request
+    never holds the event loop."""
+    body = await request.body()
+    return await run_in_threadpool(_accept, state, body)
 
 
-@router.post("", status_code=status.HTTP_200_OK)
-def post_feedback(body: FeedbackBatch | FeedbackItem, state: State) -> FeedbackAccepted:
-    """Accept one record or ``{"records": [...]}``; answers only after the log acknowledged them."""
-    items = body.records if isinstance(body, FeedbackBatch) else [body]
-    if len(items) > state.settings.max_batch:
-        state.count("rejected")
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            f"{len(items)} records in one request; the limit is {state.settings.max_batch} "
-            "(DRIFTLOOP_FEEDBACK_MAX_BATCH): split the batch",
+def _accept(state: ServiceState, body: bytes) -> FeedbackAccepted:
+    settings = state.settings
+    rows = intake(body, settings.max_rows, state.clock())
+    try:
+        accepted = write_rows(
+            rows, state.ledger, state.producer, settings.feedback_topic, settings.ack_timeout_s
         )
-    now = time.time()
-    pairs = [pair for item in items for pair in _records(item, now)]
-    statuses: list[RecordStatus] = []
-    fresh: list[str] = []
-    topic = state.settings.feedback_topic
-    with state.lock:
-        try:
-            for key, record in pairs:
-                rid = record.record_id
-                if rid in state.recent or rid in fresh:
-                    statuses.append(RecordStatus(record_id=rid, status="duplicate"))
-                    continue
-                state.producer.send(topic, record.encode(), key=key.encode())
-                fresh.append(rid)
-                statuses.append(RecordStatus(record_id=rid, status="accepted"))
-            state.producer.flush(state.settings.ack_timeout_s)
-        except EventLogError as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"the event log did not acknowledge the records ({exc}); nothing is confirmed: resend "
-                "the same request (resending is idempotent)",
-            ) from exc
-        for rid in fresh:
-            state.recent.add(rid)
-        state.batches += 1
-    state.count("accepted", len(fresh))
-    state.count("duplicate", len(pairs) - len(fresh))
-    return FeedbackAccepted(accepted=len(fresh), duplicates=len(pairs) - len(fresh), records=statuses)
+    except PartialWrite as exc:
+        state.count("accepted", exc.written)
+        raise
+    state.count("accepted", accepted.accepted)
+    state.count("duplicate", accepted.duplicates)
+    state.batches.inc()
+    return accepted
 
 
-@router.get("/stats")
+@router.get("/stats", responses={401: ERRORS[401]})
 def feedback_stats(state: State) -> FeedbackStats:
+    refused = state.refused_by_status()
     return FeedbackStats(
         accepted=state.total("accepted"),
         duplicates=state.total("duplicate"),
-        rejected=state.total("rejected"),
-        batches=state.batches,
+        rejected=sum(refused.values()),
+        refused=refused,
+        batches=state.batches_total(),
         topic=state.settings.feedback_topic,
     )
