@@ -51,6 +51,11 @@ class JoinerSettings(BaseSettings):
     state_dir: Path | None = Field(
         default=None, description="snapshot directory; default <home>/feedback/joiner"
     )
+    reset_state: bool = Field(
+        default=False,
+        description="discard (move aside) snapshots taken from another log, group or topics, and start "
+        "those shards from this log's committed offsets; without it such snapshots stop the joiner",
+    )
     checkpoint_interval_s: float = Field(default=2.0, gt=0, description="flush output, snapshot, commit")
     # A checkpoint copies each changed shard's whole state (~190 B per pending prediction: 0.07 s of CPU
     # for 250k here): checkpoints are spaced so that copying takes at most this share of the stage's time.

@@ -3,18 +3,67 @@ rename, fsync of the directory): a reader sees the previous snapshot or the new 
 
 Members of one consumer group must share the directory (one machine, or a shared volume), because a
 shard's snapshot is loaded by whichever member the group assigns that partition to.
+
+A snapshot records its ``StateSource``: the log (``EventLog.identity()``), the stage's consumer group,
+input topics and their partition count, and the shard's partition. Its offsets mean something only
+there; the stage compares the source before it applies them (``JoinStage``). Format 1 snapshots
+(written before sources were recorded) are still read, with ``source`` None.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from driftloop_feedback.errors import SnapshotError
 
-FORMAT = 1
+from driftloop.eventlog import TopicPartition
+
+FORMAT = 2  # 2: with "source"; 1: without (read, never written)
+READABLE_FORMATS = (1, 2)
+
+
+class SnapshotSourceError(SnapshotError):
+    """A snapshot was taken from another log, consumer group, topics or partition than the stage reads:
+    its offsets would skip or repeat input there."""
+
+
+@dataclass(frozen=True)
+class StateSource:
+    """What one shard's state and offsets were read from."""
+
+    log: str  # EventLog.identity()
+    group: str  # the stage's consumer group
+    topics: tuple[str, ...]  # the stage's input topics, in its order
+    partitions: int  # partitions of each of them (co-partitioned)
+    partition: int  # the shard's partition
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, recorded: Any) -> StateSource | None:
+        """The recorded source, or None if it is not one this version understands."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(recorded, dict) or set(recorded) != names:
+            return None
+        try:
+            return cls(**{**recorded, "topics": tuple(recorded["topics"])})
+        except TypeError:
+            return None
+
+    def describe(self) -> str:
+        return (
+            f"log {self.log}, group {self.group}, topics {', '.join(self.topics)} "
+            f"({self.partitions} partitions), partition {self.partition}"
+        )
+
+    def differences(self, other: StateSource) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
 class SnapshotStore:
@@ -67,6 +116,67 @@ class SnapshotStore:
                 f"joiner snapshot {target} is unreadable ({exc}); move it away to rebuild this shard "
                 "from the committed offsets (predictions pending in it would then be lost)"
             ) from exc
-        if payload.get("format") != FORMAT:
-            raise SnapshotError(f"joiner snapshot {target} has format {payload.get('format')}, want {FORMAT}")
+        if payload.get("format") not in READABLE_FORMATS:
+            raise SnapshotError(
+                f"joiner snapshot {target} has format {payload.get('format')}, want one of "
+                f"{READABLE_FORMATS}; it was written by another driftloop version: run that one, or "
+                "move the snapshot away to rebuild this shard from the committed offsets"
+            )
+        payload.setdefault("source", None)
         return payload
+
+    def discard(self, stage: str, shard: int) -> Path:
+        """Move a shard's snapshot aside (to ``<name>.discarded``, replacing an older one there); the
+        shard then starts empty. Return where it went."""
+        target = self.path(stage, shard)
+        aside = target.with_name(target.name + ".discarded")
+        try:
+            os.replace(target, aside)
+        except OSError as exc:
+            raise SnapshotError(f"cannot move joiner snapshot {target} aside: {exc}") from exc
+        return aside
+
+
+def source_problem(
+    saved: dict[str, Any],
+    expected: StateSource,
+    end_offset: Callable[[TopicPartition], int],
+    committed: Callable[[TopicPartition], int | None],
+) -> str | None:
+    """Why the loaded snapshot ``saved`` must not be applied to ``expected``'s log, or None.
+
+    A snapshot that names its source must name this one, and its offsets must not lie past the end of
+    the log (a topic deleted and created again under the same name). A format 1 snapshot names none: it
+    is adopted only if this log vouches for every offset in it, i.e. the group committed an offset no
+    later than the snapshot's (checkpoints write the snapshot, then commit it) and the partition reaches
+    that far; a log it was not taken from has, in practice, no commits of this group at all."""
+    offsets: dict[TopicPartition, int] = saved["offsets"]
+    recorded = saved["source"]
+    if recorded is not None:
+        source = StateSource.from_dict(recorded)
+        if source is None:
+            return f"it records a source this version cannot read ({recorded!r})"
+        if source != expected:
+            return (
+                f"it was taken from {source.describe()}; this stage reads {expected.describe()} "
+                f"(they differ in {', '.join(source.differences(expected))})"
+            )
+    for tp, offset in sorted(offsets.items()):
+        if tp.topic not in expected.topics:
+            return f"it holds an offset of topic {tp.topic!r}, which this stage does not read"
+        end = end_offset(tp)
+        if offset > end:
+            return (
+                f"its offset {offset} of {tp.topic}[{tp.partition}] lies past the end of that partition "
+                f"({end}) in log {expected.log}: the topic was deleted and created again, or truncated"
+            )
+        if recorded is None:
+            done = committed(tp)
+            if done is None or done > offset:
+                return (
+                    f"it was written by an earlier driftloop that did not record its source, and log "
+                    f"{expected.log} does not vouch for it: group {expected.group} has "
+                    f"{'no committed offset' if done is None else f'committed offset {done}'} for "
+                    f"{tp.topic}[{tp.partition}], the snapshot's offset is {offset}"
+                )
+    return None

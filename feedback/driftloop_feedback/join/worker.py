@@ -23,13 +23,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 import orjson
 from driftloop_feedback.join.breaker import SamplingBreaker
 from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard, TruthItem
-from driftloop_feedback.join.snapshots import SnapshotStore
+from driftloop_feedback.join.snapshots import (
+    SnapshotSourceError,
+    SnapshotStore,
+    StateSource,
+    source_problem,
+)
 from driftloop_feedback.records import (
     TRUTH_PREFIX,
     PredictionRow,
@@ -71,6 +77,7 @@ class StageStats:
     pending: int = 0
     paused: bool = False
     checkpoints: int = 0
+    discarded_snapshots: int = 0  # taken from another source, moved aside under reset_state
 
 
 class JoinStage:
@@ -104,7 +111,13 @@ class JoinStage:
         self.active = not (name == "asset" and s.mode == "request")
         self.consumer: Consumer = _IdleConsumer()
         self.producer: Producer = _IdleProducer()
+        self._log = log_
+        # What the snapshots are bound to (``source``): asked once, as asking costs a request to Kafka.
+        self._log_identity = ""
+        self._partition_count = 0
         if self.active:
+            self._log_identity = log_.identity()
+            self._partition_count = log_.partitions_for(self.topics[0])
             self.consumer = log_.consumer(self.group_id, self.topics)
             self.producer = log_.producer()
         self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
@@ -171,7 +184,9 @@ class JoinStage:
             if shard is None or p not in owned_partitions:
                 continue  # revoked since the last poll: its new owner writes its snapshots now
             offsets[p] = {tp: o for tp, o in self.next_offsets.items() if tp.partition == p}
-            encoded[p] = self.snapshots.encode({"offsets": offsets[p], "shard": shard.snapshot()})
+            encoded[p] = self.snapshots.encode(
+                {"source": self.source(p).as_dict(), "offsets": offsets[p], "shard": shard.snapshot()}
+            )
         self._checkpoint_pause = (time.perf_counter() - copying) / self.settings.checkpoint_max_share
         barrier = begin_flush(self.producer)  # raises when a flush fails: the shards stay dirty
         self.dirty.clear()
@@ -225,7 +240,7 @@ class JoinStage:
                 del self.next_offsets[tp]
         seeked: set[TopicPartition] = set()
         for p in sorted(partitions - set(self.shards)):
-            saved = self.snapshots.load(self.name, p)
+            saved = self._load_bound(p)
             if saved is None:
                 self.shards[p] = JoinShard(self.settings.rules(), self.settings.tensor_names())
                 continue
@@ -246,6 +261,66 @@ class JoinStage:
         if polled <= keep:
             return records  # the usual case: every record stands
         return [r for r in records if (r.topic, r.partition) in keep]
+
+    def source(self, partition: int) -> StateSource:
+        """What this stage's shard ``partition`` reads: recorded in its snapshots."""
+        return StateSource(
+            log=self._log_identity,
+            group=self.group_id,
+            topics=tuple(self.topics),
+            partitions=self._partition_count,
+            partition=partition,
+        )
+
+    def _load_bound(self, p: int) -> dict[str, Any] | None:
+        """Shard ``p``'s snapshot, if it was taken from what this stage reads. One taken elsewhere
+        stops the stage (``SnapshotSourceError``), or with ``reset_state`` is moved aside (the shard
+        starts empty, from the group's committed offsets in this log): never are its offsets applied
+        here, which would skip input (or read it twice)."""
+        saved = self.snapshots.load(self.name, p)
+        if saved is None:
+            return None
+        expected = self.source(p)
+        ends: dict[str, dict[int, int]] = {}
+
+        def end_offset(tp: TopicPartition) -> int:
+            if tp.topic not in ends:
+                ends[tp.topic] = self._log.end_offsets(tp.topic)
+            return ends[tp.topic].get(tp.partition, 0)
+
+        problem = source_problem(saved, expected, end_offset, self.consumer.committed)
+        path = self.snapshots.path(self.name, p)
+        if problem is None:
+            if saved["source"] is None:  # vouched for by this log: bound to it at the next checkpoint
+                self.dirty.add(p)
+                log.warning(
+                    "%s stage: snapshot %s had no source; adopted for %s", self.name, path, expected.log
+                )
+            return saved
+        if not self.settings.reset_state:
+            raise SnapshotSourceError(
+                f"joiner snapshot {path} does not belong to the log this joiner reads: {problem}. Its "
+                "offsets mean nothing here, so the joiner stops rather than skip input. Run the joiner "
+                "against the log the snapshot was taken from; or give it a state directory of its own "
+                "for this log (DRIFTLOOP_JOINER_STATE_DIR, or another DRIFTLOOP_HOME); or set "
+                "DRIFTLOOP_JOINER_RESET_STATE=true to move such snapshots aside (to *.discarded: the "
+                "predictions pending in them are not labelled) and start their shards from this log's "
+                "committed offsets"
+            )
+        aside = self.snapshots.discard(self.name, p)
+        self.dirty.add(p)  # the next checkpoint writes a snapshot bound to this log
+        self.stats.discarded_snapshots += 1
+        log.warning(
+            "%s stage: DRIFTLOOP_JOINER_RESET_STATE: discarded snapshot %s (moved to %s), shard %d "
+            "starts empty from the committed offsets of %s: %s",
+            self.name,
+            path,
+            aside,
+            p,
+            expected.log,
+            problem,
+        )
+        return None
 
     def _dispatch(self, records: list[Record]) -> None:
         """Feed polled records to their shards. Records come in runs of one partition, in offset
