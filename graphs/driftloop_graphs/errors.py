@@ -1,8 +1,20 @@
-"""Errors of the local Seldon runtime. Messages say what was wrong and what to do next."""
+"""Errors of the local Seldon runtime. Messages say what was wrong and what to do next.
+
+Every error answer of the ingress and the control API has one JSON shape,
+``{"error": "<what was wrong and what to do>", "code": "<stable machine-readable reason>"}``, built by
+:func:`error_body`; MLServer's own ``{"error": ...}`` and FastAPI's ``{"detail": ...}`` are rewritten
+into it before they reach a client."""
 
 from __future__ import annotations
 
+import orjson
+
 from driftloop.errors import DriftloopError
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The JSON body of an error answer (see the module docstring)."""
+    return orjson.dumps({"error": message, "code": code})
 
 
 class GraphError(DriftloopError):

@@ -9,6 +9,10 @@ container serves only its own model, a node asked for another model answers 404.
 
 Logging matches Seldon: a node with ``logger`` logs the message it receives (before the rename) and,
 on success, its response, keyed by ``Seldon-Puid``.
+
+A node's error answer reaches the client in the runtime's one error shape (``errors.error_body``): a
+4xx with the node's status and its message (MLServer's ``{"error"}`` or FastAPI's ``{"detail"}``
+read), a 5xx as 502 naming the node and nothing of its internals (503 stays 503: not ready).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, LogEvent
+from driftloop_graphs.errors import error_body
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment, Node, Predictor
@@ -58,8 +63,29 @@ class NodeFailure(Exception):
 Answer = Callable[[Payload | NodeFailure], None]  # ``predict_then``'s outcome: the response or the failure
 
 
-def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+MAX_NODE_MESSAGE_CHARS = 1000
+
+
+def node_message(body: bytes) -> str | None:
+    """What a node's error body says (MLServer's ``{"error": "..."}``, FastAPI's ``{"detail": ...}``),
+    or None when it holds nothing a client should see (not JSON, a stack trace)."""
+    try:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    found = message.get("error", message.get("detail"))
+    if isinstance(found, list):  # FastAPI's validation errors: [{"loc": [...], "msg": "..."}, ...]
+        parts = [
+            f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg', '')}"
+            for e in found
+            if isinstance(e, dict)
+        ]
+        found = "; ".join(parts) or None
+    if not isinstance(found, str) or not found or "Traceback" in found:
+        return None
+    return found[:MAX_NODE_MESSAGE_CHARS]
 
 
 def chain(payload: Payload) -> Payload:
@@ -102,6 +128,10 @@ class PredictorExecutor:
         self._node_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._log_waits: set[asyncio.Task[None]] = set()  # ``predict_then`` answers waiting for log room
         graph = predictor.graph
+        # whether a request's body becomes a log event (the ingress refuses one too large to log)
+        self.logs_requests = request_logger is not None and any(
+            n.logger is not None and n.logger.logs_requests for n in predictor.nodes()
+        )
         # a graph of one node called once (on the way in or out, not both) needs no walk
         self._one_call = not graph.children and graph.transforms_input != graph.transforms_output
         # what ``predict_then`` reads per request, resolved once
@@ -142,7 +172,7 @@ class PredictorExecutor:
                 return
             if result.status != 200:
                 self._count(node, result.status, elapsed)
-                done(NodeFailure(node.name, result.status, result.body, f"status_{result.status}"))
+                done(self._refused_by(node, result.status, result.body))
                 return
             response = Payload(result.body, result.content_type or JSON)
             # answered first (its bytes leave now, see socket_write), counted and logged after; room
@@ -227,9 +257,10 @@ class PredictorExecutor:
                 node.name,
                 404,
                 error_body(
+                    "model_not_found",
                     f"Model {model} not found: graph node {node.name!r} of predictor "
                     f"{self.predictor.name!r} serves only model {node.name!r}. Call "
-                    ".../v2/models/infer to run the whole graph."
+                    ".../v2/models/infer to run the whole graph.",
                 ),
                 "model_not_served",
             )
@@ -239,7 +270,10 @@ class PredictorExecutor:
             except ValueError as exc:
                 self._count(node, 502, 0.0)
                 raise NodeFailure(
-                    node.name, 502, error_body(f"cannot chain into {node.name!r}: {exc}"), "chain"
+                    node.name,
+                    502,
+                    error_body("bad_node_response", f"cannot chain into {node.name!r}: {exc}"),
+                    "chain",
                 ) from exc
         started = time.perf_counter()
         try:
@@ -251,7 +285,7 @@ class PredictorExecutor:
             raise self._unreachable(node, exc) from exc
         self._count(node, response.status, time.perf_counter() - started)
         if response.status != 200:
-            raise NodeFailure(node.name, response.status, response.body, f"status_{response.status}")
+            raise self._refused_by(node, response.status, response.body)
         result = Payload(response.body, response.content_type or JSON)
         if node.logger is not None and node.logger.logs_responses:
             await self._log(TYPE_RESPONSE, node, result, ctx, skipped=not logs)
@@ -264,12 +298,29 @@ class PredictorExecutor:
             (b"seldon-puid", ctx.puid.encode("latin-1")),
         )
 
+    def _refused_by(self, node: Node, status: int, body: bytes) -> NodeFailure:
+        """A node's non-200 answer, as the client gets it (see the module docstring)."""
+        where = f"graph node {node.name!r} of predictor {self.predictor.name!r}"
+        said = node_message(body)
+        if status == 503:
+            message = f"{where} is not ready (status 503){': ' + said if said else ''}"
+            return NodeFailure(node.name, 503, error_body("node_unavailable", message), "status_503")
+        if status >= 500 or status < 400:
+            message = (
+                f"{where} failed (its MLServer answered {status}); the cause is in that MLServer's log "
+                f"(next to its model repository under the run directory)"
+            )
+            return NodeFailure(node.name, 502, error_body("node_error", message), f"status_{status}")
+        message = f"{where} refused the request: {said or f'status {status}'}"
+        return NodeFailure(node.name, status, error_body("node_refused", message), f"status_{status}")
+
     def _unreachable(self, node: Node, exc: UpstreamError) -> NodeFailure:
         return NodeFailure(
             node.name,
             503,
             error_body(
-                f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}"
+                "node_unreachable",
+                f"graph node {node.name!r} of predictor {self.predictor.name!r} is unreachable: {exc}",
             ),
             "unreachable",
         )
@@ -309,9 +360,18 @@ class PredictorExecutor:
         )
 
     async def get(self, path: str) -> tuple[int, bytes, str]:
-        """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable."""
+        """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable,
+        an error answer in the one error shape."""
         try:
             response = await self._pool.request("GET", self._host, self._port, path)
         except UpstreamError as exc:
-            return 503, error_body(f"predictor {self.predictor.name!r} is unreachable: {exc}"), JSON
-        return response.status, response.body, response.content_type or JSON
+            message = f"predictor {self.predictor.name!r} is unreachable: {exc}"
+            return 503, error_body("node_unreachable", message), JSON
+        if response.status == 200:
+            return response.status, response.body, response.content_type or JSON
+        said = node_message(response.body)
+        where = f"predictor {self.predictor.name!r}: GET {path}"
+        if response.status >= 500 and response.status != 503:
+            return 502, error_body("node_error", f"{where} failed with status {response.status}"), JSON
+        code = "node_unavailable" if response.status == 503 else "node_refused"
+        return response.status, error_body(code, f"{where}: {said or f'status {response.status}'}"), JSON

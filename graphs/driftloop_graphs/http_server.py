@@ -7,9 +7,12 @@ complete request to one handler coroutine and writes its response:
 - keep-alive (HTTP/1.1 default; ``Connection: close`` and HTTP/1.0 honoured), pipelined requests
   answered in order, idle connections closed after ``keepalive_timeout_s``;
 - ``Content-Length`` and chunked request bodies (httptools decodes chunks), ``Expect: 100-continue``;
-- bodies over ``max_body_bytes`` answered 413, malformed requests 400, both as JSON and followed by a
-  close; a handler that raises is answered 500 with a JSON message (logged here, no stack trace to
-  the client);
+- bodies over ``max_body_bytes`` answered 413, malformed requests 400, more than
+  ``max_header_count`` headers or ``max_header_bytes`` of request line and headers 431, request line
+  and headers not complete within ``header_timeout_s`` of their first byte (or of the connection's
+  start) 408, all as JSON errors (``errors.error_body``) followed by a close, and each reported to
+  ``refused``; a handler that raises is answered 500 with a JSON message (logged here, no stack trace
+  to the client);
 - back-pressure: a connection stops reading while its responses cannot be written;
 - ``stop()`` stops accepting, lets in-flight requests finish (up to a deadline) and closes the rest.
 
@@ -34,8 +37,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import httptools
-import orjson
 
+from driftloop_graphs.errors import error_body
 from driftloop_graphs.socket_write import socket_fd, write_now
 
 parse_request: Callable[[bytes, int, int], tuple[str, str, dict[str, str], bytes, bool, int] | None] | None
@@ -71,8 +74,11 @@ Responder = Callable[[HttpResponse], None]
 FastHandler = Callable[[HttpRequest, Responder], bool]  # True: taken, ``respond`` will be called once
 
 
-def json_error(status: int, message: str) -> HttpResponse:
-    return HttpResponse(status, orjson.dumps({"error": message}))
+Refused = Callable[[int, str], None]  # (status, code) of a request the server refused itself
+
+
+def json_error(status: int, code: str, message: str) -> HttpResponse:
+    return HttpResponse(status, error_body(code, message))
 
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in http.HTTPStatus}
@@ -131,6 +137,10 @@ class _HttpConnection(asyncio.Protocol):
         # (cancel + call_later) costs more than the check it saves.
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
+        # the request line and headers being received (httptools): since when, and their size
+        self._head_started: float | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
         self.closed = False
 
     # -- asyncio.Protocol -------------------------------------------------------------------------
@@ -144,11 +154,15 @@ class _HttpConnection(asyncio.Protocol):
         self._server.connections.add(self)
         self._last_activity = self._loop.time()
         self._arm_idle_timer()
+        self._start_head()  # the first request's line and headers are due within header_timeout_s
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._server.connections.discard(self)
         self._cancel_idle_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         self._pending.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -162,7 +176,14 @@ class _HttpConnection(asyncio.Protocol):
                 parsed = parse_request(data, offset, limit)
                 if parsed is None:
                     break
-                method, path, headers, body, keep_alive, offset = parsed
+                method, path, headers, body, keep_alive, end = parsed
+                if end - offset - len(body) > self._server.max_header_bytes:
+                    self._headers_too_large()
+                    return
+                if len(headers) > self._server.max_header_count:
+                    self._too_many_headers()
+                    return
+                offset = end
                 self._dispatch(HttpRequest(method, path, headers, body), keep_alive)
             if offset == size:
                 return
@@ -171,9 +192,9 @@ class _HttpConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(json_error(400, "protocol upgrades are not supported by the ingress"))
+            self._reject(400, "upgrade_refused", "protocol upgrades are not supported by the ingress")
         except httptools.HttpParserError as exc:
-            self._reject(json_error(400, f"malformed HTTP request: {exc}"))
+            self._reject(400, "malformed_request", f"malformed HTTP request: {exc}")
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -201,14 +222,31 @@ class _HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._body = []
         self._body_size = 0
+        self._head_bytes = 0
+        if self._head_started is None:
+            self._start_head()
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._rejected:
+            return
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._count_head(len(name) + len(value) + 4)
+        if len(self._headers) > self._server.max_header_count:
+            self._too_many_headers()
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._server.max_header_bytes and not self._rejected:
+            self._headers_too_large()
 
     def on_headers_complete(self) -> None:
+        self._head_started = None
+        if self._rejected:
+            return
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._server.max_body_bytes:
             self._too_large()
@@ -245,6 +283,7 @@ class _HttpConnection(asyncio.Protocol):
     def _dispatch(self, request: HttpRequest, keep_alive: bool) -> None:
         """A complete request: to the fast handler if the connection is idle and it takes it, else
         queued for ``_serve`` (in order, behind what is pending)."""
+        self._head_started = None
         idle = self._task is None and self._fast is None and not self._pending
         if idle and self._offer_fast(request, keep_alive):
             return
@@ -321,9 +360,44 @@ class _HttpConnection(asyncio.Protocol):
 
     def _too_large(self) -> None:
         limit = self._server.max_body_bytes
-        self._reject(json_error(413, f"request body larger than the ingress's limit of {limit} bytes"))
+        self._reject(413, "body_too_large", f"request body larger than the ingress's limit of {limit} bytes")
 
-    def _reject(self, response: HttpResponse) -> None:
+    def _headers_too_large(self) -> None:
+        limit = self._server.max_header_bytes
+        message = f"request line and headers larger than the ingress's limit of {limit} bytes"
+        self._reject(431, "headers_too_large", message)
+
+    def _too_many_headers(self) -> None:
+        limit = self._server.max_header_count
+        self._reject(431, "headers_too_large", f"more than the ingress's limit of {limit} headers")
+
+    def _start_head(self) -> None:
+        self._head_started = self._loop.time()
+        if self._head_timer is None:
+            self._head_timer = self._loop.call_later(self._server.header_timeout_s, self._head_check)
+
+    def _head_check(self) -> None:
+        """Close a connection whose request line and headers took over ``header_timeout_s`` (a
+        client sending them a byte at a time holds a connection for nothing)."""
+        self._head_timer = None
+        if self.closed or self._head_started is None:
+            return
+        timeout = self._server.header_timeout_s
+        waited = self._loop.time() - self._head_started
+        if waited < timeout:
+            self._head_timer = self._loop.call_later(timeout - waited, self._head_check)
+            return
+        busy = self._task is not None or self._fast is not None or self._pending
+        if not busy and not self._in_message:
+            self._server.report_refused(408, "header_timeout")
+            self.close_if_idle()  # no request begun: nothing to answer
+            return
+        message = f"request line and headers not received within {timeout:g} s"
+        self._reject(408, "header_timeout", message)
+
+    def _reject(self, status: int, code: str, message: str) -> None:
+        self._server.report_refused(status, code)
+        response = json_error(status, code, message)
         self._pause_reading()
         self._rejected = True
         if self._transport is None:
@@ -375,11 +449,19 @@ class HttpServer:
         fast: FastHandler | None = None,
         max_body_bytes: int = 64 * 1024 * 1024,
         keepalive_timeout_s: float = 75.0,
+        max_header_count: int = 100,
+        max_header_bytes: int = 16 * 1024,
+        header_timeout_s: float = 10.0,
+        refused: Refused | None = None,
     ) -> None:
         self.handler = handler
         self.fast = fast
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout_s = keepalive_timeout_s
+        self.max_header_count = max_header_count
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout_s = header_timeout_s
+        self.refused = refused
         self.connections: set[_HttpConnection] = set()
         self.in_flight = 0
         self.stopping = False
@@ -397,11 +479,17 @@ class HttpServer:
             lambda: _HttpConnection(self), sock=sock, backlog=backlog
         )
 
+    def report_refused(self, status: int, code: str) -> None:
+        if self.refused is not None:
+            self.refused(status, code)
+
     @staticmethod
     def failed(request: HttpRequest, exc: Exception) -> HttpResponse:
         """The answer to a handler that raised: a message for the client, the stack trace for the log."""
         logger.error("ingress: %s %s failed", request.method, request.path, exc_info=exc)
-        return json_error(500, f"the ingress failed on {request.method} {request.path}: {exc!r}")
+        return json_error(
+            500, "internal", f"the ingress failed on {request.method} {request.path}: {type(exc).__name__}"
+        )
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Stop accepting; answer what is in flight (up to ``timeout_s``); close every connection."""

@@ -5,6 +5,11 @@ split picks; ``.../v2/models/<model>/infer`` does the same with a model name app
 (Seldon semantics); ``GET .../v2/models/<model>/ready`` and ``GET .../v2/models/<model>`` reach the
 node's MLServer; ``GET .../v2/health/ready|live`` the whole deployment. ``Seldon-Puid`` is generated
 when absent and echoed. Node errors come back with the node's status and a JSON message.
+
+An inference request MLServer cannot take is refused before any node sees it (``request_checks``,
+in ``_prepare``, which both the coroutine and the callback path go through). Every error answer has
+the one error shape (``errors.error_body``), and every refusal is counted in
+``driftloop_ingress_refused_total{code}`` (inference requests also in ``driftloop_ingress_requests_total``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from driftloop_graphs.executor import JSON, CallContext, NodeFailure, Payload, P
 from driftloop_graphs.http_server import HttpRequest, HttpResponse, Responder, json_error
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.puid import new_puid
+from driftloop_graphs.request_checks import IngressLimits, Refusal, check_body, check_headers, check_puid
 from driftloop_graphs.request_log import RequestLogger
 from driftloop_graphs.spec import Deployment
 from driftloop_graphs.traffic import TrafficTable
@@ -41,14 +47,9 @@ class DeploymentRuntime:
     shadow_tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
-def _json(status: int, message: str, puid: str | None = None) -> HttpResponse:
-    response = json_error(status, message)
+def _json(status: int, code: str, message: str, puid: str | None = None) -> HttpResponse:
+    response = json_error(status, code, message)
     return HttpResponse(status, response.body, JSON, ((PUID_HEADER, puid),)) if puid else response
-
-
-def _not_allowed(method: str, allowed: str) -> HttpResponse:
-    body = json_error(405, f"{method} not allowed here: use {allowed}").body
-    return HttpResponse(405, body, JSON, (("allow", allowed),))
 
 
 class Ingress:
@@ -57,12 +58,25 @@ class Ingress:
         runtimes: dict[tuple[str, str], DeploymentRuntime],
         metrics: IngressMetrics,
         request_logger: RequestLogger | None,
+        limits: IngressLimits | None = None,
     ) -> None:
         self.runtimes = runtimes
         self.metrics = metrics
         self.request_logger = request_logger
+        self.limits = limits if limits is not None else IngressLimits()
         # inference paths seen by ``fast`` -> (deployment, model named in the path): one lookup a call
         self._fast_routes: dict[str, tuple[DeploymentRuntime, str | None]] = {}
+
+    def server_options(self) -> dict[str, Any]:
+        """The ``HttpServer`` keyword arguments that apply this ingress's limits and count the
+        server's own refusals (431, 408, 413, malformed requests) with the ingress's."""
+        limits = self.limits
+        return {
+            "max_header_count": limits.max_header_count,
+            "max_header_bytes": limits.max_header_bytes,
+            "header_timeout_s": limits.header_timeout_s,
+            "refused": lambda status, code: self.metrics.refused.labels(code).inc(),
+        }
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """Route one request. Paths are Seldon's; anything else is a JSON 404 (or 405) saying so."""
@@ -75,7 +89,7 @@ class Ingress:
                 return self._unknown(namespace, name)
             if rest[0] == "models" and len(rest) in (2, 3) and rest[-1] == "infer":
                 if request.method != "POST":
-                    return _not_allowed(request.method, "POST")
+                    return self._not_allowed(request.method, "POST")
                 return await self.infer(request, runtime, rest[1] if len(rest) == 3 else None)
             if rest[0] == "models" and len(rest) == 3 and rest[2] == "ready":
                 puid = request.headers.get("seldon-puid")
@@ -93,23 +107,33 @@ class Ingress:
             return await self._get(request, self.live)
         elif request.path == "/metrics":
             return await self._get(request, self.prometheus)
-        return _json(
+        return self._refuse(
             404,
+            "no_route",
             f"no route {request.path!r}: the ingress serves /seldon/<namespace>/<name>/v2/models/infer, "
             ".../v2/models/<model>/infer|ready, .../v2/models/<model>, .../v2/health/ready|live, "
             "/ready, /live and /metrics",
         )
 
-    @staticmethod
-    async def _get(request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
+    async def _get(self, request: HttpRequest, handler: Any, *args: Any) -> HttpResponse:
         if request.method != "GET":
-            return _not_allowed(request.method, "GET")
+            return self._not_allowed(request.method, "GET")
         result: HttpResponse = await handler(*args)
         return result
 
+    def _refuse(self, status: int, code: str, message: str, puid: str | None = None) -> HttpResponse:
+        """An error answer of the ingress's own, counted in ``refused``."""
+        self.metrics.refused.labels(code).inc()
+        return _json(status, code, message, puid)
+
+    def _not_allowed(self, method: str, allowed: str) -> HttpResponse:
+        response = self._refuse(405, "method_not_allowed", f"{method} not allowed here: use {allowed}")
+        return HttpResponse(405, response.body, JSON, (("allow", allowed),))
+
     def _unknown(self, namespace: str, name: str) -> HttpResponse:
         known = [f"{n}/{d}" for n, d in self.runtimes]
-        return _json(404, f"no SeldonDeployment {namespace}/{name} is running here; serving: {known}")
+        message = f"no SeldonDeployment {namespace}/{name} is running here; serving: {known}"
+        return self._refuse(404, "unknown_deployment", message)
 
     def fast(self, request: HttpRequest, respond: Responder) -> bool:
         """``handle`` without a coroutine, for an inference request the chosen predictor can answer from
@@ -133,7 +157,8 @@ class Ingress:
                 response = self._response(ctx.puid, result)
             except Exception as exc:  # answer the client whatever happened; the trace goes to the log
                 logger.exception("ingress: answering %s failed", request.path)
-                response = _json(500, f"the ingress failed on POST {request.path}: {exc!r}", ctx.puid)
+                message = f"the ingress failed on POST {request.path}: {type(exc).__name__}"
+                response = _json(500, "internal", message, ctx.puid)
             respond(response)  # first: its bytes leave now (see socket_write); counted after
             self._count(executor, started, result)
 
@@ -175,20 +200,36 @@ class Ingress:
             return self._answer(executor, ctx.puid, started, failure)
         return self._answer(executor, ctx.puid, started, result)
 
-    @staticmethod
     def _prepare(
-        request: HttpRequest, runtime: DeploymentRuntime, model: str | None
+        self, request: HttpRequest, runtime: DeploymentRuntime, model: str | None
     ) -> HttpResponse | tuple[PredictorExecutor, Payload, CallContext, float]:
-        """The predictor, payload and context of an inference call, or the answer that refuses it."""
+        """The predictor, payload and context of an inference call, or the answer that refuses it
+        (counted: the predictor's ``requests`` by status, ``refused`` by code)."""
         started = time.perf_counter()
         headers = request.headers
-        puid = headers.get("seldon-puid") or new_puid()
+        given = headers.get("seldon-puid")
+        try:
+            if given:
+                check_puid(given, self.limits)
+        except Refusal as refusal:  # not echoed: an answer carries only a puid that is safe to send
+            return self._refuse_call(runtime, runtime.traffic.weights[0][0], refusal, None)
+        puid = given or new_puid()
         skip = headers.get("seldon-skip-logging", "") in _TRUE
+        executor = runtime.executors[runtime.traffic.choose(puid)]
+        try:
+            check_headers(headers)
+            check_body(request.body, self.limits, executor.logs_requests and not skip)
+        except Refusal as refusal:
+            return self._refuse_call(runtime, executor.predictor.name, refusal, puid)
         ctx = CallContext(puid=puid, model_override=model, skip_logging=skip)
         payload = Payload(request.body, headers.get("content-type") or JSON)
-        if not payload.body:
-            return _json(400, "empty request body: send a V2 inference request with 'inputs'", puid)
-        return runtime.executors[runtime.traffic.choose(puid)], payload, ctx, started
+        return executor, payload, ctx, started
+
+    def _refuse_call(
+        self, runtime: DeploymentRuntime, predictor: str, refusal: Refusal, puid: str | None
+    ) -> HttpResponse:
+        self.metrics.requests.labels(runtime.deployment.name, predictor, str(refusal.status)).inc()
+        return self._refuse(refusal.status, refusal.code, refusal.message, puid)
 
     def _answer(
         self, executor: PredictorExecutor, puid: str, started: float, result: Payload | NodeFailure
@@ -238,11 +279,17 @@ class Ingress:
     async def _node_get(
         self, runtime: DeploymentRuntime, model: str, suffix: str, puid: str | None
     ) -> HttpResponse:
+        if puid:
+            try:
+                check_puid(puid, self.limits)
+            except Refusal as refusal:
+                return self._refuse(refusal.status, refusal.code, refusal.message)
         puid = puid or new_puid()
         executor = runtime.executors[runtime.traffic.choose(puid)]
         if executor.predictor.graph.find(model) is None:
             nodes = [n.name for n in executor.predictor.nodes()]
-            return _json(404, f"Failed to find model {model}: the graph's nodes are {nodes}", puid)
+            message = f"Failed to find model {model}: the graph's nodes are {nodes}"
+            return self._refuse(404, "model_not_found", message, puid)
         status, body, content_type = await executor.get(f"/v2/models/{model}{suffix}")
         return HttpResponse(status, body, content_type, ((PUID_HEADER, puid),))
 
@@ -253,7 +300,7 @@ class Ingress:
             e.predictor.name for e, (status, _, _) in zip(executors, results, strict=True) if status != 200
         ]
         if not_ready:
-            return _json(503, f"predictor(s) not ready: {not_ready}")
+            return _json(503, "not_ready", f"predictor(s) not ready: {not_ready}")
         return HttpResponse(200, b"", None)
 
     async def live(self) -> HttpResponse:

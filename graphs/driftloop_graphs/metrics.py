@@ -46,6 +46,12 @@ class IngressMetrics:
             (*labels, "node", "reason"),
             registry=self.registry,
         )
+        self.refused = Counter(
+            "driftloop_ingress_refused",
+            "Requests the ingress refused itself (bad input, limits, unknown routes), by error code",
+            ("code",),
+            registry=self.registry,
+        )
         self.shadow = Counter(
             "driftloop_shadow_requests",
             "Mirrored requests to the shadow predictor, by outcome (ok, error, skipped_overload)",

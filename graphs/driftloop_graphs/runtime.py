@@ -30,6 +30,7 @@ from driftloop_graphs.http_server import HttpServer
 from driftloop_graphs.ingress import DeploymentRuntime, Ingress
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.repository import build_repository, set_model_uri
+from driftloop_graphs.request_checks import IngressLimits
 from driftloop_graphs.request_log import RequestLogger, RequestLogSettings
 from driftloop_graphs.spec import Deployment
 from driftloop_graphs.traffic import TrafficTable
@@ -50,6 +51,7 @@ class RuntimeSettings:
     mlserver_env: dict[str, str] = field(default_factory=dict)
     max_connections: int = 512  # to each MLServer
     max_body_bytes: int = 64 * 1024 * 1024  # a larger inference request is answered 413
+    limits: IngressLimits = field(default_factory=IngressLimits)  # DRIFTLOOP_INGRESS_* (request_checks)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -108,9 +110,12 @@ class LocalRuntime:
             self._client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=5.0))  # control calls
             self._start_request_logger()
             self._build_runtimes()
-            ingress = Ingress(self.runtimes, self.metrics, self.request_logger)
+            ingress = Ingress(self.runtimes, self.metrics, self.request_logger, self.settings.limits)
             self._ingress_server = HttpServer(
-                ingress.handle, fast=ingress.fast, max_body_bytes=self.settings.max_body_bytes
+                ingress.handle,
+                fast=ingress.fast,
+                max_body_bytes=self.settings.max_body_bytes,
+                **ingress.server_options(),
             )
             sock = bind(self.settings.host, self.settings.port)
             await self._ingress_server.start(sock)

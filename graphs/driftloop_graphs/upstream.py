@@ -8,11 +8,16 @@ connections, and costs a small fraction of that. It supports exactly what the in
 - requests with a ``Content-Length`` body (or none), responses with ``Content-Length``, chunked or
   read-until-close bodies;
 - keep-alive: a connection goes back to the pool after a complete response the server did not mark
-  ``Connection: close``; idle connections expire after ``keepalive_expiry_s`` (below uvicorn's 5 s,
-  so the ingress never reuses a connection the server is about to close);
+  ``Connection: close`` and that is not a 5xx (uvicorn closes the connection after an application
+  error, a moment after its 500 answer); idle connections expire after ``keepalive_expiry_s`` (below
+  uvicorn's 5 s, so the ingress never reuses a connection the server is about to close), and one
+  the server closed while idle is dropped when its end-of-file is read;
 - at most ``max_connections`` per origin; callers beyond that wait (up to the pool timeout);
 - connect / read timeouts, raised as :class:`UpstreamError` subclasses, as is a connection that
-  breaks mid-response. Nothing is retried: a node call is not assumed idempotent.
+  breaks mid-response. One case is retried, once, on a new connection: a connection taken from the
+  pool that the server closed before any byte of an answer came back (:class:`UpstreamClosed`: the
+  server had closed it while idle, so it never read the request). Nothing else is retried: a node
+  call is not assumed idempotent.
 
 ``request`` is a coroutine; ``try_request`` makes the same exchange on an idle connection and reports
 its outcome to a callback instead (the ingress's path without a task per request), or declines at once
@@ -51,6 +56,10 @@ class UpstreamTimeout(UpstreamError):
     pass
 
 
+class UpstreamClosed(UpstreamError):
+    """The server closed the connection before any byte of its answer came back."""
+
+
 @dataclass(slots=True)  # made per request: a frozen dataclass's __init__ costs 4x
 class UpstreamResponse:
     status: int
@@ -77,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self._content_type: bytes | None = None
         self._last_header = b""
         self._in_message = False  # httptools holds part of a response: the next bytes go to it
+        self._answered = False  # a byte of the current exchange's answer has come back
         # The read timeout: one timer per connection, re-armed only when it fires, instead of a
         # call_later + cancel per exchange (see ``_check_read_timeout``).
         self._read_timeout_s = 0.0
@@ -89,6 +99,7 @@ class _Connection(asyncio.Protocol):
         self._fd = socket_fd(transport)
 
     def data_received(self, data: bytes) -> None:
+        self._answered = True
         if not self._in_message and parse_response is not None:
             parsed = parse_response(data, 0)
             if parsed is not None and parsed[4] == len(data):  # exactly one whole plain response
@@ -116,7 +127,10 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(b"")
         if self._exchanging():
             reason = f": {exc}" if exc else ""
-            self._settle(UpstreamError(f"the server closed the connection mid-exchange{reason}"))
+            if not self._answered:
+                self._settle(UpstreamClosed(f"the server closed the connection before answering{reason}"))
+            else:
+                self._settle(UpstreamError(f"the server closed the connection mid-exchange{reason}"))
 
     # -- httptools callbacks ----------------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -136,7 +150,7 @@ class _Connection(asyncio.Protocol):
         self._complete(self._parser.get_status_code(), body, content_type, self._parser.should_keep_alive())
 
     def _complete(self, status: int, body: bytes, content_type: str | None, keep_alive: bool) -> None:
-        if not keep_alive:
+        if not keep_alive or status >= 500:  # uvicorn closes after an application error's 500
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
@@ -178,6 +192,7 @@ class _Connection(asyncio.Protocol):
     def _write(self, request: bytes, read_timeout_s: float) -> None:
         assert self.transport is not None
         # sent first: the answer cannot be read before this callback returns to the loop
+        self._answered = False
         write_now(self.transport, self._fd, request)
         self._body = []
         self._content_type = None
@@ -261,6 +276,7 @@ class UpstreamPool:
         self.pool_timeout_s = pool_timeout_s
         self._origins: dict[tuple[str, int], _Origin] = {}
         self._closed = False
+        self._resends: set[asyncio.Task[None]] = set()
 
     async def request(
         self,
@@ -274,17 +290,26 @@ class UpstreamPool:
         if self._closed:
             raise UpstreamError("the connection pool is closed")
         origin = self._origin(host, port)
-        connection = await self._acquire(origin)
-        waiter = connection.send(_encode(origin, method, path, body, headers), self.read_timeout_s)
+        wire = _encode(origin, method, path, body, headers)
+        connection, reused = await self._acquire(origin)
         try:
-            response = await waiter
+            return await self._exchange(origin, connection, wire)
+        except UpstreamClosed:
+            if not reused:
+                raise
+        connection, _ = await self._acquire(origin, fresh=True)  # once (see the module docstring)
+        return await self._exchange(origin, connection, wire)
+
+    async def _exchange(self, origin: _Origin, connection: _Connection, wire: bytes) -> UpstreamResponse:
+        waiter = connection.send(wire, self.read_timeout_s)
+        try:
+            return await waiter
         except BaseException:
             connection.abort()  # cancelled or failed mid-exchange: the connection's state is unknown
             raise
         finally:
             connection.finish()
             self._release(origin, connection)
-        return response
 
     def try_request(
         self,
@@ -334,6 +359,12 @@ class UpstreamPool:
             if isinstance(result, UpstreamError):
                 connection.abort()  # its state is unknown
             connection.finish()
+            if isinstance(result, UpstreamClosed) and not self._closed:  # closed while idle: once more
+                self._release(origin, connection)
+                task = asyncio.get_running_loop().create_task(self._resend(origin, wire, outcome, what))
+                self._resends.add(task)
+                task.add_done_callback(self._resends.discard)
+                return
             try:  # the caller's answer first; the connection is idle again right after
                 outcome(result)
             except Exception:  # a caller's bug must not break this connection's protocol callbacks
@@ -343,17 +374,31 @@ class UpstreamPool:
 
         connection.send_then(wire, self.read_timeout_s, settled)
 
+    async def _resend(self, origin: _Origin, wire: bytes, outcome: Outcome, what: str) -> None:
+        """``_send_then``'s one retry, on a new connection; its outcome to ``outcome``."""
+        result: UpstreamResponse | UpstreamError
+        try:
+            connection, _ = await self._acquire(origin, fresh=True)
+            result = await self._exchange(origin, connection, wire)
+        except UpstreamError as exc:
+            result = exc
+        try:
+            outcome(result)
+        except Exception:
+            logger.exception("upstream: the callback for %s to %s:%d failed", what, origin.host, origin.port)
+
     def _origin(self, host: str, port: int) -> _Origin:
         origin = self._origins.get((host, port))
         if origin is None:
             origin = self._origins[(host, port)] = _Origin(host, port, self.max_connections)
         return origin
 
-    async def _acquire(self, origin: _Origin) -> _Connection:
+    async def _acquire(self, origin: _Origin, fresh: bool = False) -> tuple[_Connection, bool]:
+        """A connection to ``origin`` and whether it was taken from the pool (``fresh``: a new one)."""
         while True:
-            connection = self._take_idle(origin)
+            connection = None if fresh else self._take_idle(origin)
             if connection is not None:
-                return connection
+                return connection, True
             if origin.open < origin.max_connections:
                 break
             waiter = asyncio.get_running_loop().create_future()
@@ -370,7 +415,7 @@ class UpstreamPool:
                     origin.waiters.remove(waiter)
         origin.open += 1
         try:
-            return await self._connect(origin)
+            return await self._connect(origin), False
         except BaseException:
             origin.open -= 1
             self._wake(origin)
@@ -423,6 +468,8 @@ class UpstreamPool:
 
     async def aclose(self) -> None:
         self._closed = True
+        for task in list(self._resends):
+            task.cancel()
         for origin in self._origins.values():
             for connection in origin.connections:  # in-use ones too: their callers get an error
                 connection.abort()
