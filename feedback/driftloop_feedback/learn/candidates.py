@@ -5,21 +5,24 @@ The run holds params (the estimator and its hyper-parameters, the policy, the da
 requirements: registering stays fast) and tags; the version carries the same ``driftloop.*`` tags, so
 the parent version and the trigger are on both. Registering is idempotent: each candidate has an id
 (tag ``driftloop.candidate_id``), and a candidate already registered (a crash after registering, before
-the next checkpoint) is found instead of registered twice. The trainer never moves ``champion``.
+the next checkpoint) is found instead of registered twice. Each candidate's drift reference (its
+window's most recent rows) is logged with ``driftloop.references.log_reference``. The trainer never
+moves ``champion``.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import pickle
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, cast
 
 import numpy as np
 
 from driftloop.learning.registration import model_pip_requirements
-from driftloop.registry import ModelVersionRef
+from driftloop.references import log_reference
+from driftloop.registry import MlflowRegistry, ModelVersionRef
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,8 @@ class CandidateRegistry(Protocol):
     def find_version_by_tag(self, name: str, key: str, value: str) -> ModelVersionRef | None: ...
 
     def set_alias(self, name: str, alias: str, version: int) -> None: ...
+
+    def log_run_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None: ...
 
 
 @dataclass
@@ -76,16 +81,6 @@ def estimator_params(model: Any) -> dict[str, Any]:
     return params
 
 
-def reference_hook() -> Any | None:
-    """``driftloop.references.log_reference(registry, run_id, array, feature_names)`` when installed:
-    the drift monitor's reference data travels with the registered version."""
-    try:
-        module = importlib.import_module("driftloop.references")
-    except ImportError:
-        return None
-    return getattr(module, "log_reference", None)
-
-
 class CandidateRegistrar:
     def __init__(self, registry: CandidateRegistry, model_name: str, alias: str) -> None:
         self.registry = registry
@@ -97,10 +92,13 @@ class CandidateRegistrar:
         ref = self.registry.find_version_by_tag(self.model_name, CANDIDATE_ID_TAG, candidate.candidate_id)
         if ref is None:
             ref = self._register_new(candidate)
-        # the reference data first, the alias last: a challenger always has its reference
-        hook = reference_hook()
-        if hook is not None and ref.run_id is not None:
-            hook(self.registry, ref.run_id, candidate.reference, candidate.feature_names)
+        # the drift reference first (it travels with the version: the drift monitor watches a promoted
+        # candidate against it), the alias last: a challenger always has its reference
+        if ref.run_id is not None:
+            # log_reference uses only ``log_run_artifacts`` of the registry
+            log_reference(
+                cast(MlflowRegistry, self.registry), ref.run_id, candidate.reference, candidate.feature_names
+            )
         self.registry.set_alias(self.model_name, self.alias, ref.version)
         return ref
 

@@ -55,7 +55,7 @@ def run(metrics_port: int | None, progress_s: float) -> None:
     if metrics_port is not None:
         server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
         click.echo(f"trainer metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
-    click.echo(f"trainer ready ({settings.model_name}, topic {settings.labelled_topic})", flush=True)
+    click.echo(f"trainer ready ({settings.model_name}, topic {settings.labelled_topic})")
     last = 0.0
 
     def _should_stop() -> bool:
@@ -71,7 +71,7 @@ def run(metrics_port: int | None, progress_s: float) -> None:
     finally:
         log.close()
     _progress(worker)
-    click.echo("trainer stopped", flush=True)
+    click.echo("trainer stopped")
 
 
 def _progress(worker: object) -> None:
@@ -80,11 +80,10 @@ def _progress(worker: object) -> None:
     assert isinstance(worker, TrainerWorker)
     state = worker.state
     if state is None:
-        click.echo(f"trainer {worker.status}", flush=True)
+        click.echo(f"trainer {worker.status}")
         return
     click.echo(
         f"trainer consumed={state.consumed} learned={state.challenger.learned} "
         f"duplicates={state.duplicates} candidates={state.candidates_cut} pending={len(state.pending)} "
         f"last_version={state.last_candidate_version}",
-        flush=True,
     )

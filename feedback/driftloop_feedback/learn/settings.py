@@ -25,7 +25,7 @@ class CandidatePolicySettings(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    min_examples: int = Field(default=200, ge=1, description="examples learned since the last candidate")
+    min_examples: int = Field(default=200, ge=2, description="examples learned since the last candidate")
     min_interval_s: float = Field(default=60.0, ge=0, description="seconds since the last candidate")
     every_n_examples: int | None = Field(default=10_000, ge=1, description="schedule: examples; None = off")
     every_s: float | None = Field(default=3600.0, gt=0, description="schedule: seconds; None = off")

@@ -115,6 +115,7 @@ class TrainerWorker:
         now = self.clock()
         if self.state is None and not self._start(now):
             return 0
+        self._register_pending(now)  # also while the topic is missing: candidates of a previous run
         if self.consumer is None and not self._open_consumers(now):
             return 0
         assert self.state is not None and self.consumer is not None
@@ -342,8 +343,12 @@ class TrainerWorker:
         example = examples[0]
         features = example.features
         n = state.challenger.n_features
-        if (n is not None and len(features) != n) or not all(np.isfinite(features)):
-            self._reject("features", record, f"{len(features)} features, want {n} finite values")
+        try:
+            finite = bool(np.isfinite(np.asarray(features, dtype=float)).all())
+        except (TypeError, ValueError):  # a null (NaN written as JSON) or a string
+            finite = False
+        if not finite or (n is not None and len(features) != n):
+            self._reject("features", record, f"{len(features)} features, want {n} finite numbers")
             return
         target = example_target(example)
         if not state.challenger.accepts(target):

@@ -1,0 +1,218 @@
+"""The trainer worker on the in-memory log with an in-memory registry (fast unit tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from driftloop_feedback.learn.settings import CandidatePolicySettings, TrainerSettings
+from driftloop_feedback.learn.state import digest_of
+from driftloop_feedback.learn.worker import TrainerWorker
+
+from driftloop.eventlog import MemoryEventLog
+from tests.learn.helpers import (
+    FakeClock,
+    FakeRegistry,
+    classification_rows,
+    classifier_champion,
+    examples,
+    regression_rows,
+    regressor_champion,
+)
+
+TOPIC = "driftloop.labelled"
+
+
+def make_settings(tmp_path: Path, **policy: object) -> TrainerSettings:
+    values: dict[str, object] = {
+        "min_examples": 50,
+        "min_interval_s": 0,
+        "every_n_examples": 200,
+        "every_s": None,
+    }
+    values.update(policy)
+    return TrainerSettings(
+        state_dir=tmp_path / "trainer",
+        batch_size=32,
+        replay_ratio=0.5,
+        replay_capacity=100,
+        checkpoint_interval_s=1.0,
+        poll_timeout_s=0.0,
+        champion_retry_s=5.0,
+        topic_retry_s=5.0,
+        registry_retry_s=30.0,
+        policy=CandidatePolicySettings.model_validate(values),
+    )
+
+
+def produce(log: MemoryEventLog, values: list[bytes], partitions: int = 2) -> None:
+    log.create_topic(TOPIC, partitions)
+    producer = log.producer()
+    for value in values:
+        key = value.split(b'"request_id":"')[-1].split(b'"')[0]
+        producer.send(TOPIC, value, key=key)
+    producer.flush()
+
+
+def run_until(worker: TrainerWorker, done: Callable[[], bool], steps: int = 200) -> None:
+    for _ in range(steps):
+        worker.step()
+        if done():
+            return
+    raise AssertionError(f"not done after {steps} steps: {worker.status}")
+
+
+def test_each_example_is_learned_once_duplicates_and_bad_records_counted(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    champion = regressor_champion()
+    seen_before = champion.n_samples_seen_
+    registry.add(champion, metrics={"val_mae": 0.2}, alias="champion")
+    X, y = regression_rows(300, seed=1)
+    batch = [e.encode() for e in examples(X, y)]
+    bad = [b"not json", examples(X[:1] * np.nan, y[:1], prefix="nan")[0].encode()]
+    produce(log, batch + batch[:40] + bad)  # 40 resends, as after a joiner crash
+    worker = TrainerWorker(log, registry, make_settings(tmp_path, every_n_examples=10_000), clock=clock)
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 342)
+    worker.checkpoint()
+    state = worker.state
+    assert state is not None
+    assert state.challenger.learned == 300 and state.duplicates == 40
+    assert state.rejected == {"undecodable": 1, "features": 1}
+    assert state.learned_digest == digest_of(e.example_id for e in examples(X, y))
+    model = state.challenger.model
+    assert model.n_samples_seen_ == seen_before + 300 + state.challenger.replayed
+    assert champion.n_samples_seen_ == seen_before  # the champion itself is never trained
+    text = _metrics_text(worker)
+    assert "driftloop_trainer_examples_duplicate_total 40.0" in text
+    assert 'driftloop_trainer_examples_rejected_total{reason="undecodable"} 1.0' in text
+
+
+def test_a_schedule_candidate_is_registered_with_alias_challenger(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), metrics={"val_mae": 0.2}, alias="champion")
+    X, y = regression_rows(250, seed=2)
+    produce(log, [e.encode() for e in examples(X, y)])
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    run_until(worker, lambda: "challenger" in registry.aliases)
+    version = registry.versions[registry.aliases["challenger"]]
+    assert registry.aliases["champion"] == 1  # never promoted
+    assert version.version_tags["driftloop.parent_version"] == "1"
+    assert version.version_tags["driftloop.trigger"] == "schedule"
+    assert version.params["window.count"] == 224  # 200 reached inside the 7th batch of 32
+    assert "prequential_error_candidate" in version.metrics
+
+
+def test_no_champion_yet_waits_and_says_so_then_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    assert worker.step() == 0
+    assert "no champion registered yet" in worker.status and "no champion registered yet" in caplog.text
+    calls = registry.calls
+    worker.step()
+    assert registry.calls == calls  # not asked again before the retry interval
+    registry.add(regressor_champion(), alias="champion")
+    clock.advance(5.0)
+    worker.step()
+    assert worker.state is not None and worker.state.champion.version == 1
+
+
+def test_no_labelled_topic_yet_waits_and_says_so(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    worker.step()
+    assert "no labelled topic 'driftloop.labelled' yet" in worker.status
+    X, y = regression_rows(10, seed=3)
+    produce(log, [e.encode() for e in examples(X, y)])
+    clock.advance(5.0)
+    run_until(worker, lambda: worker.state is not None and worker.state.challenger.learned == 10)
+
+
+def test_an_unreachable_registry_keeps_the_candidate_and_retries_later(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    X, y = regression_rows(250, seed=4)
+    produce(log, [e.encode() for e in examples(X, y)])
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    registry.registration_down = True
+    run_until(worker, lambda: worker.state is not None and worker.state.challenger.learned == 250)
+    assert worker.state is not None and len(worker.state.pending) == 1
+    assert worker.state.pending[0].attempts == 1 and "refused" in str(worker.state.pending[0].last_error)
+    registry.registration_down = False
+    worker.step()
+    assert worker.state.pending  # not before the retry interval
+    clock.advance(30.0)
+    worker.step()
+    assert not worker.state.pending and registry.aliases == {"champion": 1, "challenger": 2}
+
+
+def test_a_candidate_registered_before_a_crash_is_not_registered_twice(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    X, y = regression_rows(250, seed=5)
+    produce(log, [e.encode() for e in examples(X, y)])
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    run_until(worker, lambda: "challenger" in registry.aliases)
+    # the crash: registered, but the checkpoint written at the cut still lists the candidate as pending
+    restarted = TrainerWorker(MemoryEventLog(), registry, make_settings(tmp_path), clock=clock)
+    restarted.step()
+    assert restarted.state is not None and not restarted.state.pending
+    assert len(registry.versions) == 2
+
+
+def test_a_drift_event_about_the_champion_cuts_a_drift_candidate(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    log.create_topic("driftloop.drift", 1)
+    producer = log.producer()
+    producer.send(
+        "driftloop.drift", orjson.dumps({"predictor": "main", "model_version": "1", "is_drift": True})
+    )
+    producer.flush()
+    X, y = regression_rows(120, seed=6, shift=5.0)
+    produce(log, [e.encode() for e in examples(X, y)])
+    settings = make_settings(tmp_path, every_n_examples=None, drift_min_examples=64)
+    worker = TrainerWorker(log, registry, settings, clock=clock)
+    run_until(worker, lambda: "challenger" in registry.aliases)
+    assert registry.versions[2].version_tags["driftloop.trigger"] == "drift"
+
+
+def test_a_degraded_champion_cuts_a_degradation_candidate(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), metrics={"val_mae": 0.2}, alias="champion")
+    X, y = regression_rows(300, seed=7, shift=3.0)  # the plant changed: the champion is off by ~3
+    produce(log, [e.encode() for e in examples(X, y)])
+    settings = make_settings(tmp_path, every_n_examples=None, degradation_min_examples=100)
+    worker = TrainerWorker(log, registry, settings, clock=clock)
+    run_until(worker, lambda: "challenger" in registry.aliases)
+    version = registry.versions[2]
+    assert version.version_tags["driftloop.trigger"] == "degradation"
+    assert version.metrics["prequential_error_champion"] > 2.0
+
+
+def test_a_classifier_learns_with_its_declared_classes_and_refuses_unknown_labels(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    champion = classifier_champion()
+    registry.add(champion, metrics={"val_accuracy": 0.9}, alias="champion")
+    X, y = classification_rows(250, seed=8)
+    y_bad = y.copy()
+    y_bad[:3] = 7  # a class the champion never declared
+    produce(log, [e.encode() for e in examples(X, y_bad)])
+    worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
+    run_until(worker, lambda: "challenger" in registry.aliases)
+    state = worker.state
+    assert state is not None and state.rejected == {"target": 3}
+    assert state.policy.degradation.baseline == pytest.approx(0.1)
+    candidate = registry.load_sklearn_model(f"models:/x/{registry.aliases['challenger']}")
+    np.testing.assert_array_equal(candidate.classes_, champion.classes_)
+
+
+def _metrics_text(worker: TrainerWorker) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(worker.metrics.registry).decode()
