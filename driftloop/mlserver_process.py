@@ -1,8 +1,11 @@
 """Run ``mlserver start`` on a model repository as a real process bound to 127.0.0.1.
 
 Ports (HTTP, gRPC, metrics) are free ports picked at start; settings go in as ``MLSERVER_*`` environment
-variables, so nothing is written into the repository and nothing binds 0.0.0.0. The process runs in its
-own session (process group) and is stopped by that group, workers included.
+variables (the keys of a ``settings.json``), so nothing is written into the repository and nothing binds
+0.0.0.0. ``debug`` is off: a model's exception is logged, and its traceback never becomes a client's 500
+body. The process runs in its own session (process group) and is stopped by that group, workers included.
+It is tied to the process that started it (``driftloop.mlserver_child``): it stops itself when that
+process dies, even by SIGKILL. ``restart()`` starts an exited server again on the same ports.
 
 With ``forkserver=`` (a started ``driftloop.mlserver_forkserver.ForkServer``) the process is forked from
 that server, which has MLServer and the runtimes' libraries imported already, instead of executing
@@ -15,6 +18,7 @@ a plain ``mlserver start`` process is started instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +43,7 @@ from driftloop.settings import StateSettings
 HOST = "127.0.0.1"
 _log = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception): | ERROR - ")
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception): ")  # a traceback's last line
 
 
 _PORT_ATTEMPTS = 3  # starts on fresh ports when MLServer could not bind one it was given
@@ -83,6 +89,9 @@ class MLServerProcess:
         self.forkserver = forkserver
         self.forked = False
         self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self._lock = threading.Lock()  # ``stop`` and a ``restart`` in another thread
+        self._stopped = False  # by ``stop()``: a ``restart()`` must not bring it back
+        self._launch_dir: Path | None = None
         self.http_port = self.grpc_port = self.metrics_port = 0
         self.log_path: Path | None = None
 
@@ -105,7 +114,13 @@ class MLServerProcess:
 
     @property
     def running(self) -> bool:
+        """Whether the process is alive (asking reaps it if it has exited: it is never left a zombie)."""
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code of the process that exited (negative: killed by that signal), else None."""
+        return self._process.poll() if self._process is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def _check_repository(self) -> None:
@@ -124,6 +139,8 @@ class MLServerProcess:
         self._check_repository()
         run_dir = self._run_dir or StateSettings().run_dir() / f"{self.name}-{os.getpid()}-{free_port()}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        self._stopped = False
+        self._launch_dir = run_dir
         for attempt in range(1, _PORT_ATTEMPTS):
             try:
                 return self._start_on_free_ports(run_dir)
@@ -142,10 +159,37 @@ class MLServerProcess:
     def _start_on_free_ports(self, run_dir: Path) -> MLServerProcess:
         """One start: free ports picked now, then the process, then readiness (stopped if not ready)."""
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
+        return self._launch(run_dir)
+
+    def restart(self) -> MLServerProcess:
+        """Start the server again, on the same ports (callers keep its URL), after its process exited.
+
+        The exited process's log is kept as ``mlserver.previous.log``; whatever is left of its process
+        group (workers) is killed first. ``MLServerStartError`` if it does not become ready (call again
+        later), if it is still running, or if it was stopped (a stopped server is never brought back).
+        """
+        with self._lock:
+            old = self._process
+            if self._stopped or old is None or self._launch_dir is None:
+                raise MLServerStartError(f"{self.name} was stopped (or never started): start() it")
+            if old.poll() is None:
+                raise MLServerStartError(f"{self.name} (pid {old.pid}) is still running")
+            self._process = None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(old.pid, signal.SIGKILL)  # workers of the dead leader
+        if self.log_path is not None and self.log_path.exists():
+            os.replace(self.log_path, self.log_path.with_name("mlserver.previous.log"))
+        return self._launch(self._launch_dir)
+
+    def _launch(self, run_dir: Path) -> MLServerProcess:
+        """Start the process on the current ports and wait until ready (stopped if not ready)."""
         env = {
             **os.environ,
             **self._extra_env,
             "MLSERVER_HOST": HOST,
+            # MLServer's default (debug=True) answers a model's exception with its traceback as the 500
+            # body; clients get Starlette's plain "Internal Server Error", the traceback stays in the log
+            "MLSERVER_DEBUG": "false",
             "MLSERVER_HTTP_PORT": str(self.http_port),
             "MLSERVER_GRPC_PORT": str(self.grpc_port),
             "MLSERVER_METRICS_PORT": str(self.metrics_port),
@@ -154,7 +198,10 @@ class MLServerProcess:
             "MLSERVER_ENVIRONMENTS_DIR": str(run_dir / "envs"),
         }
         self.log_path = run_dir / "mlserver.log"
-        self._process = self._fork(env, run_dir) or self._exec(env, run_dir)
+        with self._lock:
+            if self._stopped:
+                raise MLServerStartError(f"{self.name} was stopped while starting")
+            self._process = self._fork(env, run_dir) or self._exec(env, run_dir)
         (run_dir / "mlserver.json").write_text(
             json.dumps(
                 {
@@ -169,7 +216,7 @@ class MLServerProcess:
         try:
             self._wait_ready()
         except BaseException:
-            self.stop()
+            self._kill(self._take_process())
             raise
         return self
 
@@ -197,10 +244,19 @@ class MLServerProcess:
         return process
 
     def _exec(self, env: dict[str, str], run_dir: Path) -> subprocess.Popen[bytes]:
+        """``mlserver start`` through ``driftloop.mlserver_child``, which stops it when this process dies."""
         assert self.log_path is not None
+        _mlserver_executable()  # MLServer is installed beside this interpreter, or say how to install it
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                [_mlserver_executable(), "start", str(self.repository)],
+                [
+                    sys.executable,
+                    "-m",
+                    "driftloop.mlserver_child",
+                    str(os.getpid()),
+                    "start",
+                    str(self.repository),
+                ],
                 cwd=run_dir,
                 env=env,
                 stdout=log,
@@ -264,6 +320,33 @@ class MLServerProcess:
         unique = list(dict.fromkeys(errors))[-8:]
         return "\n".join(unique) if unique else "\n".join(text[-lines:])
 
+    def log_size(self) -> int:
+        """The log's size now: pass it to ``last_error`` to look only at what is logged after."""
+        try:
+            return self.log_path.stat().st_size if self.log_path is not None else 0
+        except OSError:
+            return 0
+
+    def last_error(self, since: int = 0) -> str | None:
+        """The last exception MLServer logged after byte ``since``, as one line (``Type: message``,
+        at most 300 characters): the cause of a failed load, without the traceback above it."""
+        if self.log_path is None:
+            return None
+        try:
+            with self.log_path.open("rb") as log:
+                if since <= log.seek(0, os.SEEK_END):
+                    log.seek(since)
+                else:  # the log was replaced (a restart) since: read it all
+                    log.seek(0)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return None
+        found = [line.strip() for line in text.splitlines() if _EXCEPTION_LINE.match(line)]
+        if not found:
+            return None
+        line = found[-1]
+        return line if len(line) <= 300 else line[:297] + "..."
+
     def rss_bytes(self) -> int:
         """Resident memory of the MLServer process and all its children (parallel workers)."""
         if self._process is None or self._process.poll() is not None:
@@ -278,8 +361,19 @@ class MLServerProcess:
         return total
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM the process group, then SIGKILL whatever is left after ``timeout_s``."""
-        process, self._process = self._process, None
+        """SIGTERM the process group, then SIGKILL whatever is left after ``timeout_s``; a ``restart()``
+        running in another thread, or called later, does not start it again."""
+        with self._lock:
+            self._stopped = True
+        self._kill(self._take_process(), timeout_s)
+
+    def _take_process(self) -> subprocess.Popen[bytes] | ForkedProcess | None:
+        with self._lock:
+            process, self._process = self._process, None
+        return process
+
+    @staticmethod
+    def _kill(process: subprocess.Popen[bytes] | ForkedProcess | None, timeout_s: float = 15.0) -> None:
         if process is None:
             return
         for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):

@@ -13,10 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from driftloop.errors import DriftloopError
+
+if TYPE_CHECKING:
+    from driftloop_graphs.runtime import LocalRuntime
 
 
 @click.command("up")
@@ -184,20 +188,27 @@ async def _run(
         loop.add_signal_handler(sig, stop.set)
     try:
         ready_s = await runtime.start()
-        state = RunState(
-            pid=os.getpid(),
-            port=runtime.port,
-            control_port=runtime.control_port,
-            host=host,
-            control_host=control_host,
-            manifest=str(manifest.resolve()),
-            ready_s=round(ready_s, 2),
-            deployments=[
-                {"namespace": d.namespace, "name": d.name, "url": runtime.url(d)} for d in deployments
-            ],
-            mlserver_pids=runtime.pids(),
-        )
-        state.write(directory, runtime.token)
+
+        def record_state() -> RunState:
+            state = RunState(
+                pid=os.getpid(),
+                port=runtime.port,
+                control_port=runtime.control_port,
+                host=host,
+                control_host=control_host,
+                manifest=str(manifest.resolve()),
+                ready_s=round(ready_s, 2),
+                deployments=[
+                    {"namespace": d.namespace, "name": d.name, "url": runtime.url(d)} for d in deployments
+                ],
+                mlserver_pids=runtime.pids(),
+                children=_children(runtime),
+            )
+            state.write(directory, runtime.token)
+            return state
+
+        state = record_state()
+        runtime.on_processes_changed.append(record_state)  # a restarted MLServer has a new PID
         click.echo(f"ready in {ready_s:.1f} s")
         for d in deployments:
             click.echo(f"  {runtime.url(d)}/v2/models/infer")
@@ -213,31 +224,43 @@ async def _run(
     click.echo("stopped")
 
 
+def _children(runtime: LocalRuntime) -> list[dict[str, Any]]:
+    from driftloop_graphs.run_state import child_record
+
+    records = [child_record(pid, "mlserver") for pid in runtime.pids()]
+    records += [child_record(pid, "mlserver-forkserver") for pid in runtime.forkserver_pids()]
+    return [r for r in records if r is not None]
+
+
 @click.command("down")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait before killing.")
 def down(timeout: float) -> None:
     """Stop the local runtime started by `driftloop up` (its MLServer processes included)."""
-    from driftloop_graphs.run_state import RunState, pid_alive, runtime_dir
+    from driftloop_graphs.run_state import RunState, pid_alive, runtime_dir, stop_recorded
 
     directory = runtime_dir()
     state = RunState.read(directory)
-    if state is None or not pid_alive(state.pid):
+    if state is None:
         click.echo("no local runtime is running")
         RunState.clear(directory)
         return
-    click.echo(f"stopping local runtime (pid {state.pid}) ...")
-    os.kill(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(state.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
     if pid_alive(state.pid):
-        click.echo(f"still running after {timeout:.0f} s: killing it and its MLServer processes", err=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(state.pid, signal.SIGKILL)
-        for pid in state.mlserver_pids:  # each MLServer leads its own process group
+        click.echo(f"stopping local runtime (pid {state.pid}) ...")
+        os.kill(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid_alive(state.pid):
+            click.echo(f"still running after {timeout:.0f} s: killing it", err=True)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        RunState.clear(directory)
+                os.kill(state.pid, signal.SIGKILL)
+    else:
+        click.echo(f"the local runtime (pid {state.pid}) is not running")
+    # what a dead (e.g. SIGKILLed) `up` left behind: its children, each checked to be the process recorded
+    stopped = stop_recorded(state.children, timeout_s=min(timeout, 15.0))
+    if stopped:
+        click.echo(f"stopped {len(stopped)} process(es) it had left running: pid(s) {stopped}")
+    RunState.clear(directory)
     click.echo("stopped")
 
 

@@ -92,3 +92,11 @@ def set_model_uri(repository: Path, node: Node, model_uri: str) -> dict[str, Any
             extra[key] = model_uri
     write_settings(path.parent, settings)
     return settings
+
+
+def restore_settings(repository: Path, node: str, text: str) -> None:
+    """Put back ``node``'s ``model-settings.json`` as it was (``text``), atomically."""
+    folder = repository / node
+    tmp = folder / ".model-settings.json.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, folder / "model-settings.json")

@@ -1,12 +1,24 @@
 """What ``driftloop up`` leaves in the run directory so ``down``, the control client and other parts
-can find it: ``runtime.json`` (PIDs, ports, URLs) and ``control.token`` (0600, the bearer token)."""
+can find it: ``runtime.json`` (PIDs, ports, URLs, and every child process with its start time) and
+``control.token`` (0600, the bearer token).
+
+A child process is recorded as ``{"pid", "create_time", "role"}``; ``stop_recorded`` stops those still
+alive, after checking that the PID still belongs to the process recorded (same start time), so a PID the
+system has since given to another process is never signalled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from driftloop.settings import StateSettings
 from driftloop_graphs.errors import GraphError
@@ -32,6 +44,7 @@ class RunState:
     ready_s: float
     deployments: list[dict[str, str]] = field(default_factory=list)
     mlserver_pids: list[int] = field(default_factory=list)
+    children: list[dict[str, Any]] = field(default_factory=list)  # see ``child_record``
 
     @property
     def control_url(self) -> str:
@@ -78,3 +91,50 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def child_record(pid: int, role: str) -> dict[str, Any] | None:
+    """How ``runtime.json`` records a child process (None if it is already gone)."""
+    try:
+        return {"pid": pid, "create_time": psutil.Process(pid).create_time(), "role": role}
+    except psutil.Error:
+        return None
+
+
+def _recorded_process(record: dict[str, Any]) -> psutil.Process | None:
+    """The live process ``record`` describes, or None (gone, a zombie, or its PID now reused)."""
+    try:
+        process = psutil.Process(int(record["pid"]))
+        if abs(process.create_time() - float(record["create_time"])) > 0.05:
+            return None  # another process got the PID since
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except (psutil.Error, KeyError, TypeError, ValueError):
+        return None
+    return process
+
+
+def stop_recorded(records: list[dict[str, Any]], timeout_s: float = 15.0) -> list[int]:
+    """SIGTERM the process group of each recorded child still alive (each leads its own group), then
+    SIGKILL the groups left after ``timeout_s``. Returns the PIDs it signalled."""
+    alive = [p for p in (_recorded_process(r) for r in records) if p is not None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(process.pid) == process.pid:  # its group: workers too
+                    os.killpg(process.pid, sig)
+                else:
+                    os.kill(process.pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(_running(p) for p in alive):
+            time.sleep(0.1)
+        if not any(_running(p) for p in alive):
+            break
+    return [p.pid for p in alive]
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

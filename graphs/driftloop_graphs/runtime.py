@@ -1,13 +1,15 @@
 """The local runtime: MLServer processes per predictor, the ingress and the control API in one loop.
 
 ``LocalRuntime(deployments, settings, event_log)``; ``await start()`` returns the seconds to ready;
-``await stop()`` stops everything it started (the MLServer process groups included).
+``await stop()`` stops everything it started (the MLServer process groups included). While it runs,
+each MLServer is supervised (``supervision``): restarted with backoff if it exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -29,10 +31,11 @@ from driftloop_graphs.executor import PredictorExecutor
 from driftloop_graphs.http_server import HttpServer
 from driftloop_graphs.ingress import DeploymentRuntime, Ingress
 from driftloop_graphs.metrics import IngressMetrics
-from driftloop_graphs.repository import build_repository, set_model_uri
+from driftloop_graphs.repository import build_repository, restore_settings, set_model_uri
 from driftloop_graphs.request_checks import IngressLimits
 from driftloop_graphs.request_log import RequestLogger, RequestLogSettings
 from driftloop_graphs.spec import Deployment
+from driftloop_graphs.supervision import RestartBackoff, ServerSupervisor, SupervisionMetrics
 from driftloop_graphs.traffic import TrafficTable
 from driftloop_graphs.upstream import UpstreamPool
 
@@ -52,6 +55,8 @@ class RuntimeSettings:
     max_connections: int = 512  # to each MLServer
     max_body_bytes: int = 64 * 1024 * 1024  # a larger inference request is answered 413
     limits: IngressLimits = field(default_factory=IngressLimits)  # DRIFTLOOP_INGRESS_* (request_checks)
+    restart_backoff: RestartBackoff = field(default_factory=RestartBackoff)  # copied per MLServer
+    supervise_poll_s: float = 0.25  # how often each MLServer process is checked
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -87,6 +92,11 @@ class LocalRuntime:
         self.event_log = event_log
         self.clock = clock
         self.metrics = IngressMetrics()
+        self.supervision = SupervisionMetrics(self.metrics.registry)
+        self.supervisors: dict[tuple[str, str, str], ServerSupervisor] = {}
+        self._supervising: list[asyncio.Task[None]] = []
+        # called (on the loop) after a supervisor restarted an MLServer: its PID changed
+        self.on_processes_changed: list[Callable[[], object]] = []
         self.token = secrets.token_urlsafe(32)
         self.runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
         self.servers: dict[tuple[str, str, str], MLServerProcess] = {}
@@ -123,6 +133,7 @@ class LocalRuntime:
             self.control_port = await self._serve(
                 control_app(self, self.token), self.settings.control_host, self.settings.control_port
             )
+            self._supervise()
         except BaseException:
             await self.stop()
             raise
@@ -164,6 +175,24 @@ class LocalRuntime:
                 forkserver=forkserver,
             )
         await asyncio.gather(*(asyncio.to_thread(server.start) for server in self.servers.values()))
+
+    def _supervise(self) -> None:
+        for key, server in self.servers.items():
+            supervisor = ServerSupervisor(
+                server,
+                (key[1], key[2]),
+                self.supervision,
+                dataclasses.replace(self.settings.restart_backoff),
+                clock=self.clock,
+                on_restart=self._processes_changed,
+                poll_s=self.settings.supervise_poll_s,
+            )
+            self.supervisors[key] = supervisor
+            self._supervising.append(asyncio.create_task(supervisor.run(), name=f"supervise {server.name}"))
+
+    def _processes_changed(self) -> None:
+        for listener in self.on_processes_changed:
+            listener()
 
     def _start_request_logger(self) -> None:
         logged = [
@@ -222,6 +251,11 @@ class LocalRuntime:
         return int(sock.getsockname()[1])
 
     async def stop(self) -> None:
+        for task in self._supervising:  # first: nothing restarts what is being stopped
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._supervising, return_exceptions=True)
+        self._supervising.clear()
         if self._ingress_server is not None:
             await self._ingress_server.stop()
             self._ingress_server = None
@@ -251,6 +285,10 @@ class LocalRuntime:
     def pids(self) -> list[int]:
         return [s.pid for s in self.servers.values() if s.pid is not None]
 
+    def forkserver_pids(self) -> list[int]:
+        forkservers = {id(s.forkserver): s.forkserver for s in self.servers.values() if s.forkserver}
+        return [f.pid for f in forkservers.values() if f.pid is not None and f.alive]
+
     def url(self, deployment: Deployment) -> str:
         return f"http://{self.settings.host}:{self.port}/seldon/{deployment.namespace}/{deployment.name}"
 
@@ -273,12 +311,15 @@ class LocalRuntime:
             predictors = []
             for p in runtime.deployment.predictors:
                 server = self.servers[(ns, dep_name, p.name)]
+                supervisor = self.supervisors.get((ns, dep_name, p.name))
                 predictors.append(
                     {
                         "name": p.name,
                         "shadow": p.shadow,
                         "traffic": runtime.traffic.as_dict().get(p.name, 0),
                         "mlserver": server.url,
+                        "mlserver_state": self._server_state((ns, dep_name, p.name)),
+                        "mlserver_restarts": supervisor.restarts if supervisor else 0,
                         "nodes": {n.name: n.model_uri for n in p.nodes()},
                     }
                 )
@@ -293,6 +334,12 @@ class LocalRuntime:
             self._publish_traffic(runtime)
             return self.describe(namespace, name)[0]
 
+    def _server_state(self, key: tuple[str, str, str]) -> str:
+        supervisor = self.supervisors.get(key)
+        if supervisor is not None and supervisor.state != "up":
+            return supervisor.state
+        return "up" if self.servers[key].running else "down"
+
     async def set_model(
         self, namespace: str, name: str, predictor: str, node: str, model_uri: str
     ) -> dict[str, Any]:
@@ -303,18 +350,54 @@ class LocalRuntime:
             if spec is None or target is None:
                 raise ControlError(404, f"no node {node!r} in predictor {predictor!r} of {namespace}/{name}")
             key = (namespace, name, predictor)
-            repository, server = self.repositories[key], self.servers[key]
-            settings_file = repository / node / "model-settings.json"
-            previous = settings_file.read_text()
-            set_model_uri(repository, target, model_uri)
-            assert self._client is not None
-            response = await self._client.post(f"{server.url}/v2/repository/models/{node}/load", timeout=300)
-            if response.status_code != 200:
-                settings_file.write_text(previous)  # the old version keeps serving
-                raise ControlError(
-                    502,
-                    f"MLServer could not load {model_uri!r} for node {node!r}; the previous model keeps "
-                    f"serving. MLServer said ({response.status_code}): {response.text[:500]}",
-                )
-            target.model_uri = model_uri
+            supervisor = self.supervisors.get(key)
+            lock = supervisor.lock if supervisor is not None else asyncio.Lock()
+            async with lock:  # no restart of this MLServer while its settings change
+                await self._swap_model(key, node, target, model_uri)
             return self.describe(namespace, name)[0]
+
+    async def _swap_model(self, key: tuple[str, str, str], node: str, target: Any, model_uri: str) -> None:
+        """Point ``node`` at ``model_uri`` and have its MLServer load it; on any failure the previous
+        settings are put back (the previous model keeps serving) and ``ControlError`` names the cause."""
+        repository, server = self.repositories[key], self.servers[key]
+        predictor = key[2]
+        state = self._server_state(key)
+        if state != "up":
+            raise ControlError(
+                503,
+                f"the MLServer of predictor {predictor!r} is {state} (it is restarted with backoff); "
+                f"node {node!r} still points at {target.model_uri!r}: retry once /ready answers 200",
+            )
+        previous = (repository / node / "model-settings.json").read_text()
+        log_offset = server.log_size()
+        set_model_uri(repository, target, model_uri)
+        assert self._client is not None
+        try:
+            response = await self._client.post(f"{server.url}/v2/repository/models/{node}/load", timeout=300)
+        except httpx.HTTPError as exc:
+            restore_settings(repository, node, previous)
+            raise ControlError(
+                503,
+                f"the MLServer of predictor {predictor!r} did not answer the load of {model_uri!r} "
+                f"({type(exc).__name__}); node {node!r} still points at {target.model_uri!r}",
+            ) from None
+        if response.status_code != 200:
+            restore_settings(repository, node, previous)  # the old version keeps serving
+            cause = _load_error(response) or server.last_error(since=log_offset)
+            raise ControlError(
+                502,
+                f"MLServer could not load {model_uri!r} for node {node!r}: "
+                f"{cause or f'status {response.status_code}, see {server.log_path}'}; "
+                "the previous model keeps serving",
+            )
+        target.model_uri = model_uri
+
+
+def _load_error(response: httpx.Response) -> str | None:
+    """MLServer's own one-line error (``{"error": ...}``), if it answered one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    return error.strip().splitlines()[-1] if isinstance(error, str) and error.strip() else None
