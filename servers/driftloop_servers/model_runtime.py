@@ -2,9 +2,15 @@
 
 Request: the feature tensor (``feature_tensor``, FP64 [N, F], columns in ``feature_names`` order); other
 tensors are ignored except ``carry_tensors`` (the outlier node's ``outlier_flag``/``outlier_score``),
-which are copied unchanged into the response. Response: ``output_name`` FP64 [N] plus the carried
-tensors; ``model_version`` = the registered MLflow version served; ``parameters`` = ``model_version``,
+which are copied unchanged into the response. Response: ``output_name`` [N] plus the carried tensors;
+``model_version`` = the registered MLflow version served; ``parameters`` = ``model_version``,
 ``model_uri``, ``horizon_s``.
+
+- A regressor answers ``output_name`` FP64 [N].
+- A classifier (scikit-learn's ``is_classifier`` with ``predict_proba``) answers ``output_name`` = the most
+  probable class of each row (INT64 for integer classes, FP64 for other numbers, BYTES for strings),
+  ``probabilities_name`` FP64 [N, C], and ``parameters.classes`` = the class list in column order
+  (``class_outputs``).
 
 Hot swap: MLServer's repository reload (``POST /v2/repository/models/<m>/load``) builds a new runtime,
 awaits its ``load()`` (run in a thread, so the old one keeps serving), then switches. Each runtime holds its
@@ -23,8 +29,10 @@ from mlserver import MLModel
 from mlserver.errors import MLServerError
 from mlserver.logging import logger  # configured by MLServer (format, level, model context)
 from mlserver.types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from sklearn.base import is_classifier
 
 from driftloop_servers.artifacts import ArtifactRef, artifact_uri, load_estimator, load_off_loop
+from driftloop_servers.class_outputs import ClassLabels
 from driftloop_servers.errors import ArtifactError, InvalidTensor
 from driftloop_servers.metrics import count_rows
 from driftloop_servers.settings import ModelRuntimeSettings
@@ -50,6 +58,7 @@ class ServedModel:
     estimator: Any
     ref: ArtifactRef
     feature_frame_columns: list[str] | None  # set when the estimator was fitted on a DataFrame
+    classes: ClassLabels | None = None  # set when the estimator is a classifier
 
 
 class IncrementalModelRuntime(MLModel):
@@ -67,10 +76,15 @@ class IncrementalModelRuntime(MLModel):
             type(self._served.estimator).__name__,
         )
         s = self.runtime_settings
+        classes = self._served.classes
+        outputs = [(s.output_name, "FP64", [-1])]
+        if classes is not None:
+            outputs = [
+                (s.output_name, classes.datatype, [-1]),
+                (s.probabilities_name, "FP64", [-1, len(classes.values)]),
+            ]
         describe_tensors(
-            self,
-            inputs=[(s.feature_tensor, "FP64", [-1, len(s.feature_names)])],
-            outputs=[(s.output_name, "FP64", [-1])],
+            self, inputs=[(s.feature_tensor, "FP64", [-1, len(s.feature_names)])], outputs=outputs
         )
         return True
 
@@ -93,7 +107,21 @@ class IncrementalModelRuntime(MLModel):
                 f"{uri!r} was fitted on columns {frame_columns} but feature_names is {s.feature_names}; "
                 "list the same names in the same order"
             )
-        return ServedModel(estimator=estimator, ref=ref, feature_frame_columns=frame_columns)
+        return ServedModel(estimator, ref, frame_columns, classes=self._classes(uri, estimator))
+
+    @staticmethod
+    def _classes(uri: str, estimator: Any) -> ClassLabels | None:
+        if not is_classifier(estimator):
+            return None
+        if not callable(getattr(estimator, "predict_proba", None)):
+            raise ArtifactError(
+                f"{uri!r} holds a classifier without predict_proba ({type(estimator).__name__}); driftloop "
+                "serves class probabilities: train it with a probabilistic loss (e.g. log_loss)"
+            )
+        classes = getattr(estimator, "classes_", None)
+        if classes is None:
+            raise ArtifactError(f"{uri!r} holds a classifier without classes_: is it fitted?")
+        return ClassLabels.of(np.asarray(classes))
 
     @property
     def served(self) -> ServedModel:
@@ -106,19 +134,33 @@ class IncrementalModelRuntime(MLModel):
         try:
             x = self._features(features_tensor=features)
             carried = self._carried(payload, n_rows=x.shape[0])
-            check_requested_outputs(payload, [s.output_name, *(c.name for c in carried)])
-            y = self._predict(served, x)
+            answers = [s.output_name] if served.classes is None else [s.output_name, s.probabilities_name]
+            check_requested_outputs(payload, [*answers, *(c.name for c in carried)])
+            outputs = self._answer(served, x)
         except InvalidTensor:
             count_rows(self.name, "rejected", features.shape[0] if features.shape else 0)
             raise
         count_rows(self.name, "served", x.shape[0])
         version = served.ref.version or self.version
+        parameters = Parameters(model_version=version, model_uri=served.ref.uri, horizon_s=s.horizon_s)
+        if served.classes is not None:
+            parameters = Parameters(**parameters.model_dump(), classes=served.classes.values)
         return InferenceResponse(
             model_name=self.name,
             model_version=version,
-            parameters=Parameters(model_version=version, model_uri=served.ref.uri, horizon_s=s.horizon_s),
-            outputs=requested_outputs(payload, [fp64_output(s.output_name, y), *carried]),
+            parameters=parameters,
+            outputs=requested_outputs(payload, [*outputs, *carried]),
         )
+
+    def _answer(self, served: ServedModel, x: np.ndarray) -> list[ResponseOutput]:
+        s = self.runtime_settings
+        if served.classes is None:
+            return [fp64_output(s.output_name, self._predict(served, x, "predict"))]
+        probabilities = self._predict(served, x, "predict_proba")
+        return [
+            served.classes.output(s.output_name, probabilities),
+            fp64_output(s.probabilities_name, probabilities),
+        ]
 
     def _features(self, features_tensor: Any) -> np.ndarray:
         s = self.runtime_settings
@@ -142,14 +184,15 @@ class IncrementalModelRuntime(MLModel):
                 outputs.append(passthrough(tensor))
         return outputs
 
-    def _predict(self, served: ServedModel, x: np.ndarray) -> np.ndarray:
+    def _predict(self, served: ServedModel, x: np.ndarray, method: str) -> np.ndarray:
+        """``estimator.<method>(x)`` as float64; its ValueError is a 422, anything else a 500."""
         rows: Any = x
         if served.feature_frame_columns is not None:
             import pandas as pd
 
             rows = pd.DataFrame(x, columns=served.feature_frame_columns)
         try:
-            return np.asarray(served.estimator.predict(rows), dtype=np.float64)
+            return np.asarray(getattr(served.estimator, method)(rows), dtype=np.float64)
         except ValueError as exc:
             raise InvalidTensor(
                 f"the estimator refused input tensor {self.runtime_settings.feature_tensor!r}: {exc}",

@@ -106,7 +106,12 @@ class ModelRuntimeSettings(RuntimeSettings):
     impute_values: list[float] | None = Field(
         default=None, description="one value per feature, used when nonfinite_policy=impute"
     )
-    output_name: str = Field(default="prediction", description="name of the prediction output")
+    output_name: str = Field(
+        default="prediction", description="name of the prediction output (a classifier's: the class label)"
+    )
+    probabilities_name: str = Field(
+        default="probabilities", description="name of a classifier's FP64 [N, C] class-probability output"
+    )
     carry_tensors: list[str] = Field(
         default=["outlier_flag", "outlier_score"],
         description="input tensors copied unchanged into the response when present",

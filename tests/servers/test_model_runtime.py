@@ -11,6 +11,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
+from driftloop_servers.estimators import IncrementalClassifier
 from driftloop_servers.metrics import rows_counted
 from driftloop_servers.model_runtime import IncrementalModelRuntime
 from mlserver.errors import MLServerError
@@ -394,3 +395,99 @@ async def test_an_estimator_fitted_on_a_dataframe_gets_its_columns(tmp_path: Pat
         ConfigurationError, match=r"was fitted on columns .* list the same names in the same order"
     ):
         await IncrementalModelRuntime(reordered).load()
+
+
+# -- classifiers ---------------------------------------------------------------------------------------
+
+
+def classifier(labels: tuple[Any, ...]) -> IncrementalClassifier:
+    x = reference_data(300, seed=4)
+    index = np.digitize((x[:, 0] - 70.0) / 8.0, [-0.5, 0.5])
+    y = np.asarray(labels, dtype=object if isinstance(labels[0], str) else None)[index]
+    return IncrementalClassifier(random_state=0).fit(x, y)
+
+
+async def classifier_runtime(tmp_path: Path, estimator: Any, **extra: Any) -> IncrementalModelRuntime:
+    joblib.dump(estimator, tmp_path / "classifier.joblib")
+    settings = model_folder(
+        tmp_path,
+        "bearing-state",
+        IncrementalModelRuntime,
+        uri=str(tmp_path / "classifier.joblib"),
+        extra={"feature_names": FEATURES, **extra},
+    )
+    runtime = IncrementalModelRuntime(settings)
+    assert await runtime.load()
+    return runtime
+
+
+@pytest.mark.parametrize(
+    "labels,datatype",
+    [((0, 1, 2), "INT64"), ((0.0, 1.0, 2.0), "FP64"), (("cool", "warm", "hot"), "BYTES")],
+    ids=["int", "float", "str"],
+)
+async def test_a_classifier_answers_its_labels_probabilities_and_class_list(
+    tmp_path: Path, rows: np.ndarray, labels: tuple[Any, ...], datatype: str
+) -> None:
+    estimator = classifier(labels)
+    runtime = await classifier_runtime(tmp_path, estimator)
+    response = await runtime.predict(request(tensor("features", rows)))
+    assert [o.name for o in response.outputs] == ["prediction", "probabilities"]
+    prediction, probabilities = output(response, "prediction"), output(response, "probabilities")
+    assert (prediction.datatype, prediction.shape) == (datatype, [4])
+    assert prediction.data.root == estimator.predict(rows).tolist()
+    assert (probabilities.datatype, probabilities.shape) == ("FP64", [4, 3])
+    np.testing.assert_allclose(
+        np.asarray(probabilities.data.root).reshape(4, 3), estimator.predict_proba(rows)
+    )
+    assert response.parameters is not None
+    assert response.parameters.model_dump()["classes"] == sorted(labels)
+    assert response.model_dump_json()  # JSON-ready: MLServer encodes it as is
+    metadata = await runtime.metadata()
+    assert {t.name: (t.datatype, t.shape) for t in metadata.outputs or ()} == {
+        "prediction": (datatype, [-1]),
+        "probabilities": ("FP64", [-1, 3]),
+    }
+
+
+async def test_a_classifier_honours_requested_outputs_and_its_probability_output_name(
+    tmp_path: Path, rows: np.ndarray
+) -> None:
+    runtime = await classifier_runtime(tmp_path, classifier((0, 1, 2)), probabilities_name="p_class")
+    response = await runtime.predict(request(tensor("features", rows), outputs=[{"name": "p_class"}]))
+    assert [o.name for o in response.outputs] == ["p_class"]
+    with pytest.raises(MLServerError) as exc:
+        await runtime.predict(request(tensor("features", rows), outputs=[{"name": "probabilities"}]))
+    assert exc.value.status_code == 400
+    assert "available: 'prediction', 'p_class'" in str(exc.value)
+
+
+async def test_a_regressor_offers_no_probabilities(tmp_path: Path, rows: np.ndarray) -> None:
+    runtime = await local_runtime(tmp_path)
+    response = await runtime.predict(request(tensor("features", rows)))
+    assert [o.name for o in response.outputs] == ["prediction"]
+    assert response.parameters is not None and "classes" not in response.parameters.model_dump()
+
+
+async def test_a_classifier_without_probabilities_fails_load_saying_why(tmp_path: Path) -> None:
+    from sklearn.linear_model import SGDClassifier
+
+    x = reference_data(100, seed=1)
+    hinge = SGDClassifier(random_state=0).fit(x, (x[:, 0] > 70).astype(int))
+    with pytest.raises(ConfigurationError, match=r"classifier without predict_proba .* probabilistic loss"):
+        await classifier_runtime(tmp_path, hinge)
+
+
+def test_classes_of_mixed_types_are_refused_and_the_examples_run() -> None:
+    import doctest
+
+    import driftloop_servers.class_outputs
+    from driftloop_servers.class_outputs import ClassLabels
+
+    with pytest.raises(ConfigurationError, match=r"mix types \(int, str\).*one label type"):
+        ClassLabels.of(np.asarray([1, "a"], dtype=object))
+    with pytest.raises(ConfigurationError, match=r"declares 1 class\(es\) \['a'\]; it needs 2"):
+        ClassLabels.of(np.asarray(["a"]))
+    assert ClassLabels.of(np.asarray([False, True])).values == [0, 1]
+    result = doctest.testmod(driftloop_servers.class_outputs)
+    assert result.attempted > 0 and result.failed == 0
