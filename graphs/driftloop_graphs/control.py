@@ -8,6 +8,9 @@ Bearer-token authenticated, bound to 127.0.0.1 by default (a separate listener f
 - ``PUT  /v1/deployments/<ns>/<name>/predictors/<p>/nodes/<node>/model`` ``{"model_uri": "..."}``:
   the node serves another model version (its MLServer reloads it through the repository API; the
   old version answers until the new one is loaded, so no request fails).
+
+Every error answer, unknown routes and methods included, has the runtime's one error shape
+(``errors.error_body``: ``{"error": "...", "code": "..."}``).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from typing import Any, Protocol
 
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from driftloop_graphs.errors import GraphError
+from driftloop_graphs.errors import GraphError, error_body
+from driftloop_graphs.traffic import check_requested
 
 JSON = "application/json"
 
@@ -49,6 +54,29 @@ def _reply(status: int, content: object) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type=JSON)
 
 
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _error(status: int, message: str) -> Response:
+    code = _CODES.get(status, "conflict" if status == 409 else "node_error" if status >= 500 else "refused")
+    return Response(error_body(code, message), status_code=status, media_type=JSON)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (unknown route, wrong method) in the one error shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = (
+            f"no route {request.url.path!r}: the control API serves /v1/deployments, "
+            "/v1/deployments/<ns>/<name>, .../traffic and .../predictors/<p>/nodes/<node>/model"
+        )
+        return _error(404, message)
+    response = _error(exc.status_code, f"{request.method} not allowed on {request.url.path}: {exc.detail}")
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -58,15 +86,13 @@ def control_app(runtime: Controllable, token: str) -> Starlette:
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-                return _reply(
-                    401, {"error": "missing or wrong bearer token: see control.token in the run dir"}
-                )
+                return _error(401, "missing or wrong bearer token: see control.token in the run dir")
             try:
                 return await handler(request)
             except ControlError as exc:
-                return _reply(exc.status, {"error": str(exc)})
+                return _error(exc.status, str(exc))
             except GraphError as exc:
-                return _reply(400, {"error": str(exc)})
+                return _error(400, str(exc))
 
         return wrapped
 
@@ -93,7 +119,7 @@ def control_app(runtime: Controllable, token: str) -> Starlette:
         if not isinstance(weights, dict):
             raise ControlError(400, "'traffic' must map predictor names to integer weights")
         state = await runtime.set_traffic(
-            request.path_params["namespace"], request.path_params["name"], weights
+            request.path_params["namespace"], request.path_params["name"], check_requested(weights)
         )
         return _reply(200, state)
 
@@ -107,6 +133,7 @@ def control_app(runtime: Controllable, token: str) -> Starlette:
 
     base = "/v1/deployments/{namespace}/{name}"
     return Starlette(
+        exception_handlers={HTTPException: _http_error},
         routes=[
             Route("/v1/deployments", authenticated(list_all), methods=["GET"]),
             Route(base, authenticated(get_one), methods=["GET"]),
@@ -114,5 +141,5 @@ def control_app(runtime: Controllable, token: str) -> Starlette:
             Route(
                 base + "/predictors/{predictor}/nodes/{node}/model", authenticated(put_model), methods=["PUT"]
             ),
-        ]
+        ],
     )

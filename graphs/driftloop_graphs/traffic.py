@@ -27,6 +27,21 @@ def bucket_of(puid: str) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
+def check_requested(weights: Mapping[str, object]) -> dict[str, int]:
+    """Weights asked for through the control API: integers (not booleans) 0..100 that sum to 100,
+    whatever the number of predictors (a lone predictor takes 100)."""
+    bad = {name: w for name, w in weights.items() if type(w) is not int or not 0 <= w <= 100}
+    if bad:
+        raise InvalidTraffic(f"weights must be integers 0..100 (not booleans or fractions), got {bad}")
+    checked = {name: int(w) for name, w in weights.items() if type(w) is int}
+    total = sum(checked.values())
+    if total != 100:
+        raise InvalidTraffic(
+            f"traffic of non-shadow predictors must sum to 100, got {total} from {checked or '{}'}"
+        )
+    return checked
+
+
 @dataclass(frozen=True)
 class TrafficTable:
     """Integer weights (percent) of the non-shadow predictors, in manifest order."""
@@ -41,7 +56,7 @@ class TrafficTable:
             raise InvalidTraffic(
                 f"unknown predictor(s) {unknown}; the deployment's predictors are {predictors}"
             )
-        bad = {name: w for name, w in weights.items() if not isinstance(w, int) or not 0 <= w <= 100}
+        bad = {name: w for name, w in weights.items() if type(w) is not int or not 0 <= w <= 100}
         if bad:
             raise InvalidTraffic(f"weights must be integers 0..100, got {bad}")
         if len(predictors) == 1:
