@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,18 @@ from driftloop_feedback.records import LabelledExample, TruthRecord
 
 from driftloop.eventlog import EventLog, MemoryEventLog, TopicPartition
 from driftloop.eventlog.embedded import EmbeddedEventLog
+from driftloop.eventlog.kafka import KafkaEventLog
 from tests.feedback.helpers import chain_events
+from tests.feedback.pipeline_support import (
+    LabelledReader,
+    Topology,
+    create_topics,
+    progress,
+    start_joiner,
+    stop,
+    write_requests,
+)
+from tests.fixtures.kafka import quick_kafka_settings
 
 
 def settings(state: Path, **kw: object) -> JoinerSettings:
@@ -257,3 +269,63 @@ def test_source_problem_names_what_differs_and_what_it_cannot_read() -> None:
     legacy_other_topic = {"source": None, "offsets": {TopicPartition("gone", 0): 1}}
     found = source_problem(legacy_other_topic, SOURCE, lambda tp: 9, lambda tp: 1)
     assert found is not None and "topic 'gone'" in found
+
+
+@pytest.mark.integration
+def test_a_joiner_moved_from_the_embedded_log_to_kafka_with_the_same_home_refuses_then_resets(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The issue's reproduction: a joiner process ran on the embedded default; the same
+    DRIFTLOOP_HOME then pointed at a real Kafka broker. The joiner exits naming both logs; with
+    DRIFTLOOP_JOINER_RESET_STATE=true it labels every call on Kafka."""
+    topo = Topology()
+    home = {"DRIFTLOOP_HOME": str(tmp_path / "home"), **topo.env()}
+    embedded = EmbeddedEventLog(tmp_path / "home" / "eventlog")
+    kafka = KafkaEventLog(kafka_bootstrap, quick_kafka_settings())
+    try:
+        create_topics(embedded, topo)
+        expected = write_requests(embedded, topo, 0, 60)
+        reader = LabelledReader(embedded, topo.topic("labelled"))
+        joiner = start_joiner(home, tmp_path / "embedded.log")
+        try:
+            reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=120)
+        finally:
+            stop(joiner)  # SIGTERM: a last checkpoint writes the snapshots
+            reader.close()
+        assert set(reader.examples) == expected, progress(tmp_path / "embedded.log")
+        assert snapshot_files(tmp_path / "home" / "feedback" / "joiner")
+
+        on_kafka = {
+            **home,
+            "DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "DRIFTLOOP_KAFKA_SESSION_TIMEOUT_S": "6",
+            "DRIFTLOOP_KAFKA_HEARTBEAT_INTERVAL_S": "0.5",
+            "DRIFTLOOP_KAFKA_LINGER_MS": "0",
+        }
+        create_topics(kafka, topo)
+        expected = write_requests(kafka, topo, 1000, 120)  # more records: the old offsets would fit
+        refused = start_joiner(on_kafka, tmp_path / "kafka-refused.log")
+        try:
+            code = refused.wait(timeout=120)
+        finally:
+            stop(refused)
+        output = (tmp_path / "kafka-refused.log").read_text(errors="replace")
+        assert code != 0, output[-3000:]
+        assert "does not belong to the log this joiner reads" in output, output[-3000:]
+        assert embedded.identity() in output and kafka.identity() in output
+        assert "DRIFTLOOP_JOINER_RESET_STATE=true" in output
+
+        reader = LabelledReader(kafka, topo.topic("labelled"))
+        joiner = start_joiner({**on_kafka, "DRIFTLOOP_JOINER_RESET_STATE": "true"}, tmp_path / "kafka.log")
+        try:
+            reader.read_until(lambda: len(reader.examples) >= len(expected), timeout_s=200)
+            time.sleep(1.0)
+            reader.read_until(lambda: False, timeout_s=1.0)
+        finally:
+            stop(joiner)
+            reader.close()
+        assert set(reader.examples) == expected, progress(tmp_path / "kafka.log")
+        assert "discarded snapshot" in (tmp_path / "kafka.log").read_text(errors="replace")
+    finally:
+        kafka.close()
+        embedded.close()

@@ -311,8 +311,8 @@ class JoinStage:
         self.dirty.add(p)  # the next checkpoint writes a snapshot bound to this log
         self.stats.discarded_snapshots += 1
         log.warning(
-            "%s stage: DRIFTLOOP_JOINER_RESET_STATE: discarded snapshot %s (moved to %s), shard %d "
-            "starts empty from the committed offsets of %s: %s",
+            "%s stage: discarded snapshot %s (reset_state is set; moved to %s): shard %d starts empty, "
+            "from the committed offsets of %s, as the snapshot does not belong to that log: %s",
             self.name,
             path,
             aside,
