@@ -170,8 +170,10 @@ def join_labelled(parts: LoopParts) -> str:
     from driftloop.settings import StateSettings
 
     home = StateSettings().resolved_home()
+    # The demo's joiner state is the demo's own: state left by a demo on another log (the embedded one,
+    # then Kafka, in one DRIFTLOOP_HOME) is moved aside with a warning rather than stopping the demo.
     settings = JoinerSettings(
-        mode="request", group_id="driftloop-demo-joiner", state_dir=home / "demo-joiner"
+        mode="request", group_id="driftloop-demo-joiner", state_dir=home / "demo-joiner", reset_state=True
     )
     joiner = Joiner(parts.event_log, settings)
     reader = parts.event_log.consumer(

@@ -17,6 +17,7 @@ from driftloop_feedback.join.pipeline import Joiner
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.snapshots import SnapshotSourceError, StateSource, source_problem
 from driftloop_feedback.records import LabelledExample, TruthRecord
+from prometheus_client import generate_latest
 
 from driftloop.eventlog import EventLog, MemoryEventLog, TopicPartition
 from driftloop.eventlog.embedded import EmbeddedEventLog
@@ -136,6 +137,9 @@ def test_with_reset_state_snapshots_of_another_log_are_moved_aside_and_no_input_
     assert sorted(ids) == sorted(expected)  # every call of the second log, once: nothing skipped
     discarded = joiner.request.stats.discarded_snapshots + joiner.asset.stats.discarded_snapshots
     assert discarded == len(taken) == 4  # request and asset stage, two shards each
+    text = generate_latest(joiner.registry()).decode()
+    assert 'driftloop_joiner_discarded_snapshots_total{stage="request"} 2.0' in text
+    assert 'driftloop_joiner_discarded_snapshots_total{stage="asset"} 2.0' in text
     assert all(p.with_name(p.name + ".discarded").is_file() for p in taken)
     warnings = [r.getMessage() for r in caplog.records if "discarded snapshot" in r.getMessage()]
     assert len(warnings) == 4 and all(first.identity() in w for w in warnings)

@@ -165,6 +165,11 @@ class _JoinerCollector(Collector):
             "driftloop_joiner_sampled_out", "predictions dropped by the breaker", labels=["stage"]
         )
         tripped = GaugeMetricFamily("driftloop_joiner_breaker_tripped", "1 while sampling", labels=["stage"])
+        discarded = CounterMetricFamily(
+            "driftloop_joiner_discarded_snapshots",
+            "snapshots of another log moved aside (reset_state); their pending predictions are dropped",
+            labels=["stage"],
+        )
         for stage in (self.joiner.request, self.joiner.asset):
             for outcome, value in stage.stats.counters.as_dict().items():
                 events.add_metric([stage.name, outcome], value)
@@ -174,8 +179,9 @@ class _JoinerCollector(Collector):
             paused.add_metric([stage.name], float(stage.stats.paused))
             sampled.add_metric([stage.name], stage.breaker.sampled_out)
             tripped.add_metric([stage.name], float(stage.breaker.tripped))
+            discarded.add_metric([stage.name], stage.stats.discarded_snapshots)
         for tp, value in sorted(self.joiner.rekey.lag.items()):
             lag.add_metric(["rekey", tp.topic, str(tp.partition)], value)
         rekey = CounterMetricFamily("driftloop_joiner_rekeyed", "request-log events re-keyed")
         rekey.add_metric([], self.joiner.rekey.copied)
-        yield from (events, lag, pending, paused, sampled, tripped, rekey)
+        yield from (events, lag, pending, paused, sampled, tripped, discarded, rekey)
