@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from driftloop_graphs.run_state import RunState
+from driftloop_graphs.run_state import RunState, child_record, runtime_dir
 
 from driftloop.eventlog import open_event_log
+from driftloop.mlserver_process import MLServerProcess
 from driftloop.seldon_log import TYPE_REQUEST, TYPE_RESPONSE, parse_event
 from driftloop.settings import StateSettings
 from tests.graphs.load import REQUEST
@@ -108,3 +109,68 @@ def test_up_serves_logs_to_the_embedded_log_and_down_stops_everything(
     assert {(e.model_id, e.endpoint, e.deployment, e.namespace) for e in events} == {
         ("echo-model", "main", "echo-single", "bench")
     }
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_mlservers_of_a_killed_up_stop_by_themselves(
+    up: tuple[subprocess.Popen[bytes], Path, RunState],
+) -> None:
+    process, _home, state = up
+    mlservers = [p for p in state.mlserver_pids if alive(p)]
+    assert mlservers and {c["pid"] for c in state.children} >= set(mlservers)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in mlservers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in mlservers), "MLServer outlived the killed `driftloop up`"
+
+
+def test_down_after_a_dead_up_stops_the_children_it_recorded_and_nothing_else(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    directory = runtime_dir(StateSettings(home=home))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(30)  # stands for the SIGKILLed `up`: its PID is gone
+    # an MLServer that outlived its `up` (as one would without a watchdog); its parent here is the test
+    orphan = MLServerProcess(
+        REPO / "tests/graphs/models", env={"PYTHONPATH": str(REPO)}, run_dir=tmp_path / "mlserver"
+    )
+    # a process that now holds a PID recorded with another start time: `down` must not touch it
+    bystander = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        orphan.start()
+        assert orphan.pid is not None
+        record = child_record(orphan.pid, "mlserver")
+        assert record is not None
+        reused = {"pid": bystander.pid, "create_time": psutil.Process(bystander.pid).create_time() - 5.0}
+        RunState(
+            pid=dead.pid,
+            port=1,
+            control_port=2,
+            host="127.0.0.1",
+            control_host="127.0.0.1",
+            manifest="m.yaml",
+            ready_s=1.0,
+            mlserver_pids=[orphan.pid],
+            children=[record, {**reused, "role": "mlserver"}],
+        ).write(directory, "token")
+        down = driftloop(home, "down")
+        out, _ = down.communicate(timeout=90)
+        assert down.returncode == 0, out
+        assert str(orphan.pid).encode() in out
+        deadline = time.monotonic() + 10
+        while orphan.running and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not orphan.running, "down left the orphaned MLServer running"
+        assert bystander.poll() is None, "down killed a process whose PID was only reused"
+        assert RunState.read(directory) is None
+    finally:
+        orphan.stop()
+        bystander.kill()
+        bystander.wait(10)
