@@ -76,7 +76,9 @@ def test_compressed_bodies_are_refused_with_415(echo_single: RuntimeThread) -> N
     assert r.status_code == 415 and error_of(r)[0] == "unsupported_encoding"
 
 
-def test_rows_over_the_cap_are_refused_naming_the_cap_and_how_to_change_it(echo_single: RuntimeThread) -> None:
+def test_rows_over_the_cap_are_refused_naming_the_cap_and_how_to_change_it(
+    echo_single: RuntimeThread,
+) -> None:
     url = infer_url(echo_single)
     cap = echo_single.runtime.settings.limits.max_rows
     r = httpx.post(url, json=features(cap + 1))
@@ -93,7 +95,9 @@ def test_a_body_over_the_logs_record_limit_is_refused_up_front(echo_single: Runt
     r = httpx.post(infer_url(echo_single), json=big)
     code, message = error_of(r)
     assert r.status_code == 413 and code == "too_large_to_log" and str(limit) in message
-    assert metric_value(metrics(echo_single), "driftloop_request_log_events_total", outcome="failed") == before
+    assert (
+        metric_value(metrics(echo_single), "driftloop_request_log_events_total", outcome="failed") == before
+    )
 
 
 def test_seldon_puid_is_bounded_and_never_echoed_when_refused(echo_single: RuntimeThread) -> None:
@@ -110,7 +114,10 @@ def test_refusals_are_counted_empty_bodies_in_requests_total_too(echo_single: Ru
     labels = {"deployment": "echo-single", "predictor": "main", "code": "400"}
     before = metrics(echo_single)
     assert httpx.post(infer_url(echo_single), content=b"", headers=JSON).status_code == 400
-    assert httpx.post(infer_url(echo_single), json=REQUEST, headers={"seldon-puid": "x" * 200}).status_code == 400
+    assert (
+        httpx.post(infer_url(echo_single), json=REQUEST, headers={"seldon-puid": "x" * 200}).status_code
+        == 400
+    )
     after = metrics(echo_single)
     requests = "driftloop_ingress_requests_total"
     assert metric_value(after, requests, **labels) == metric_value(before, requests, **labels) + 2

@@ -5,10 +5,10 @@ run can be summarised per class."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import json
 from hypothesis import strategies as st
 
 JSON_VALUES = st.recursive(
@@ -17,14 +17,18 @@ JSON_VALUES = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 SAFE_TEXT = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=24)
 # what an HTTP client may put in a header value: visible ASCII, spaces inside, obs-text (0x80-0xff)
-HEADER_BYTES = st.lists(
-    st.sampled_from([0x20, 0x09, *range(0x21, 0x7F), *range(0x80, 0x100)]), max_size=40
-).map(bytes).map(lambda b: b.strip(b" \t"))
+HEADER_BYTES = (
+    st.lists(st.sampled_from([0x20, 0x09, *range(0x21, 0x7F), *range(0x80, 0x100)]), max_size=40)
+    .map(bytes)
+    .map(lambda b: b.strip(b" \t"))
+)
 
 
 def dumps(value: object) -> bytes:
@@ -97,7 +101,9 @@ def examples(draw: st.DrawFn) -> Example:
     if kind == "json":
         return Example(kind, dumps(draw(JSON_VALUES)))
     if kind == "content_type":
-        content_type = draw(HEADER_BYTES | st.sampled_from([b"text/plain", b"application/x-www-form-urlencoded"]))
+        content_type = draw(
+            HEADER_BYTES | st.sampled_from([b"text/plain", b"application/x-www-form-urlencoded"])
+        )
         return Example(kind, dumps(request), {"content-type": content_type})
     if kind == "headers":
         name = draw(st.sampled_from(["seldon-puid", "content-encoding", "seldon-skip-logging"]))
