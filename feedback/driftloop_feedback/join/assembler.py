@@ -3,9 +3,12 @@
 A graph call logs one request and one response event per logged node (Seldon's executor; the local
 runtime writes the same). The features come from a request event carrying the features tensor (every
 node of the reference graph passes its inputs through unchanged, so the first that arrives is used),
-the prediction from the response that carries the prediction tensor (the MODEL node's). Events repeated
-with the same (requestid, modelid, type) are duplicates. A request id whose rows were already assembled
-is remembered by the caller (``JoinShard``), which drops its later events as duplicates.
+the prediction from the response that carries the prediction tensor (the MODEL node's): a regressor's
+value or a classifier's numeric class label (the pending store keeps one float per prediction, so a
+classifier served with string classes is counted malformed, and its probabilities are not carried).
+Events repeated with the same (requestid, modelid, type) are duplicates. A request id whose rows were
+already assembled is remembered by the caller (``JoinShard``), which drops its later events as
+duplicates.
 """
 
 from __future__ import annotations
@@ -96,6 +99,23 @@ def _flat(tensor: dict[str, Any]) -> list[Any]:
     return list(arr)
 
 
+def _numeric_predictions(request_id: str, name: str, tensor: dict[str, Any]) -> list[float]:
+    """The prediction tensor as floats: a regressor's values, or a classifier's numeric class labels
+    (INT64/FP64/BOOL). String class labels (BYTES) are refused: the pending store keeps a float per
+    prediction (docs/feedback.md)."""
+    if tensor.get("datatype") == "BYTES":
+        raise UnusableEvent(
+            f"request {request_id}: tensor {name!r} holds string class labels (BYTES); the joiner joins "
+            "numeric predictions only: serve the classifier with numeric classes"
+        )
+    try:
+        return [float(p) for p in _flat(tensor)]
+    except (TypeError, ValueError) as exc:
+        raise UnusableEvent(
+            f"request {request_id}: tensor {name!r} holds a value that is not a number ({exc})"
+        ) from exc
+
+
 class PredictionAssembler:
     """Joins the request and response events of one request id into rows (state: partial requests)."""
 
@@ -175,9 +195,9 @@ class PredictionAssembler:
         body = state.response_body
         tensor = _tensor(body, "outputs", self.names.prediction)
         assert tensor is not None
-        predictions = [float(p) for p in _flat(tensor)]
-        n = state.features.shape[0]
         rid = state.response.request_id
+        predictions = _numeric_predictions(rid, self.names.prediction, tensor)
+        n = state.features.shape[0]
         if len(predictions) != n:
             raise UnusableEvent(
                 f"request {rid}: {len(predictions)} predictions for {n} feature rows; cannot pair them"
