@@ -315,7 +315,7 @@ def test_a_joiner_moved_from_the_embedded_log_to_kafka_with_the_same_home_refuse
             stop(refused)
         output = (tmp_path / "kafka-refused.log").read_text(errors="replace")
         assert code != 0, output[-3000:]
-        assert "does not belong to the log this joiner reads" in output, output[-3000:]
+        assert "does not belong to the log and topics this joiner reads" in output, output[-3000:]
         assert embedded.identity() in output and kafka.identity() in output
         assert "DRIFTLOOP_JOINER_RESET_STATE=true" in output
 

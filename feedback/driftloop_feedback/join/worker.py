@@ -9,7 +9,8 @@ joining while the producer sends, and finishes the checkpoint in a later step, w
 done (at most one checkpoint is in progress; ``checkpoint()`` does all three at once). A snapshot is
 written only for a shard the stage still owns when it is written. After a crash at any point the shard
 restarts from its last written snapshot and re-reads from the offsets stored in it (records below them
-are skipped), so nothing acknowledged as input is lost; outputs produced after that snapshot are
+are skipped; a snapshot is applied only to the log, group, topics and partition it records:
+``_load_bound``), so nothing acknowledged as input is lost; outputs produced after that snapshot are
 produced again with the same ``example_id`` and content (at-least-once on the topic, deduplicated by
 ``example_id`` in the trainer's view: ``driftloop_feedback.labelled.dedupe``).
 """
@@ -299,13 +300,13 @@ class JoinStage:
             return saved
         if not self.settings.reset_state:
             raise SnapshotSourceError(
-                f"joiner snapshot {path} does not belong to the log this joiner reads: {problem}. Its "
-                "offsets mean nothing here, so the joiner stops rather than skip input. Run the joiner "
-                "against the log the snapshot was taken from; or give it a state directory of its own "
-                "for this log (DRIFTLOOP_JOINER_STATE_DIR, or another DRIFTLOOP_HOME); or set "
-                "DRIFTLOOP_JOINER_RESET_STATE=true to move such snapshots aside (to *.discarded: the "
-                "predictions pending in them are not labelled) and start their shards from this log's "
-                "committed offsets"
+                f"joiner snapshot {path} does not belong to the log and topics this joiner reads: "
+                f"{problem}. Its offsets mean nothing here, so the joiner stops rather than skip input. "
+                "Run the joiner against the log the snapshot was taken from; or give it a state "
+                "directory of its own for this log (DRIFTLOOP_JOINER_STATE_DIR, or another "
+                "DRIFTLOOP_HOME); or set DRIFTLOOP_JOINER_RESET_STATE=true to move such snapshots aside "
+                "(to *.discarded: the predictions pending in them are not labelled) and start their "
+                "shards from this log's committed offsets"
             )
         aside = self.snapshots.discard(self.name, p)
         self.dirty.add(p)  # the next checkpoint writes a snapshot bound to this log
