@@ -125,6 +125,10 @@ class ModelRuntimeSettings(RuntimeSettings):
             raise ValueError(
                 f"nonfinite_policy=impute needs impute_values with {n} values (one per feature_names entry)"
             )
+        if self.output_name == self.probabilities_name:
+            raise ValueError(
+                f"output_name and probabilities_name are both {self.output_name!r}; give them different names"
+            )
         return self
 
 

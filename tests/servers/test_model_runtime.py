@@ -245,6 +245,10 @@ async def test_a_feature_count_mismatch_with_the_artifact_fails_load(tmp_path: P
         ({"feature_names": FEATURES, "nonfinite_policy": "impute"}, r"needs impute_values with 3 values"),
         ({"feature_names": ["a", "a", "b"]}, r"duplicates: \['a'\]"),
         ({"feature_names": FEATURES, "horizon_s": "soon"}, r"horizon_s: Input should be a valid number"),
+        (
+            {"feature_names": FEATURES, "probabilities_name": "prediction"},
+            r"output_name and probabilities_name are both 'prediction'",
+        ),
     ],
 )
 async def test_bad_settings_fail_load_naming_the_key(
