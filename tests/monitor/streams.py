@@ -4,12 +4,12 @@ before and after a regime change."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from driftloop.eventlog import Producer, send_many
 from driftloop.learning.features import FeatureSpec, build_features
@@ -105,7 +105,7 @@ def call_events(
             endpoint=endpoint,
             protocol="v2",
             content_type="application/json",
-            payload=json.dumps(body).encode(),
+            payload=orjson.dumps(body),
         )
 
     return [

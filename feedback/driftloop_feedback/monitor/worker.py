@@ -82,6 +82,7 @@ class DriftMonitor:
         self.state = StateFile(state_dir)
         self.next_offsets: dict[TopicPartition, int] = {}
         self.skipped: Counter[str] = Counter()
+        self.records_read = 0
         self._exported: dict[tuple[str, str], int] = {}
         self._last_checkpoint = clock()
         self._restore()
@@ -103,6 +104,7 @@ class DriftMonitor:
     # -- the loop ----------------------------------------------------------------------------------
     def step(self, poll_timeout_s: float = 0.2) -> list[JudgedWindow]:
         records = self.consumer.poll(poll_timeout_s, self.settings.poll_max_records)
+        self.records_read += len(records)
         now = self.clock()
         closed: list[ClosedWindow] = []
         for record in records:
