@@ -128,3 +128,48 @@ def test_models_uri_parsing() -> None:
     assert parse_models_uri("models:/m/3") == ("m", None, 3)
     with pytest.raises(RegistryError, match="not a registry URI"):
         parse_models_uri("runs:/abc/model")
+
+
+async def test_a_registered_classifier_is_served_with_labels_and_probabilities(tmp_path: Path) -> None:
+    """The classification path end to end in one process: register an ``IncrementalClassifier`` as a
+    version (explicit signature and requirements), serve it by alias with the model runtime, and keep
+    learning from the registered copy."""
+    from driftloop_servers.estimators import IncrementalClassifier
+    from driftloop_servers.model_runtime import IncrementalModelRuntime
+
+    from tests.servers.helpers import model_folder, output, request, tensor
+
+    state = StateSettings(home=tmp_path / "home", mlflow_tracking_uri=None)
+    registry = MlflowRegistry(state.tracking_uri(), state.artifact_root())
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 2))
+    y = np.where(X[:, 0] > 0.3, "hot", np.where(X[:, 0] < -0.3, "cool", "normal"))
+    model = IncrementalClassifier(random_state=0).fit(X, y)
+    ref = registry.register_sklearn_model(
+        "bearing-state",
+        model,
+        input_example=X[:5],
+        pip_requirements=model_pip_requirements(),
+        alias="champion",
+    )
+    settings = model_folder(
+        tmp_path,
+        "bearing-state",
+        IncrementalModelRuntime,
+        extra={
+            "model_uri": "models:/bearing-state@champion",
+            "tracking_uri": registry.tracking_uri,
+            "feature_names": ["a", "b"],
+        },
+    )
+    runtime = IncrementalModelRuntime(settings)
+    assert await runtime.load()
+    response = await runtime.predict(request(tensor("features", X[:4])))
+    assert response.model_version == str(ref.version)
+    assert output(response, "prediction").data.root == model.predict(X[:4]).tolist()
+    assert output(response, "probabilities").shape == [4, 3]
+    assert response.parameters is not None
+    assert response.parameters.model_dump()["classes"] == ["cool", "hot", "normal"]
+    loaded = registry.load_sklearn_model("models:/bearing-state@champion")
+    loaded.partial_fit(X[:10], y[:10])  # classes known from the registered fit: none to declare again
+    assert loaded.n_samples_seen_ == 310
