@@ -144,7 +144,7 @@ def test_restart_resumes_its_window_without_double_counting(tmp_path: Path) -> N
     )
     log, writer = _log()
     clock = FakeClock()
-    first = _monitor(log, refs, tmp_path, clock)
+    first = _monitor(log, refs, tmp_path, clock, dedupe_memory=5)  # the offsets alone must do it
     writer.calls(rows[:300], rows_per_call=10, prefix="a", start_ms=0)
     assert _drain(first) == []
     first.checkpoint()  # 300 rows durable, offsets committed
@@ -157,7 +157,7 @@ def test_restart_resumes_its_window_without_double_counting(tmp_path: Path) -> N
     assert _drain(first) == []  # read, never snapshotted: the crash loses them from memory
     first.consumer.close()  # the process dies here (no final checkpoint)
 
-    second = _monitor(log, refs, tmp_path, clock)
+    second = _monitor(log, refs, tmp_path, clock, dedupe_memory=5)
     assert second.windows.open_rows == 400
     writer.calls(rows[450:1000], rows_per_call=10, prefix="d", start_ms=0)
     judged = _drain(second)
