@@ -158,3 +158,124 @@ async def test_health_and_metrics_need_no_token(client: httpx.AsyncClient) -> No
     assert (await client.get("/health/ready")).json() == {"status": "ok"}
     text = (await client.get("/metrics")).text
     assert 'driftloop_feedback_records_total{outcome="accepted"} 1.0' in text
+
+
+def error_shape(response: httpx.Response) -> dict:
+    """Every answer >= 400 is ``{"error": str, "code": str, "fields": [{"field", "message"}]}``."""
+    body = response.json()
+    assert set(body) == {"error", "code", "fields"}, body
+    assert isinstance(body["error"], str) and body["error"] and isinstance(body["code"], str)
+    assert all(set(f) == {"field", "message"} for f in body["fields"])
+    assert "Traceback" not in response.text
+    return body
+
+
+async def test_a_batch_with_one_bad_number_writes_nothing_and_names_the_field(
+    client: httpx.AsyncClient, log: MemoryEventLog
+) -> None:
+    """Issue 12, class 3: the second record's row is out of range: 422 naming records[1].row, X is not
+    written; the corrected resend writes X once, and a second resend writes nothing."""
+    bad = {"records": [{"request_id": "X", "truth": [1, 2]}, {"request_id": "Y", "truth": 1, "row": 2**70}]}
+    response = await client.post("/v1/feedback", json=bad, headers=AUTH)
+    assert response.status_code == 422
+    assert [f["field"] for f in error_shape(response)["fields"]] == ["records[1].row"]
+    assert topic_records(log) == []
+    good = {"records": [bad["records"][0], {"request_id": "Y", "truth": 1, "row": 3}]}
+    assert (await client.post("/v1/feedback", json=good, headers=AUTH)).json()["accepted"] == 3
+    assert (await client.post("/v1/feedback", json=good, headers=AUTH)).json()["duplicates"] == 3
+    records = [decode_feedback(r.value) for r in topic_records(log)]
+    assert sorted((r.request_id, r.row) for r in records if isinstance(r, TruthRecord)) == [
+        ("X", 0),
+        ("X", 1),
+        ("Y", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code", "says"),
+    [
+        (b"\xff", 400, "invalid_encoding", "not UTF-8 (byte 0xff at offset 0)"),
+        (b'{"request_id": "r1", "truth": 1.0', 400, "invalid_json", "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, 400, "invalid_json", "recursion limit"),
+        (b'{"request_id": "r1", "truth": 1e400}', 422, "invalid_body", "finite number"),
+        (b'{"request_id": "r1", "truth": NaN}', 422, "invalid_body", "finite number"),
+        (
+            b'{"request_id": "r1", "truth": 1, "row": ' + b"9" * 5000 + b"}",
+            400,
+            "invalid_json",
+            "out of range",
+        ),
+        (b'{"request_id": "r1", "truth": 1, "row": 1180591620717411303424}', 422, "invalid_body", "row"),
+        (b'{"request_id": "\\ud800", "truth": 1}', 400, "invalid_json", "hex escape at line 1 column 23"),
+    ],
+)
+async def test_undecodable_bodies_are_refused_saying_why(
+    client: httpx.AsyncClient, log: MemoryEventLog, raw: bytes, status: int, code: str, says: str
+) -> None:
+    response = await client.post(
+        "/v1/feedback", content=raw, headers={**AUTH, "content-type": "application/json"}
+    )
+    assert response.status_code == status, response.text
+    body = error_shape(response)
+    assert body["code"] == code and says in body["error"], body
+    assert topic_records(log) == []
+
+
+async def test_one_error_shape_for_every_refusal(client: httpx.AsyncClient) -> None:
+    answers = [
+        await client.post("/v1/feedback", json={"request_id": "r1", "truth": 1.0}),
+        await client.get("/v1/feedback/stats"),
+        await client.get("/no/such/route"),
+        await client.delete("/v1/feedback", headers=AUTH),
+        await client.post("/v1/feedback", content=b"\xff", headers=AUTH),
+        await client.post("/v1/feedback", json={"records": [{"x": 1}]}, headers=AUTH),
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 404, 405, 400, 422]
+    assert [error_shape(a)["code"] for a in answers] == [
+        "unauthorized",
+        "unauthorized",
+        "not_found",
+        "method_not_allowed",
+        "invalid_encoding",
+        "invalid_body",
+    ]
+
+
+async def test_stats_and_metrics_count_every_refusal(client: httpx.AsyncClient) -> None:
+    """400s, 401, 413 and the route's own 422s and 413s are all counted, by status."""
+    huge = b'{"records": [' + b",".join([b'{"request_id": "r", "truth": 1.0}'] * 70_000) + b"]}"
+    await client.post("/v1/feedback", content=b"{not json", headers=AUTH)  # 400
+    await client.post("/v1/feedback", content=b"\xff\xfe", headers=AUTH)  # 400
+    await client.post("/v1/feedback", json={"request_id": "r1", "truth": 1.0})  # 401
+    await client.post("/v1/feedback", content=huge, headers=AUTH)  # 413 (bytes)
+    await client.post("/v1/feedback", json={"request_id": "r1", "truth": [1.0] * 10_001}, headers=AUTH)  # 413
+    await client.post("/v1/feedback", json={"request_id": "r1", "truth": "hot"}, headers=AUTH)  # 422
+    await client.post("/v1/feedback", json={"request_id": "r1", "truth": 1.0}, headers=AUTH)  # 200
+    stats = (await client.get("/v1/feedback/stats", headers=AUTH)).json()
+    assert stats["refused"] == {"400": 2, "401": 1, "413": 2, "422": 1}
+    assert (stats["rejected"], stats["accepted"], stats["batches"]) == (6, 1, 1)
+    text = (await client.get("/metrics")).text
+    assert 'driftloop_feedback_refused_total{status="413"} 2.0' in text
+    assert 'driftloop_feedback_refused_total{status="400"} 2.0' in text
+
+
+async def test_a_record_with_more_truth_rows_than_the_cap_is_413(log: MemoryEventLog) -> None:
+    """Issue 12, class 4: the cap counts rows: one record with 11 truth values is 11 rows."""
+    settings = FeedbackSettings(token=SecretStr(TOKEN), max_rows=10)
+    async with in_memory_client(settings, log) as client:
+        response = await client.post(
+            "/v1/feedback", json={"request_id": "r", "truth": [1.0] * 11}, headers=AUTH
+        )
+        assert response.status_code == 413
+        assert "11 rows" in error_shape(response)["error"] and "MAX_ROWS" in response.json()["error"]
+        ok = await client.post("/v1/feedback", json={"request_id": "r", "truth": [1.0] * 10}, headers=AUTH)
+        assert ok.status_code == 200
+    assert len(topic_records(log)) == 10
+
+
+async def test_received_at_comes_from_the_injected_clock(log: MemoryEventLog) -> None:
+    app = create_app(FeedbackSettings(token=SecretStr(TOKEN)), log, clock=lambda: 1_700_000_000.5)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://feedback") as c:
+        await c.post("/v1/feedback", json={"request_id": "r1", "truth": 1.0}, headers=AUTH)
+    (record,) = [decode_feedback(r.value) for r in topic_records(log)]
+    assert isinstance(record, TruthRecord) and record.received_at == 1_700_000_000.5

@@ -8,7 +8,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from driftloop_feedback.api.models import FeedbackBatch, FeedbackBody, FeedbackItem, TruthByPrediction
+from driftloop_feedback.api.models import (
+    FeedbackBatch,
+    FeedbackBody,
+    FeedbackItem,
+    TruthByPrediction,
+    TruthRowsByPrediction,
+)
 from driftloop_feedback.api.problems import ApiError, invalid_body
 from driftloop_feedback.records import Reading, TruthRecord
 
@@ -42,10 +48,7 @@ def decode_body(body: bytes) -> list[FeedbackItem]:
 
 def count_rows(items: list[FeedbackItem]) -> int:
     """Records the items become: one per truth value, one per reading."""
-    return sum(
-        len(item.truth) if isinstance(item, TruthByPrediction) and isinstance(item.truth, list) else 1
-        for item in items
-    )
+    return sum(len(item.truth) if isinstance(item, TruthRowsByPrediction) else 1 for item in items)
 
 
 def check_rows(items: list[FeedbackItem], max_rows: int) -> int:
@@ -63,12 +66,14 @@ def check_rows(items: list[FeedbackItem], max_rows: int) -> int:
 def to_rows(items: list[FeedbackItem], received_at: float) -> list[Row]:
     rows: list[Row] = []
     for item in items:
-        if isinstance(item, TruthByPrediction):
+        if isinstance(item, TruthRowsByPrediction):
             key = item.request_id.encode()
-            values = enumerate(item.truth) if isinstance(item.truth, list) else [(item.row or 0, item.truth)]
-            for row, truth in values:
+            for row, truth in enumerate(item.truth):
                 record = TruthRecord(item.request_id, row, truth, received_at)
                 rows.append(Row(record.record_id, key, record.encode()))
+        elif isinstance(item, TruthByPrediction):
+            record = TruthRecord(item.request_id, item.row or 0, item.truth, received_at)
+            rows.append(Row(record.record_id, item.request_id.encode(), record.encode()))
         else:
             reading = Reading(item.asset_id, item.event_time, dict(item.values))
             rows.append(Row(reading.record_id, item.asset_id.encode(), reading.encode()))

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, field_validator
+from annotated_types import Ge, Le
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 MAX_ROW_INDEX = 2**31 - 1
 MAX_READING_VALUES = 1_000
 MAX_NAME_LENGTH = 256
 
 # Union branches are tagged with names in angle brackets, which no field has: error paths drop them.
-TAG_SCALAR, TAG_LIST = "<scalar>", "<list>"
-TAG_PREDICTION, TAG_READING, TAG_BATCH = "<by-prediction>", "<by-reading>", "<batch>"
+TAG_PREDICTION, TAG_ROWS = "<by-prediction>", "<rows-by-prediction>"
+TAG_READING, TAG_BATCH = "<by-reading>", "<batch>"
 
 _PREDICTION_KEYS = frozenset({"request_id", "truth", "row"})
 _READING_KEYS = frozenset({"asset_id", "event_time", "values"})
 RECORD_FORMS = (
-    "a record is either {request_id, truth[, row]} (truth for a logged prediction) or "
-    "{asset_id, event_time, values} (a reading)"
+    "a record is {request_id, truth: number, row} (one row of a logged prediction), {request_id, "
+    "truth: [numbers]} (every row, in order) or {asset_id, event_time, values} (a reading)"
 )
 
 
@@ -30,40 +31,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
-def _truth_form(value: Any) -> str:
-    return TAG_LIST if isinstance(value, list) else TAG_SCALAR
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integers include ``5.0``: take a float without a fractional part as an int."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Truth = Annotated[
-    Annotated[float, Tag(TAG_SCALAR)] | Annotated[list[float], Tag(TAG_LIST)],
-    Discriminator(_truth_form),
-]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_LENGTH)]
+RowIndex = Annotated[int, Ge(0), Le(MAX_ROW_INDEX), BeforeValidator(_whole_number)]
 
 
 class TruthByPrediction(_Strict):
-    """Ground truth for a logged prediction: its ``Seldon-Puid`` request id and the true value of each
-    row (a list, in row order), or of one row (``truth`` + ``row``)."""
+    """Ground truth for one row of a logged prediction: its ``Seldon-Puid`` request id, the true value
+    and the row (default 0)."""
 
     request_id: Name
-    truth: Truth = Field(description="a number (one row) or a list of numbers (one per row, in order)")
-    row: int | None = Field(
-        None, ge=0, le=MAX_ROW_INDEX, description="with a scalar truth: which row (default 0)"
-    )
+    truth: float
+    row: RowIndex | None = Field(None, description="which row of the request (default 0)")
 
-    @field_validator("truth")
-    @classmethod
-    def _non_empty(cls, value: float | list[float]) -> float | list[float]:
-        if isinstance(value, list) and not value:
-            raise ValueError("truth list is empty; give one value per row of the request")
-        return value
 
-    @field_validator("row")
-    @classmethod
-    def _row_needs_scalar_truth(cls, value: int | None, info: Any) -> int | None:
-        if value is not None and isinstance(info.data.get("truth"), list):
-            raise ValueError("give either a truth list (one value per row) or a scalar truth and its row")
-        return value
+class TruthRowsByPrediction(_Strict):
+    """Ground truth for a logged prediction: its ``Seldon-Puid`` request id and the true value of each
+    row, in row order."""
+
+    request_id: Name
+    truth: list[float] = Field(min_length=1, description="one true value per row, in row order")
 
 
 class TruthByReading(_Strict):
@@ -79,14 +70,16 @@ def _record_form(value: Any) -> str | None:
         return None
     keys = value.keys()
     if keys & _PREDICTION_KEYS:
-        return TAG_PREDICTION
+        return TAG_ROWS if isinstance(value.get("truth"), list) else TAG_PREDICTION
     if keys & _READING_KEYS:
         return TAG_READING
     return None
 
 
 FeedbackItem = Annotated[
-    Annotated[TruthByPrediction, Tag(TAG_PREDICTION)] | Annotated[TruthByReading, Tag(TAG_READING)],
+    Annotated[TruthByPrediction, Tag(TAG_PREDICTION)]
+    | Annotated[TruthRowsByPrediction, Tag(TAG_ROWS)]
+    | Annotated[TruthByReading, Tag(TAG_READING)],
     Discriminator(_record_form, custom_error_type="record_form", custom_error_message=RECORD_FORMS),
 ]
 
@@ -104,6 +97,7 @@ def _body_form(value: Any) -> str | None:
 FeedbackBody = Annotated[
     Annotated[FeedbackBatch, Tag(TAG_BATCH)]
     | Annotated[TruthByPrediction, Tag(TAG_PREDICTION)]
+    | Annotated[TruthRowsByPrediction, Tag(TAG_ROWS)]
     | Annotated[TruthByReading, Tag(TAG_READING)],
     Discriminator(
         _body_form,

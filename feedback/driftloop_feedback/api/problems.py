@@ -75,7 +75,9 @@ def _message(err: Any) -> str:
     if err["loc"] and err["loc"][-1] == "[key]":
         message = f"value name: {message}"
     if err["type"] == "extra_forbidden":
-        message = "unknown field; see docs/feedback.md for the two record forms"
+        message = "unknown field; see docs/feedback.md for the record forms"
+        if err["loc"][-1] == "row":
+            message = "'row' goes with a single truth value; a truth list gives every row in order"
     return message.removeprefix("Value error, ")
 
 
@@ -84,7 +86,11 @@ def invalid_body(exc: ValidationError) -> ApiError:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     invalid_json = [e for e in errors if e["type"] == "json_invalid"]
     if invalid_json:
-        return ApiError(400, "invalid_json", f"the body is not valid JSON: {_message(invalid_json[0])}")
+        return ApiError(
+            400,
+            "invalid_json",
+            f"the body is not valid JSON: {_message(invalid_json[0]).removeprefix('Invalid JSON: ')}",
+        )
     fields = field_errors(errors)
     shown = fields[:MAX_FIELD_ERRORS]
     more = f" (the first {len(shown)} of {len(fields)} are listed)" if len(fields) > len(shown) else ""
