@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -33,8 +34,8 @@ def serve(host: str | None, port: int | None) -> None:
 
     try:
         settings = FeedbackSettings()
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ValidationError as exc:  # messages only: an input (a token) is never shown
+        raise click.ClickException(_settings_problems(exc)) from None
     host = host or settings.host
     port = settings.port if port is None else port
     if not settings.token.get_secret_value():
@@ -49,6 +50,16 @@ def serve(host: str | None, port: int | None) -> None:
     finally:
         listener.close()
         log.close()
+
+
+def _settings_problems(exc: Any) -> str:
+    """A settings ValidationError as one line per problem, without the values given."""
+    lines = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        where = ".".join(str(part) for part in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"DRIFTLOOP_FEEDBACK_{where.upper()}: {message}" if where else message)
+    return "invalid feedback settings: " + "; ".join(lines)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -66,3 +66,26 @@ def test_serve_on_port_0_prints_the_port_it_got_and_a_taken_port_is_a_clear_erro
     finally:
         os.killpg(api.pid, signal.SIGTERM)
         api.wait(30)
+
+
+def test_production_with_a_weak_token_refuses_to_start_without_showing_the_token(tmp_path: Path) -> None:
+    """Issue 12, class 7: the refusal says what is wrong with the token, never the token itself."""
+    token = "hunter2-short"
+    env = {
+        **os.environ,
+        "DRIFTLOOP_HOME": str(tmp_path / "home"),
+        "DRIFTLOOP_FEEDBACK_MODE": "production",
+        "DRIFTLOOP_FEEDBACK_TOKEN": token,
+    }
+    env.pop("DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS", None)
+    refused = subprocess.run(
+        [sys.executable, "-m", "driftloop", "feedback", "serve", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    assert "DRIFTLOOP_FEEDBACK_TOKEN is shorter than 16 characters" in refused.stderr, refused.stderr
+    assert token not in refused.stderr + refused.stdout and "Traceback" not in refused.stderr

@@ -33,7 +33,7 @@ def token_weakness(token: str) -> str | None:
     if letters and _made_of_placeholders(letters) and len(re.sub(r"[a-z]", "", token.lower())) <= 8:
         return "is a placeholder (a word like 'changeme' or 'secret', possibly with digits)"
     if len(set(token)) < MIN_DISTINCT_CHARACTERS:
-        return f"has fewer than {MIN_DISTINCT_CHARACTERS} distinct characters (e.g. 'xxxxxxxxxxxxxxxx')"
+        return f"has fewer than {MIN_DISTINCT_CHARACTERS} distinct characters (like a repeated character)"
     if _bits(token) < MIN_TOKEN_BITS:
         return f"is too predictable (under {MIN_TOKEN_BITS} bits by its character frequencies)"
     return None
