@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "feedback": "driftloop.cli.feedback:feedback",
     "kafka": "driftloop.cli.kafka:kafka",
     "trainer": "driftloop_feedback.learn.cli:trainer",
+    "validator": "driftloop_feedback.validate.cli:validator",
     "monitor": "driftloop_feedback.monitor.cli:monitor",
 }
 

@@ -7,6 +7,8 @@
 - ``losses``: per-example losses (absolute, squared, log, zero-one), clipped to a stated bound.
 - ``validator.Validator``: scores champion and challenger on a stream of labelled rows, decides, and
   ``publish_verdict`` writes the verdict to the challenger's MLflow version tags and run metrics.
+- ``worker.ValidatorWorker`` (``driftloop validator run``): watches the aliases ``champion`` and
+  ``challenger``, validates each new challenger on fresh labelled rows and writes its verdict.
 
 See docs/validation.md for the method, its assumptions and its measured error rates.
 """
@@ -20,7 +22,7 @@ from driftloop_feedback.validate.errors import (
 )
 from driftloop_feedback.validate.losses import make_loss, paired_differences
 from driftloop_feedback.validate.sequential import Decision, PairedLossTest, Verdict
-from driftloop_feedback.validate.settings import ValidationSettings
+from driftloop_feedback.validate.settings import ValidationSettings, ValidatorSettings
 from driftloop_feedback.validate.validator import (
     ValidationResult,
     Validator,
@@ -40,6 +42,7 @@ __all__ = [
     "Validator",
     "ValidatorConfigError",
     "ValidatorError",
+    "ValidatorSettings",
     "Verdict",
     "VerdictRegistry",
     "make_loss",

@@ -1,11 +1,15 @@
-"""The validator's settings (env prefix ``DRIFTLOOP_VALIDATION_``)."""
+"""The validator's settings: how a challenger is judged (``ValidationSettings``, env prefix
+``DRIFTLOOP_VALIDATION_``) and how the worker runs (``ValidatorSettings``, ``DRIFTLOOP_VALIDATOR_``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftloop.settings import StateSettings
 
 Mode = Literal["superiority", "non-inferiority"]
 LossName = Literal["absolute", "squared", "log", "zero_one"]
@@ -54,3 +58,34 @@ class ValidationSettings(BaseSettings):
     def threshold(self) -> float:
         """The value of E[loss(challenger) - loss(champion)] the bounds are compared with."""
         return -self.margin if self.mode == "superiority" else self.margin
+
+
+class ValidatorSettings(BaseSettings):
+    """The validator worker's settings (env prefix ``DRIFTLOOP_VALIDATOR_``). How a challenger is judged
+    (alpha, margin, loss, budget) is ``ValidationSettings`` (``DRIFTLOOP_VALIDATION_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_VALIDATOR_", extra="forbid")
+
+    model_name: str = Field(default="pump-bearing-temp", description="registered model to validate")
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    labelled_topic: str = "driftloop.labelled"
+    group_id: str = Field(default="driftloop-validator", description="consumer group of the labelled topic")
+    state_dir: Path | None = Field(default=None, description="state folder; default <home>/validator")
+
+    poll_max_records: int = Field(default=2000, ge=1)
+    poll_timeout_s: float = Field(default=0.2, ge=0)
+    dedupe_window: int = Field(default=100_000, ge=1, description="example ids remembered for dedupe")
+    registry_poll_s: float = Field(default=5.0, gt=0, description="look at the aliases this often")
+    registry_retry_s: float = Field(
+        default=5.0, gt=0, description="first wait after a registry failure (doubles each failure)"
+    )
+    registry_retry_max_s: float = Field(default=120.0, gt=0, description="longest wait between retries")
+    topic_retry_s: float = Field(default=5.0, gt=0, description="wait between labelled-topic look-ups")
+    state_interval_s: float = Field(
+        default=5.0, gt=0, description="save the state, then commit the offsets, this often"
+    )
+
+    def state_path(self) -> Path:
+        folder = self.state_dir or StateSettings().resolved_home() / "validator"
+        return folder / f"{self.model_name}.state"
