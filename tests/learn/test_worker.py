@@ -216,3 +216,30 @@ def _metrics_text(worker: TrainerWorker) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(worker.metrics.registry).decode()
+
+
+def test_a_crash_between_checkpoints_redoes_exactly_the_unsaved_work(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    champion = regressor_champion()
+    registry.add(champion, alias="champion")
+    X, y = regression_rows(400, seed=9)
+    labelled = examples(X, y)
+    produce(log, [e.encode() for e in labelled[:200]])
+    settings = make_settings(tmp_path, every_n_examples=10_000)
+    worker = TrainerWorker(log, registry, settings, clock=clock)
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 200)
+    worker.checkpoint()  # 200 learned and committed ...
+    produce(log, [e.encode() for e in labelled[200:300]])
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 300)
+    assert worker._batch  # ... 100 more read, part of them still batched, none checkpointed: crash
+    worker.close()  # the group moves on (as after the session timeout of a killed member)
+    produce(log, [e.encode() for e in labelled[300:]])
+    restarted = TrainerWorker(log, registry, settings, clock=clock)
+    run_until(restarted, lambda: restarted.state is not None and restarted.state.challenger.learned == 400)
+    for _ in range(3):
+        restarted.step()  # nothing more arrives
+    state = restarted.state
+    assert state is not None and state.challenger.learned == 400
+    assert state.learned_digest == digest_of(e.example_id for e in labelled)
+    seen = state.challenger.model.n_samples_seen_
+    assert seen == champion.n_samples_seen_ + 400 + state.challenger.replayed
