@@ -33,10 +33,10 @@ class RegistryReferenceSource:
         if not isinstance(detector, DriftDetector):
             raise ValueError(f"{ref.uri} holds a {type(detector).__name__}, not a drift detector")
         names: tuple[str, ...] | None = None
-        if version.isdigit():
+        if ref.run_id is not None:  # publish_detectors logs the columns the detector was fitted on
             try:
-                tag = self.registry.version_tags(self.model_name, int(version)).get("driftloop.feature_names")
+                listed = self.registry.run_data(ref.run_id)[0].get("feature_names")
             except Exception:  # names are a nicety: the detector works without them
-                tag = None
-            names = tuple(tag.split(",")) if tag else None
+                listed = None
+            names = tuple(listed.split(",")) if listed else None
         return detector, names, ref.uri
