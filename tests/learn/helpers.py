@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 from driftloop_feedback.records import LabelledExample
+from driftloop_servers.estimators import IncrementalClassifier, IncrementalRegressor
 from sklearn.linear_model import SGDClassifier
 
-from driftloop.learning.estimator import IncrementalRegressor
 from driftloop.registry import ModelVersionRef, RegistryError
 
 F = 3
@@ -24,11 +24,14 @@ def regression_rows(n: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, 
     return X, 40.0 + X @ WEIGHTS + shift + rng.normal(scale=0.1, size=n)
 
 
-def classification_rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def classification_rows(
+    n: int, seed: int, names: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Three classes: 0, 1, 2, or ``names[0..2]``."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, F))
-    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)  # classes 0, 1, 2
-    return X, y
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5).astype(int)
+    return (X, np.asarray(names)[y]) if names else (X, y)
 
 
 def regressor_champion(seed: int = 0) -> IncrementalRegressor:
@@ -41,9 +44,14 @@ def classifier_champion(seed: int = 0) -> SGDClassifier:
     return SGDClassifier(loss="log_loss", random_state=seed).fit(X, y)
 
 
+def incremental_classifier_champion(names: tuple[str, ...], seed: int = 0) -> IncrementalClassifier:
+    X, y = classification_rows(400, seed, names)
+    return IncrementalClassifier(random_state=seed, epochs=3).fit(X, y)
+
+
 def examples(X: np.ndarray, y: np.ndarray, *, start: int = 0, prefix: str = "r") -> list[LabelledExample]:
     out = []
-    for i, (row, target) in enumerate(zip(X, y, strict=True), start=start):
+    for i, (row, target) in enumerate(zip(X, y.tolist(), strict=True), start=start):
         out.append(
             LabelledExample(
                 example_id=f"{prefix}{i}:0",
@@ -51,7 +59,7 @@ def examples(X: np.ndarray, y: np.ndarray, *, start: int = 0, prefix: str = "r")
                 row=0,
                 features=tuple(float(v) for v in row),
                 prediction=0.0,
-                truth=float(target),
+                truth=target if isinstance(target, str) else float(target),
                 endpoint="main",
                 model_version="1",
                 event_time=1_700_000_000.0 + i,

@@ -19,8 +19,8 @@ from driftloop.references import load_reference
 from driftloop.registry import MlflowRegistry
 from tests.learn.helpers import (
     classification_rows,
-    classifier_champion,
     examples,
+    incremental_classifier_champion,
     regression_rows,
     regressor_champion,
 )
@@ -110,10 +110,10 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
 
 @pytest.fixture(scope="module")
 def classification(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
-    X, y = classification_rows(300, seed=12)
-    yield _run_path(
-        tmp_path_factory.mktemp("clf"), "line-quality", classifier_champion(), X, y, {"val_accuracy": 0.8}
-    )
+    names = ("ok", "warm", "hot")  # string labels, IncrementalClassifier (what MLServer serves)
+    X, y = classification_rows(300, seed=12, names=names)
+    champion = incremental_classifier_champion(names)
+    yield _run_path(tmp_path_factory.mktemp("clf"), "line-quality", champion, X, y, {"val_accuracy": 0.8})
 
 
 @pytest.fixture(params=["regression", "classification"])

@@ -72,7 +72,7 @@ def test_each_example_is_learned_once_duplicates_and_bad_records_counted(tmp_pat
     registry.add(champion, metrics={"val_mae": 0.2}, alias="champion")
     X, y = regression_rows(300, seed=1)
     batch = [e.encode() for e in examples(X, y)]
-    bad = [b"not json", examples(X[:1] * np.nan, y[:1], prefix="nan")[0].encode()]
+    bad = [b"not json", examples(X[:1, :2], y[:1], prefix="short")[0].encode()]  # 2 features, not 3
     produce(log, batch + batch[:40] + bad)  # 40 resends, as after a joiner crash
     worker = TrainerWorker(log, registry, make_settings(tmp_path, every_n_examples=10_000), clock=clock)
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 342)
@@ -243,3 +243,15 @@ def test_a_crash_between_checkpoints_redoes_exactly_the_unsaved_work(tmp_path: P
     assert state.learned_digest == digest_of(e.example_id for e in labelled)
     seen = state.challenger.model.n_samples_seen_
     assert seen == champion.n_samples_seen_ + 400 + state.challenger.replayed
+
+
+def test_a_string_label_is_accepted_only_if_it_is_a_declared_class_exactly() -> None:
+    from driftloop_feedback.learn.challenger import Challenger
+    from driftloop_feedback.learn.replay import ReplayBuffer
+
+    from tests.learn.helpers import incremental_classifier_champion
+
+    challenger = Challenger(incremental_classifier_champion(("ok", "warm", "hot")), ReplayBuffer(10, 0.0))
+    assert challenger.accepts("hot") and challenger.accepts("ok")
+    assert not challenger.accepts("hotter")  # a cast to the classes' "<U4" dtype would make it "hott"
+    assert not challenger.accepts("h") and not challenger.accepts(1.0)

@@ -57,6 +57,7 @@ class Challenger:
                     "register a fitted classifier (its classes are declared to partial_fit up front)"
                 )
             self.classes = np.asarray(classes)
+            self._class_set = set(self.classes.tolist())
         self.n_features: int | None = getattr(champion, "n_features_in_", None)
         self.replay = replay
         self.learned = 0  # new examples learned
@@ -65,7 +66,8 @@ class Challenger:
     def accepts(self, target: Any) -> bool:
         """Whether a label is one of the declared classes (regression: whether it is a finite number)."""
         if self.classes is not None:
-            return bool(np.isin(np.asarray([target], dtype=self.classes.dtype), self.classes)[0])
+            # compared as Python values: a cast to the classes' dtype would cut "hotter" to "hot"
+            return isinstance(target, str | int | float) and target in self._class_set
         return isinstance(target, int | float) and bool(np.isfinite(target))
 
     def targets(self, values: list[Any]) -> np.ndarray:

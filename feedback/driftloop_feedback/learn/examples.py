@@ -1,8 +1,8 @@
 """What the trainer reads of a labelled example: its features and its target.
 
-A labelled example carries a real value (``truth``) for a regressor; for a classifier it carries the
-true class label. Until ``LabelledExample`` has a field of its own for the label, the label is read from
-``truth_label`` or ``label`` when the record has one, else from ``truth``.
+``LabelledExample.truth`` is a real value for a regressor and the true class label (a number or a
+string) for a classifier. A record that names its label in ``truth_label`` or ``label`` is read from
+there first.
 """
 
 from __future__ import annotations
