@@ -253,5 +253,5 @@ def test_a_string_label_is_accepted_only_if_it_is_a_declared_class_exactly() -> 
 
     challenger = Challenger(incremental_classifier_champion(("ok", "warm", "hot")), ReplayBuffer(10, 0.0))
     assert challenger.accepts("hot") and challenger.accepts("ok")
-    assert not challenger.accepts("hotter")  # a cast to the classes' "<U4" dtype would make it "hott"
+    assert not challenger.accepts("warmer")  # a cast to the classes' "<U4" dtype makes it "warm"
     assert not challenger.accepts("h") and not challenger.accepts(1.0)
