@@ -1,0 +1,171 @@
+"""Trainer benchmark: ``python -m bench trainer``.
+
+1. Examples/s from the labelled topic (embedded log, 4 partitions) through the trainer (poll, dedupe,
+   decode, check, test-then-train scoring of challenger and champion, replay mixed in at the default
+   ratio, ``partial_fit``, checkpoints) against bare ``partial_fit`` of the same estimator on the same
+   batches (the new rows only), in the same run; printed as a ratio (goal >= 0.8x). Three rounds on
+   fresh topics; the median ratio is the figure.
+2. Candidate registration in a real MLflow sqlite registry (run, model with signature and explicit
+   requirements, version, drift reference, alias): seconds per candidate.
+
+``DRIFTLOOP_BENCH_QUICK=1`` uses a fifth of the examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from driftloop_feedback.learn.candidates import Candidate, CandidateRegistrar
+from driftloop_feedback.learn.settings import CandidatePolicySettings, TrainerSettings
+from driftloop_feedback.learn.worker import TrainerWorker
+from driftloop_feedback.records import LabelledExample
+from driftloop_servers.estimators import IncrementalRegressor
+
+from driftloop.eventlog.embedded import EmbeddedEventLog
+from driftloop.registry import MlflowRegistry, ModelVersionRef, RegistryError
+
+QUICK = os.environ.get("DRIFTLOOP_BENCH_QUICK") == "1"
+EXAMPLES = 8_000 if QUICK else 40_000
+FEATURES = 8
+ROUNDS = 3
+TOPIC = "driftloop.labelled"
+
+
+class _ChampionOnly:
+    """A registry holding one champion (registration is measured apart, in part 2)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def get_alias(self, name: str, alias: str) -> ModelVersionRef:
+        if alias != "champion":
+            raise RegistryError(f"no {alias}")
+        return ModelVersionRef(name, 1, None, "bench://1")
+
+    def load_sklearn_model(self, uri: str) -> Any:
+        return copy.deepcopy(self.model)
+
+    def run_data(self, run_id: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+        return {}, {}, {}
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"the benchmark registers nothing ({name})")
+
+
+def _data(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(EXAMPLES, FEATURES))
+    return X, 40 + X @ rng.normal(size=FEATURES) + rng.normal(scale=0.1, size=EXAMPLES)
+
+
+def _champion() -> IncrementalRegressor:
+    rng = np.random.default_rng(99)
+    X = rng.normal(size=(1000, FEATURES))
+    return IncrementalRegressor(random_state=0, epochs=2).fit(X, X.sum(axis=1))
+
+
+def _produce(log: EmbeddedEventLog, X: np.ndarray, y: np.ndarray) -> None:
+    log.create_topic(TOPIC, 4)
+    producer = log.producer()
+    for i, (row, target) in enumerate(zip(X.tolist(), y.tolist(), strict=True)):
+        example = LabelledExample(
+            f"r{i}:0",
+            f"r{i}",
+            0,
+            tuple(row),
+            0.0,
+            target,
+            "main",
+            "1",
+            1.7e9 + i,
+            1.7e9 + i + 1800,
+            "request",
+        )
+        producer.send(TOPIC, example.encode(), key=example.request_id.encode())
+    producer.flush()
+
+
+def _trainer_round(tmp: Path, champion: IncrementalRegressor, seed: int) -> tuple[float, float]:
+    """(trainer examples/s, bare partial_fit examples/s) on one fresh topic."""
+    X, y = _data(seed)
+    log = EmbeddedEventLog(tmp / f"log{seed}")
+    _produce(log, X, y)
+    settings = TrainerSettings(
+        state_dir=tmp / f"trainer{seed}",
+        poll_timeout_s=0.01,
+        policy=CandidatePolicySettings(every_n_examples=None, every_s=None, degradation_enabled=False),
+    )
+    worker = TrainerWorker(log, _ChampionOnly(champion), settings)
+    start = time.perf_counter()
+    while worker.state is None or worker.state.challenger.learned < EXAMPLES:
+        worker.step()
+    trainer_s = time.perf_counter() - start
+    worker.close()
+    log.close()
+    # the same rows in batches of the same size, bare (arrays ready, no scoring, no replay)
+    bare = copy.deepcopy(champion)
+    size = settings.batch_size
+    start = time.perf_counter()
+    for lo in range(0, EXAMPLES, size):
+        bare.partial_fit(X[lo : lo + size], y[lo : lo + size])
+    bare_s = time.perf_counter() - start
+    return EXAMPLES / trainer_s, EXAMPLES / bare_s
+
+
+def _registration(tmp: Path, champion: IncrementalRegressor, count: int = 5) -> float:
+    registry = MlflowRegistry(f"sqlite:///{tmp / 'mlflow.db'}", tmp / "mlartifacts")
+    registrar = CandidateRegistrar(registry, "bench-model", "challenger")
+    reference = np.random.default_rng(0).normal(size=(500, FEATURES))
+    names = [f"f{i}" for i in range(FEATURES)]
+
+    def candidate() -> Candidate:
+        return Candidate(
+            uuid.uuid4().hex,
+            "schedule",
+            1,
+            0.0,
+            pickle.dumps(champion),
+            {"estimator": "x"},
+            {"m": 1.0},
+            reference,
+            names,
+        )
+
+    registrar.register(candidate())  # warm-up: creates the experiment and the registered model
+    start = time.perf_counter()
+    for _ in range(count):
+        registrar.register(candidate())
+    return (time.perf_counter() - start) / count
+
+
+def main() -> None:
+    champion = _champion()
+    with tempfile.TemporaryDirectory(prefix="driftloop-bench-trainer-") as tmp:
+        ratios = []
+        for seed in range(ROUNDS):
+            trainer_rate, bare_rate = _trainer_round(Path(tmp), champion, seed)
+            ratios.append(trainer_rate / bare_rate)
+            print(
+                f"round {seed}: trainer {trainer_rate:,.0f} examples/s, bare partial_fit {bare_rate:,.0f} "
+                f"examples/s, ratio {trainer_rate / bare_rate:.2f}x",
+                flush=True,
+            )
+        median = statistics.median(ratios)
+        print(f"trainer / bare partial_fit (median of {ROUNDS}): {median:.2f}x (goal >= 0.8x)")
+        per_candidate = _registration(Path(tmp), champion)
+        print(
+            f"candidate registration (run + model + version + reference + alias): {per_candidate:.3f} s each"
+        )
+
+
+if __name__ == "__main__":
+    main()
