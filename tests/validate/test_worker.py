@@ -285,3 +285,36 @@ def test_the_models_are_scored_on_the_same_rows_the_state_holds_the_frozen_model
     assert saved is not None and saved.run is not None
     assert saved.run.result().scored == 50 and saved.offsets
     assert saved.run.champion.name == NAME
+
+
+def test_a_new_champion_mid_validation_restarts_the_test_against_it(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor(1.0, 1), alias="champion")
+    registry.add(regressor(2.0, 2), alias="challenger")
+    produce(log, [e.encode() for e in labelled(100, 19)])
+    worker = make_worker(log, registry, clock, tmp_path, min_examples=5000, max_examples=5000)
+    run_until(worker, clock, lambda: metric(worker, "driftloop_validator_examples") == 100)
+    registry.aliases["champion"] = registry.add(regressor(1.5, 3))  # promoted by the rollout
+    clock.advance(5.0)
+    worker.step()
+    assert worker.state is not None and worker.state.run is not None
+    assert worker.state.run.champion.version == 3 and worker.state.run.challenger.version == 2
+    assert worker.state.run.result().scored == 0
+    assert VERDICT not in registry.versions[2].tags  # nothing written for the old pairing
+
+
+def test_a_challenger_the_settings_cannot_judge_gets_no_verdict_and_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor(1.0, 1), alias="champion")
+    registry.add(regressor(2.0, 2), alias="challenger")
+    produce(log, [e.encode() for e in labelled(200, 20)])
+    worker = make_worker(log, registry, clock, tmp_path, loss_bound=None)  # a regressor needs one
+    for _ in range(30):
+        worker.step()
+        clock.advance(1.0)
+    assert caplog.text.count("DRIFTLOOP_VALIDATION_LOSS_BOUND") == 1
+    assert "cannot validate challenger v2" in worker.status
+    assert metric(worker, "driftloop_validator_waiting", {"reason": "config"}) == 1.0
+    assert registry.tag_writes == []
