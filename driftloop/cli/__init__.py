@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "down": "driftloop_graphs.cli:down",
     "traffic": "driftloop_graphs.cli:traffic",
     "validate": "driftloop_graphs.cli_validate:validate",
-    "feedback": "driftloop.cli.feedback:feedback",
+    "feedback": "driftloop_feedback.cli:feedback",
     "kafka": "driftloop.cli.kafka:kafka",
     "trainer": "driftloop_feedback.learn.cli:trainer",
     "validator": "driftloop_feedback.validate.cli:validator",
