@@ -27,10 +27,10 @@ def serve(host: str | None, port: int | None) -> None:
     an empty or placeholder token. Records go to the event log (Kafka when
     DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set, else the embedded log under DRIFTLOOP_HOME)."""
     import uvicorn
-    from driftloop_feedback.api import FeedbackSettings, create_app
     from pydantic import ValidationError
 
     from driftloop.eventlog import open_event_log
+    from driftloop_feedback.api import FeedbackSettings, create_app
 
     try:
         settings = FeedbackSettings()
@@ -95,12 +95,12 @@ def join(metrics_port: int | None, progress_s: float) -> None:
     write labelled examples to driftloop.labelled. Start more processes to scale out (same
     DRIFTLOOP_JOINER_GROUP_ID and state directory). Settings: DRIFTLOOP_JOINER_* (see docs/feedback.md).
     SIGTERM/SIGINT stop it after a final checkpoint."""
-    from driftloop_feedback.join.pipeline import Joiner
-    from driftloop_feedback.join.settings import JoinerSettings
     from prometheus_client import start_http_server
     from pydantic import ValidationError
 
     from driftloop.eventlog import open_event_log
+    from driftloop_feedback.join.pipeline import Joiner
+    from driftloop_feedback.join.settings import JoinerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

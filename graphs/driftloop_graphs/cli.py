@@ -158,13 +158,12 @@ async def _run(
     models_root: Path,
     log: object,
 ) -> None:
+    from driftloop.eventlog import open_event_log
     from driftloop_graphs.manifest import load_manifests
     from driftloop_graphs.request_log import RequestLogSettings
     from driftloop_graphs.run_state import RunState
     from driftloop_graphs.runtime import LocalRuntime, RuntimeSettings
     from driftloop_graphs.spec import Deployment
-
-    from driftloop.eventlog import open_event_log
 
     assert isinstance(log, RequestLogSettings)
     deployments = [Deployment.from_doc(doc) for doc in load_manifests(manifest)]
