@@ -1,0 +1,163 @@
+"""The operations gate: the canary's 5xx rate and p99 latency against the main predictor's, over the
+last interval, from the ingress's Prometheus metrics (counters and histogram deltas between two scrapes).
+
+``driftloop_ingress_requests_total{deployment,predictor,code}`` gives requests and errors (a code of 500
+or more, or 0 = no answer; 4xx are the client's input, not the model's fault);
+``driftloop_ingress_request_seconds_bucket{deployment,predictor,le}`` gives the latency distribution.
+The p99 is the upper bound of the bucket holding the 99th percentile (``inf`` past the last bound).
+
+Too few requests in the interval (``min_requests``) gives no ops verdict: no data is never a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+from driftloop_feedback.rollout.errors import BackendError
+from driftloop_feedback.rollout.settings import RolloutSettings
+from prometheus_client.parser import text_string_to_metric_families
+
+REQUESTS = "driftloop_ingress_requests"
+LATENCY = "driftloop_ingress_request_seconds"
+
+
+@dataclass(frozen=True)
+class PredictorCounts:
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: Mapping[float, float] = field(default_factory=dict)  # le -> cumulative count
+
+    def minus(self, before: PredictorCounts) -> PredictorCounts:
+        buckets = {le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()}
+        return PredictorCounts(self.requests - before.requests, self.errors - before.errors, buckets)
+
+    def p99(self) -> float | None:
+        total = self.buckets.get(math.inf, 0.0)
+        if total <= 0:
+            return None
+        target = 0.99 * total
+        for le in sorted(self.buckets):
+            if self.buckets[le] >= target:
+                return le
+        return math.inf
+
+
+IngressSnapshot = Mapping[str, PredictorCounts]  # predictor -> cumulative counts
+
+
+def parse_ingress_metrics(text: str, deployment: str) -> dict[str, PredictorCounts]:
+    """The deployment's cumulative counts per predictor from a ``/metrics`` exposition."""
+    requests: dict[str, float] = {}
+    errors: dict[str, float] = {}
+    buckets: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("deployment") != deployment or "predictor" not in labels:
+                continue
+            predictor = labels["predictor"]
+            if sample.name == REQUESTS + "_total":
+                requests[predictor] = requests.get(predictor, 0.0) + sample.value
+                code = labels.get("code", "")
+                if code.isdigit() and (int(code) >= 500 or int(code) == 0):
+                    errors[predictor] = errors.get(predictor, 0.0) + sample.value
+            elif sample.name == LATENCY + "_bucket" and "le" in labels:
+                le = float(labels["le"])  # "+Inf" parses to inf
+                buckets.setdefault(predictor, {})[le] = sample.value
+    return {
+        p: PredictorCounts(requests.get(p, 0.0), errors.get(p, 0.0), buckets.get(p, {}))
+        for p in set(requests) | set(buckets)
+    }
+
+
+@dataclass(frozen=True)
+class OpsCheck:
+    """The canary against main over one interval. ``breach`` is None when the canary is within the limits
+    (or when there was too little traffic to tell: ``enough_data`` is then False)."""
+
+    canary_requests: float
+    main_requests: float
+    canary_error_rate: float | None
+    main_error_rate: float | None
+    canary_p99_s: float | None
+    main_p99_s: float | None
+    enough_data: bool
+    breach: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        def finite(x: float | None) -> float | str | None:
+            return "inf" if x is not None and math.isinf(x) else x
+
+        return {
+            "canary_requests": self.canary_requests,
+            "main_requests": self.main_requests,
+            "canary_error_rate": self.canary_error_rate,
+            "main_error_rate": self.main_error_rate,
+            "canary_p99_s": finite(self.canary_p99_s),
+            "main_p99_s": finite(self.main_p99_s),
+            "enough_data": self.enough_data,
+            "breach": self.breach,
+        }
+
+
+def compare(before: IngressSnapshot, after: IngressSnapshot, settings: RolloutSettings) -> OpsCheck:
+    empty = PredictorCounts()
+    canary = after.get(settings.canary_predictor, empty).minus(before.get(settings.canary_predictor, empty))
+    main = after.get(settings.main_predictor, empty).minus(before.get(settings.main_predictor, empty))
+    canary_rate = canary.errors / canary.requests if canary.requests > 0 else None
+    main_rate = main.errors / main.requests if main.requests > 0 else None
+    canary_p99, main_p99 = canary.p99(), main.p99()
+    enough = canary.requests >= settings.min_requests
+    breach = None
+    if enough and canary_rate is not None:
+        limit = (main_rate or 0.0) + settings.max_error_rate_increase
+        if canary_rate > limit:
+            breach = (
+                f"canary error rate {canary_rate:.3f} over {canary.requests:.0f} requests is above main's "
+                f"{main_rate or 0.0:.3f} + {settings.max_error_rate_increase:g}"
+            )
+    comparable = enough and main.requests >= settings.min_requests
+    if breach is None and comparable and canary_p99 is not None and main_p99 is not None:
+        limit = main_p99 * settings.max_p99_ratio + settings.p99_slack_s
+        if canary_p99 > limit:
+            breach = (
+                f"canary p99 latency {canary_p99:g} s is above main's {main_p99:g} s x "
+                f"{settings.max_p99_ratio:g} + {settings.p99_slack_s:g} s"
+            )
+    return OpsCheck(
+        canary.requests, main.requests, canary_rate, main_rate, canary_p99, main_p99, enough, breach
+    )
+
+
+class OpsSource(Protocol):
+    def snapshot(self) -> IngressSnapshot:
+        """The deployment's cumulative per-predictor counts now (``BackendError`` if unavailable)."""
+        ...
+
+
+class HttpOpsSource:
+    """Scrapes the ingress's ``/metrics`` over HTTP."""
+
+    def __init__(self, url: str, deployment: str, *, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.deployment = deployment
+        self._client = httpx.Client(timeout=timeout_s)
+
+    def snapshot(self) -> IngressSnapshot:
+        try:
+            response = self._client.get(self.url)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"ingress metrics at {self.url} unreachable ({exc!r})") from exc
+        if response.status_code != 200:
+            raise BackendError(f"GET {self.url} -> {response.status_code}: not the ingress's /metrics?")
+        try:
+            return parse_ingress_metrics(response.text, self.deployment)
+        except ValueError as exc:
+            raise BackendError(f"{self.url} is not a Prometheus exposition: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()
