@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "trainer": "driftloop_feedback.learn.cli:trainer",
     "validator": "driftloop_feedback.validate.cli:validator",
     "monitor": "driftloop_feedback.monitor.cli:monitor",
+    "loop": "driftloop_feedback.loop.cli:loop",
 }
 
 
