@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "trainer": "driftloop_feedback.learn.cli:trainer",
     "validator": "driftloop_feedback.validate.cli:validator",
     "monitor": "driftloop_feedback.monitor.cli:monitor",
+    "rollout": "driftloop_feedback.rollout.cli:rollout",
     "loop": "driftloop_feedback.loop.cli:loop",
 }
 

@@ -8,10 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from driftloop_feedback.rollout import (
+    FileLease,
+    RolloutController,
+    RolloutEvent,
+    RolloutSettings,
+    read_history,
+)
+from driftloop_feedback.validate import ValidationSettings
 
 from driftloop.eventlog import MemoryEventLog
-from driftloop_feedback.rollout import FileLease, RolloutController, RolloutEvent, RolloutSettings, read_history
-from driftloop_feedback.validate import ValidationSettings
 from tests.rollout.fakes import (
     MODEL,
     FakeBackend,

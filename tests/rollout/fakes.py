@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from driftloop.eventlog import EventLog
-from driftloop.registry import ModelVersionRef, RegistryError, parse_models_uri
 from driftloop_feedback.records import LabelledExample
 from driftloop_feedback.rollout.backend import DeploymentState
 from driftloop_feedback.rollout.errors import BackendError
 from driftloop_feedback.rollout.ops import PredictorCounts
+
+from driftloop.eventlog import EventLog
+from driftloop.registry import ModelVersionRef, RegistryError, parse_models_uri
 
 MODEL = "pump-bearing-temp"
 
@@ -50,7 +50,9 @@ class FakeBackend:
             raise BackendError(f"{what} failed (injected)")
 
     def read(self, namespace: str, name: str) -> DeploymentState:
-        return DeploymentState(namespace, name, dict(self.traffic), {p: dict(n) for p, n in self.models.items()})
+        return DeploymentState(
+            namespace, name, dict(self.traffic), {p: dict(n) for p, n in self.models.items()}
+        )
 
     def set_traffic(self, namespace: str, name: str, weights: Mapping[str, int]) -> DeploymentState:
         self._maybe_fail("set_traffic")
@@ -155,8 +157,17 @@ class LabelledProducer:
             x0 = float(self.rng.uniform(0, 10))
             served = x0 + served_error + float(self.rng.normal(0, noise))
             e = LabelledExample(
-                f"r{self.n}:0", f"r{self.n}", 0, (x0, 1.0), served, x0, endpoint, str(version),
-                float(self.n), float(self.n) + 1.0, "request",
+                f"r{self.n}:0",
+                f"r{self.n}",
+                0,
+                (x0, 1.0),
+                served,
+                x0,
+                endpoint,
+                str(version),
+                float(self.n),
+                float(self.n) + 1.0,
+                "request",
             )
             self.producer.send(self.topic, e.encode(), key=e.request_id.encode())
             self.n += 1

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from driftloop_feedback.records import LabelledExample
+
 from tests.rollout.conftest import CANDIDATE, CHAMPION, MODEL, World
 
 GOOD, BAD = 0.0, 3.0  # the canary's served error; the champion is off by 1
 
 
-def test_a_validated_challenger_goes_to_the_canary_at_zero_then_steps_up_and_is_promoted(world: World) -> None:
+def test_a_validated_challenger_goes_to_the_canary_at_zero_then_steps_up_and_is_promoted(
+    world: World,
+) -> None:
     ctl = world.controller()
     ctl.tick(world.clock.t)
     # the candidate was swapped onto the canary while it had no traffic, then the first step
@@ -133,7 +136,10 @@ def test_a_slow_canary_breaches_the_p99_limit(world: World) -> None:
     world.ops.add("canary", 50, latency_s=0.1)
     world.run(ctl, 60)
     assert world.status() == "rejected"
-    assert "p99 latency 0.1 s is above main's 0.002 s" in world.registry.tags[CANDIDATE]["driftloop.rollout.reason"]
+    assert (
+        "p99 latency 0.1 s is above main's 0.002 s"
+        in world.registry.tags[CANDIDATE]["driftloop.rollout.reason"]
+    )
 
 
 def test_too_little_canary_traffic_is_no_ops_verdict_not_a_failure(world: World) -> None:

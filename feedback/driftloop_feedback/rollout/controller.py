@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from driftloop.eventlog import Consumer, EventLog, EventLogError
+from driftloop.registry import ModelVersionRef, RegistryError
 from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, UndecodableRecord
 from driftloop_feedback.rollout.backend import TrafficBackend
@@ -40,9 +43,6 @@ from driftloop_feedback.rollout.metrics import RolloutMetrics
 from driftloop_feedback.rollout.ops import IngressSnapshot, OpsCheck, OpsSource, compare
 from driftloop_feedback.rollout.settings import RolloutSettings
 from driftloop_feedback.validate import Decision, ValidationSettings
-
-from driftloop.eventlog import Consumer, EventLog, EventLogError
-from driftloop.registry import ModelVersionRef, RegistryError
 
 log = logging.getLogger(__name__)
 TAG = "driftloop.rollout."
@@ -155,6 +155,7 @@ class RolloutController:
             rollout = self.rollout
             if rollout is not None and rollout.phase == "progressing":
                 self._set_canary(0)
+                rollout.weight = 0
                 self._tag(rollout.candidate, "interrupted", "the controller was stopped; retried from step 0")
                 self._emit("aborted", "idle", rollout, reason="controller stopped: canary set back to 0")
                 self.metrics.rollouts.labels("aborted").inc()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from driftloop_feedback.errors import FeedbackError
-
 from driftloop.errors import ConfigurationError
+from driftloop_feedback.errors import FeedbackError
 
 
 class RolloutError(FeedbackError):

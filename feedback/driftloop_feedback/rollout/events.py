@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import orjson
-from driftloop_feedback.rollout.errors import RolloutError
 
 from driftloop.eventlog import EventLog, EventLogError, Producer
+from driftloop_feedback.rollout.errors import RolloutError
 
 Phase = Literal["idle", "progressing", "promoting", "rolling_back"]
 # started: candidate on the canary at weight 0; step: a new weight; check: a check that did not move the

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from driftloop_feedback.records import Label
 from driftloop_feedback.validate import (
     Decision,

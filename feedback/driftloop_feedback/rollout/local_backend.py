@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from driftloop_feedback.rollout.backend import DeploymentState
-from driftloop_feedback.rollout.errors import BackendError
 
 from driftloop.settings import StateSettings
+from driftloop_feedback.rollout.backend import DeploymentState
+from driftloop_feedback.rollout.errors import BackendError
 
 RUN_SUBDIR = "local-runtime"  # under $DRIFTLOOP_HOME/run, as ``driftloop up`` writes it
 

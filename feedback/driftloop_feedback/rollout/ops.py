@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from driftloop_feedback.rollout.errors import BackendError
 from driftloop_feedback.rollout.settings import RolloutSettings
-from prometheus_client.parser import text_string_to_metric_families
 
 REQUESTS = "driftloop_ingress_requests"
 LATENCY = "driftloop_ingress_request_seconds"

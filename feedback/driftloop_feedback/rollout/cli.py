@@ -1,0 +1,166 @@
+"""``driftloop rollout run`` (the controller as a process) and ``driftloop rollout status``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+import click
+
+
+@click.group()
+def rollout() -> None:
+    """Canary roll-out of validated challengers, gated on the canary's ground truth and operations."""
+
+
+def _settings() -> object:
+    from pydantic import ValidationError
+
+    from driftloop_feedback.rollout.settings import RolloutSettings
+
+    try:
+        return RolloutSettings()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _metrics_url(settings: object) -> str:
+    from driftloop_feedback.rollout.local_backend import local_run_dir, read_runtime_json
+    from driftloop_feedback.rollout.settings import RolloutSettings
+
+    assert isinstance(settings, RolloutSettings)
+    if settings.metrics_url:
+        return settings.metrics_url
+    data = read_runtime_json(local_run_dir())
+    return f"http://{data['host']}:{int(data['port'])}/metrics"
+
+
+@rollout.command()
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
+)
+@click.option("--tick-s", type=float, default=1.0, show_default=True, help="time between two ticks")
+def run(metrics_port: int | None, tick_s: float) -> None:
+    """Run the rollout controller against the local runtime (`driftloop up`): when the challenger alias
+    points at a version whose validation verdict is pass, put it on the canary predictor at 0 %, step
+    its traffic up (step_weight or step_weights, to max_weight) once per interval while the canary's own
+    labelled rows pass the paired anytime-valid test against the champion and its 5xx rate and p99
+    latency stay within main's; inconclusive ground truth waits; threshold failed checks, or the
+    progress deadline at one weight, roll back (canary to 0, version tagged rejected); a pass at
+    max_weight promotes (main hot-swapped, alias champion moved, canary to 0). One controller per
+    deployment (a lease); every decision is an event on driftloop.rollouts and a version tag. Settings:
+    DRIFTLOOP_ROLLOUT_* and DRIFTLOOP_VALIDATION_* (the test); see docs/rollout.md. SIGTERM/SIGINT stop
+    it: a rollout in progress is interrupted (canary to 0) and retried from the start on the next run."""
+    from prometheus_client import start_http_server
+    from pydantic import ValidationError
+
+    from driftloop.eventlog import open_event_log
+    from driftloop.registry import MlflowRegistry
+    from driftloop_feedback.rollout.controller import RolloutController
+    from driftloop_feedback.rollout.errors import RolloutError
+    from driftloop_feedback.rollout.lease import FileLease
+    from driftloop_feedback.rollout.local_backend import LocalControlBackend
+    from driftloop_feedback.rollout.ops import HttpOpsSource
+    from driftloop_feedback.rollout.settings import RolloutSettings
+    from driftloop_feedback.validate.settings import ValidationSettings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    assert isinstance(settings, RolloutSettings)
+    try:
+        validation = ValidationSettings()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        backend = LocalControlBackend.from_run_dir()
+        ops = HttpOpsSource(_metrics_url(settings), settings.deployment)
+    except RolloutError as exc:
+        raise click.ClickException(str(exc)) from exc
+    log = open_event_log()
+    lease = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, time.time)
+    controller = RolloutController(
+        settings, backend, MlflowRegistry.from_state(), log, lease, ops, validation
+    )
+    if metrics_port is not None:
+        server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=controller.metrics.registry)
+        click.echo(f"rollout metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    try:
+        controller.start(time.time())
+        click.echo(
+            f"rollout controller ready ({settings.key}, model {settings.model_name}, lease {lease.holder})"
+        )
+        last_status = ""
+        while not stop.is_set():
+            controller.tick(time.time())
+            if controller.status != last_status:
+                last_status = controller.status
+                click.echo(f"rollout {last_status}")
+            stop.wait(tick_s)
+        controller.stop()
+    except RolloutError as exc:
+        controller.close()
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        backend.close()
+        ops.close()
+        log.close()
+    click.echo("rollout controller stopped")
+
+
+@rollout.command()
+@click.option("--history", type=int, default=5, show_default=True, help="how many past decisions to show")
+def status(history: int) -> None:
+    """Show the deployment's traffic split and model URIs, the lease holder, and the last decisions
+    recorded on driftloop.rollouts."""
+    from driftloop.eventlog import open_event_log
+    from driftloop_feedback.rollout.errors import RolloutError
+    from driftloop_feedback.rollout.events import read_history
+    from driftloop_feedback.rollout.lease import FileLease
+    from driftloop_feedback.rollout.local_backend import LocalControlBackend
+    from driftloop_feedback.rollout.settings import RolloutSettings
+
+    settings = _settings()
+    assert isinstance(settings, RolloutSettings)
+    try:
+        backend = LocalControlBackend.from_run_dir()
+        try:
+            state = backend.read(settings.namespace, settings.deployment)
+        finally:
+            backend.close()
+    except RolloutError as exc:
+        raise click.ClickException(str(exc)) from exc
+    split = ", ".join(f"{p}={w}" for p, w in state.traffic.items())
+    click.echo(f"{settings.key}: traffic {split}")
+    for predictor, nodes in state.models.items():
+        click.echo(f"  {predictor}: " + ", ".join(f"{n}={uri}" for n, uri in nodes.items()))
+    record = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, time.time).current()
+    if record is None or record.expires_at < time.time():
+        click.echo("lease: free (no controller running)")
+    else:
+        click.echo(f"lease: {record.holder} (expires in {record.expires_at - time.time():.0f} s)")
+    log = open_event_log()
+    try:
+        events = read_history(log, settings.rollouts_topic, settings.key)
+    finally:
+        log.close()
+    if not events:
+        click.echo("no rollout decisions recorded yet")
+    for e in events[-history:]:
+        n = f" n={e.gate['n']} verdict={e.gate['verdict']}" if e.gate else ""
+        click.echo(
+            f"  {e.decision:<12} phase={e.phase:<12} v{e.candidate} weight={e.weight}% "
+            f"failed_checks={e.failed_checks}{n} {e.reason}"
+        )
