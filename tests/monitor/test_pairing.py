@@ -3,6 +3,8 @@ whose response never comes are each counted by reason."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from driftloop_feedback.monitor.pairing import CallPairer, UnusablePayload
@@ -100,3 +102,20 @@ def test_snapshot_round_trip_keeps_pending_and_seen() -> None:
     assert restored.on_event(call_events("r0", np.ones((1, 2)))[3], 1, now=0.0) is None  # duplicate
     call = restored.on_event(events[3], 2, now=0.0)
     assert call is not None and call.features.shape == (2, 2)
+
+
+def test_a_chained_model_nodes_request_as_seldon_logs_it_carries_outputs() -> None:
+    """Seldon's executor logs a node's request before ``Chain`` renames the previous node's ``outputs``
+    to ``inputs`` (executor/predictor/predictor_process.go: ``logPayload`` in ``Predict``, ``Chain`` in
+    ``transformInput``), and the local runtime does the same: the model node's logged request is the
+    outlier node's response, with the features and flags under ``outputs``."""
+    x = np.arange(6, dtype=float).reshape(3, 2)
+    events = call_events("r1", x, version="7", flags=[True, False, True])
+    logged = dataclasses.replace(events[2], payload=events[1].payload)  # the outlier node's response
+    assert b'"inputs"' not in logged.payload
+    pairer = _pairer()
+    assert pairer.on_event(logged, 1, now=0.0) is None
+    call = pairer.on_event(events[3], 2, now=0.0)
+    assert call is not None, pairer.skipped
+    np.testing.assert_array_equal(call.features, x)
+    assert call.outlier_flags is not None and call.outlier_flags.tolist() == [True, False, True]

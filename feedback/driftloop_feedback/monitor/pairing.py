@@ -82,8 +82,15 @@ def _flags(tensor: dict[str, Any] | None) -> np.ndarray | None:
         return None
 
 
+def _request_tensor(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A tensor of the model node's logged request: under ``inputs``, or under ``outputs`` when the
+    node is chained: Seldon's executor logs a node's request before ``Chain`` renames the previous
+    node's ``outputs`` to ``inputs`` (predictor_process.go), and the local runtime does the same."""
+    return _tensor(body, "inputs", name) or _tensor(body, "outputs", name)
+
+
 def _features(body: dict[str, Any], name: str) -> np.ndarray:
-    tensor = _tensor(body, "inputs", name)
+    tensor = _request_tensor(body, name)
     if tensor is None:
         raise UnusablePayload(f"the model's request has no {name!r} input")
     try:
@@ -146,7 +153,7 @@ class CallPairer:
             half.event_ms = max(half.event_ms, event_ms)
             if event.type == TYPE_REQUEST:
                 half.features = _features(body, self.features_tensor)
-                half.flags = _flags(_tensor(body, "inputs", self.outlier_flag_tensor))
+                half.flags = _flags(_request_tensor(body, self.outlier_flag_tensor))
                 half.endpoint = event.endpoint
             else:
                 params = body.get("parameters") or {}
