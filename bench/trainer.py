@@ -91,16 +91,18 @@ def _champion() -> IncrementalRegressor:
     return _RecordingRegressor(random_state=0, epochs=2).fit(X, X.sum(axis=1))
 
 
-def _produce(log: EmbeddedEventLog, X: np.ndarray, y: np.ndarray) -> None:
+def _produce(log: EmbeddedEventLog, X: np.ndarray, y: np.ndarray, served: np.ndarray) -> None:
+    """Labelled examples as the joiner writes them for requests the champion (version 1) served: its
+    prediction in each."""
     log.create_topic(TOPIC, 4)
     producer = log.producer()
-    for i, (row, target) in enumerate(zip(X.tolist(), y.tolist(), strict=True)):
+    for i, (row, target, prediction) in enumerate(zip(X.tolist(), y.tolist(), served.tolist(), strict=True)):
         example = LabelledExample(
             f"r{i}:0",
             f"r{i}",
             0,
             tuple(row),
-            0.0,
+            prediction,
             target,
             "main",
             "1",
@@ -116,7 +118,7 @@ def _trainer_round(tmp: Path, champion: IncrementalRegressor, seed: int) -> tupl
     """(trainer examples/s, bare partial_fit examples/s) on one fresh topic."""
     X, y = _data(seed)
     log = EmbeddedEventLog(tmp / f"log{seed}")
-    _produce(log, X, y)
+    _produce(log, X, y, champion.predict(X))
     settings = TrainerSettings(
         state_dir=tmp / f"trainer{seed}",
         poll_timeout_s=0.01,

@@ -30,10 +30,21 @@ class LabelledDeduper:
         """Decoded examples, skipping any ``example_id`` seen within the window (counted)."""
         for value in values:
             example = LabelledExample.decode(value)
-            if example.example_id in self._seen:
+            if self.first_seen((example.example_id,))[0]:
+                yield example
+
+    def first_seen(self, example_ids: Iterable[str]) -> list[bool]:
+        """For each id in order, whether it is new within the window (then remembered; else counted as
+        a duplicate): the same rule as ``feed`` for callers that decode records themselves."""
+        seen, window = self._seen, self.window
+        fresh = []
+        for example_id in example_ids:
+            if example_id in seen:
                 self.duplicates += 1
+                fresh.append(False)
                 continue
-            self._seen[example.example_id] = None
-            if len(self._seen) > self.window:
-                self._seen.popitem(last=False)
-            yield example
+            seen[example_id] = None
+            if len(seen) > window:
+                seen.popitem(last=False)
+            fresh.append(True)
+        return fresh

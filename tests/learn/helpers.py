@@ -49,7 +49,18 @@ def incremental_classifier_champion(names: tuple[str, ...], seed: int = 0) -> In
     return IncrementalClassifier(random_state=seed, epochs=3).fit(X, y)
 
 
-def examples(X: np.ndarray, y: np.ndarray, *, start: int = 0, prefix: str = "r") -> list[LabelledExample]:
+def examples(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    start: int = 0,
+    prefix: str = "r",
+    predictions: np.ndarray | None = None,
+    model_version: str = "0",
+) -> list[LabelledExample]:
+    """Labelled examples of rows ``X`` with truths ``y``. By default served by version "0" (no
+    champion of the tests), predicting 0.0: the trainer asks its champion for its predictions. With
+    ``predictions`` and the champion's ``model_version`` they are the champion's served answers."""
     out = []
     for i, (row, target) in enumerate(zip(X, y.tolist(), strict=True), start=start):
         out.append(
@@ -58,10 +69,10 @@ def examples(X: np.ndarray, y: np.ndarray, *, start: int = 0, prefix: str = "r")
                 request_id=f"{prefix}{i}",
                 row=0,
                 features=tuple(float(v) for v in row),
-                prediction=0.0,
+                prediction=0.0 if predictions is None else predictions[i - start].item(),
                 truth=target if isinstance(target, str) else float(target),
                 endpoint="main",
-                model_version="1",
+                model_version=model_version,
                 event_time=1_700_000_000.0 + i,
                 truth_time=1_700_000_000.0 + i + 1800,
                 joined_by="request",

@@ -1,22 +1,27 @@
 """The challenger: a copy of the champion that goes on learning with ``partial_fit``.
 
-Each mini-batch is scored first and learned second (test-then-train, i.e. prequential): the challenger
-and the champion both predict the batch before the challenger learns it, which gives both models' live
-loss on examples neither trained on. Then the batch, plus rows replayed from older examples, is learned
-in one ``partial_fit``. A classifier learns with ``classes=`` its champion's ``classes_``, declared up
-front; a label outside them is refused before learning (counted by the worker).
+Each mini-batch is scored first and learned second (test-then-train, i.e. prequential): the challenger and
+the champion both predict the batch before the challenger learns it, which gives both models' live loss on
+examples neither trained on. The champion is not asked twice for what it already answered: a row served by
+the champion's version carries the champion's prediction (``LabelledExample.prediction``, what the served
+model returned for these features), which is its score; only rows served by another version (a canary, an
+older champion) are predicted by the champion here. Then the batch, plus rows replayed from older examples,
+is learned in one ``partial_fit``. A classifier learns with ``classes=`` its champion's ``classes_``,
+declared up front; a label outside them is refused before learning (counted by the worker).
 
-Losses: absolute error for a regressor (its training-time ``val_mae`` is the same measure), 0/1 error
-for a classifier (``val_error``).
+Losses: absolute error for a regressor (its training-time ``val_mae`` is the same measure), 0/1 error for a
+classifier (``val_error``).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import sklearn
 from sklearn.base import is_classifier
 
 from driftloop_feedback.learn.errors import TrainerError
@@ -70,16 +75,51 @@ class Challenger:
             return isinstance(target, str | int | float) and target in self._class_set
         return isinstance(target, int | float) and bool(np.isfinite(target))
 
+    def accepted(self, targets: Sequence[Any]) -> np.ndarray:
+        """``accepts`` of each target, as a boolean array (numbers checked at once)."""
+        if self.classes is None and set(map(type, targets)) <= {float, int}:
+            return np.isfinite(np.asarray(targets, dtype=float))
+        return np.fromiter(map(self.accepts, targets), dtype=bool, count=len(targets))
+
     def targets(self, values: list[Any]) -> np.ndarray:
         if self.classes is not None:
             return np.asarray(values, dtype=self.classes.dtype)
         return np.asarray(values, dtype=float)
 
-    def learn(self, X: np.ndarray, y: np.ndarray) -> BatchScores:
-        """Score the batch with both models, then learn it (plus replayed rows) in one ``partial_fit``."""
+    def served(
+        self, predictions: Sequence[Any], versions: Sequence[str], champion_version: str
+    ) -> np.ndarray:
+        """Which rows carry a usable champion prediction: served by ``champion_version``, and a finite
+        number (regression) or a declared class (classification)."""
+        mine = np.fromiter((v == champion_version for v in versions), dtype=bool, count=len(versions))
+        if not mine.any():
+            return mine
+        return mine & self.accepted(predictions)
+
+    def learn(
+        self, X: np.ndarray, y: np.ndarray, champion_said: tuple[np.ndarray, Sequence[Any]] | None = None
+    ) -> BatchScores:
+        """Score the batch with both models, then learn it (plus replayed rows) in one ``partial_fit``.
+
+        ``champion_said``: (mask, predictions) of rows whose champion prediction is known (``served``);
+        the champion predicts the others. X has been checked finite by the caller, so sklearn's finite
+        check is skipped for the scoring (not for ``partial_fit``)."""
+        known = champion_said[0] if champion_said is not None else np.zeros(len(y), dtype=bool)
+        with sklearn.config_context(assume_finite=True):
+            challenger_predicted = self.model.predict(X)
+            champion_predicted = np.empty(len(y), dtype=y.dtype)
+            if not known.all():
+                champion_predicted[~known] = self.champion.predict(X[~known])
+        if champion_said is not None and known.any():
+            said = (
+                champion_said[1]
+                if known.all()
+                else [p for p, k in zip(champion_said[1], known, strict=True) if k]
+            )
+            champion_predicted[known] = np.asarray(said).astype(y.dtype)
         scores = BatchScores(
-            challenger=losses(self.task, y, self.model.predict(X)),
-            champion=losses(self.task, y, self.champion.predict(X)),
+            challenger=losses(self.task, y, challenger_predicted),
+            champion=losses(self.task, y, champion_predicted),
         )
         replayed = self.replay.draw(len(X))
         X_fit, y_fit = X, y

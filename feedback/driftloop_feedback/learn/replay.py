@@ -1,10 +1,10 @@
 """A seeded reservoir of older examples, mixed into each mini-batch at a set ratio.
 
-Reservoir sampling (Vitter's algorithm R) keeps a uniform sample of every example offered so far in a
-fixed capacity, so old regimes keep a voice in proportion to how long they lasted. ``draw`` returns
-``ratio`` replayed rows per new row (the fractional part carried to the next batch, so the long-run
-ratio is exact). The buffer and its random generator pickle together: a restored buffer draws exactly
-what the original would have.
+Reservoir sampling (Vitter's algorithm R, its draws for a whole batch made at once) keeps a uniform sample
+of every example offered so far in a fixed capacity, so old regimes keep a voice in proportion to how long
+they lasted. ``draw`` returns ``ratio`` replayed rows per new row (the fractional part carried to the next
+batch, so the long-run ratio is exact). The buffer and its random generator pickle together: a restored
+buffer draws exactly what the original would have.
 
 >>> import numpy as np
 >>> buffer = ReplayBuffer(capacity=100, ratio=0.5, seed=0)
@@ -41,17 +41,24 @@ class ReplayBuffer:
         if self._X is None or self._y is None:
             self._X = np.empty((self.capacity, X.shape[1]), dtype=float)
             self._y = np.empty(self.capacity, dtype=y.dtype if y.dtype.kind in "biuf" else object)
-        for row, target in zip(X, y, strict=True):
-            self.offered += 1
-            if self._size < self.capacity:
-                slot = self._size
-                self._size += 1
-            else:
-                slot = int(self._rng.integers(self.offered))
-                if slot >= self.capacity:
-                    continue
-            self._X[slot] = row
-            self._y[slot] = target
+        n = len(X)
+        fill = min(self.capacity - self._size, n)  # while the reservoir is not full: every row
+        if fill > 0:
+            self._X[self._size : self._size + fill] = X[:fill]
+            self._y[self._size : self._size + fill] = y[:fill]
+            self._size += fill
+        fill = max(fill, 0)
+        if fill < n:  # then row k (k-th offered, 1-based) replaces a uniform slot in [0, k) if < capacity
+            seen = np.arange(self.offered + fill + 1, self.offered + n + 1)
+            slots = self._rng.integers(seen)
+            rows = np.flatnonzero(slots < self.capacity) + fill
+            slots = slots[rows - fill]
+            # of rows drawing the same slot the last one stays, as when they are offered one by one
+            last_first, at = np.unique(slots[::-1], return_index=True)
+            winners = rows[len(rows) - 1 - at]
+            self._X[last_first] = X[winners]
+            self._y[last_first] = y[winners]
+        self.offered += n
 
     def draw(self, new_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
         """``ratio * new_rows`` rows drawn uniformly (with replacement) from the reservoir, or None."""

@@ -37,6 +37,24 @@ class DataWindow:
         span[1] = offset + 1
         self.count += 1
 
+    def add_rows(
+        self, ids: list[str], event_times: np.ndarray, sources: list[str], offsets: np.ndarray
+    ) -> None:
+        """``add_example`` for a batch at once (rows in the order read; ``sources`` "topic/partition")."""
+        if not ids:
+            return
+        if self.first_example_id is None:
+            self.first_example_id = ids[0]
+        self.last_example_id = ids[-1]
+        self.event_time_min = min(self.event_time_min, float(event_times.min()))
+        self.event_time_max = max(self.event_time_max, float(event_times.max()))
+        names, codes = np.unique(np.asarray(sources), return_inverse=True)
+        for code, name in enumerate(names.tolist()):
+            mine = offsets[codes == code]
+            span = self.offsets.setdefault(name, [int(mine[0]), int(mine[0]) + 1])
+            span[1] = int(mine[-1]) + 1
+        self.count += len(ids)
+
     def add_scores(self, X: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> None:
         self.challenger_loss += float(challenger.sum())
         self.champion_loss += float(champion.sum())

@@ -1,8 +1,9 @@
 """The trainer worker: labelled examples in, a challenger learning them once, candidates out.
 
-One ``step``: poll the labelled topic, keep each example once (``LabelledDeduper``), learn in
-mini-batches (test-then-train, replay mixed in), read drift events, cut a candidate when the policy
-says so, checkpoint when due, retry registrations that failed.
+One ``step``: poll the labelled topic, read the poll at once (``intake.read_poll``: decoded in bulk,
+each example kept once by ``LabelledDeduper``, checked as arrays), learn in mini-batches
+(test-then-train, replay mixed in), read drift events, cut a candidate when the policy says so,
+checkpoint when due, retry registrations that failed.
 
 Exactly once, across crashes. The checkpoint holds the model *and* the next offset of every partition
 read (plus the deduper's window and the replay buffer); a checkpoint first learns whatever is still
@@ -25,7 +26,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
 import orjson
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
@@ -44,7 +44,7 @@ from driftloop_feedback.learn.champion import (
     load_champion,
 )
 from driftloop_feedback.learn.checkpoint import CheckpointStore
-from driftloop_feedback.learn.examples import example_target
+from driftloop_feedback.learn.intake import Rows, read_poll
 from driftloop_feedback.learn.metrics import TrainerMetrics
 from driftloop_feedback.learn.policy import CandidatePolicy, DriftEvent, Trigger
 from driftloop_feedback.learn.replay import ReplayBuffer
@@ -58,18 +58,6 @@ Clock = Callable[[], float]
 
 class TrainerRegistry(CandidateRegistry, ChampionRegistry, Protocol):
     """The registry port of the trainer (``driftloop.registry.MlflowRegistry``)."""
-
-
-class _Batch:
-    def __init__(self) -> None:
-        self.features: list[tuple[float, ...]] = []
-        self.targets: list[Any] = []
-        self.ids: list[str] = []
-        self.event_times: list[float] = []
-        self.sources: list[tuple[str, int, int]] = []
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 class TrainerWorker:
@@ -94,7 +82,7 @@ class TrainerWorker:
         self.drift_consumer: Consumer | None = None
         self.status = "starting"
         self._assigned: dict[str, set[TopicPartition]] = {"labelled": set(), "drift": set()}
-        self._batch = _Batch()
+        self._batch: Rows | None = None  # read, not learned yet (fewer than batch_size)
         self._due: dict[str, float] = {}  # what -> earliest next attempt
         self._last_checkpoint = clock()
         self._since_checkpoint = 0
@@ -123,8 +111,8 @@ class TrainerWorker:
         self._read_drift(now)
         records = self.consumer.poll(self.settings.poll_timeout_s, self.settings.poll_max_records)
         records = self._sync(self.consumer, "labelled", self.state.offsets, records)
-        for record in records:
-            self._take(record, now)
+        if records:
+            self._take(records, now)
         if self._batch and not records:
             self._learn_batch(now)  # caught up: learn what is batched, do not wait for a full batch
         now = self.clock()
@@ -141,8 +129,9 @@ class TrainerWorker:
         state = self.state
         if state is None:
             return
-        if self._batch:
-            self._learn_batch(self.clock(), may_cut=False)
+        size = self.settings.batch_size
+        while self._batch is not None:  # what is batched, learned before its offsets are written
+            self._learn_batch(self.clock(), may_cut=False, size=size)
         self.store.write({"state": state})
         self.metrics.checkpoints.inc()
         self._since_checkpoint = 0
@@ -265,8 +254,8 @@ class TrainerWorker:
                 "trainer: cannot check the champion alias (%r); keeping v%d", exc, state.champion.version
             )
             return
-        if self._batch:
-            self._learn_batch(now, may_cut=False)
+        while self._batch is not None:
+            self._learn_batch(now, may_cut=False, size=self.settings.batch_size)
         log.info(
             "trainer: champion is now v%d (was v%d): challenger restarts from it",
             champion.version,
@@ -285,17 +274,17 @@ class TrainerWorker:
         """Seek partitions newly assigned to the checkpoint's offsets; drop records already learned."""
         owned = consumer.assignment()
         known = self._assigned[kind]
-        seeked: set[TopicPartition] = set()
+        seeked: set[tuple[str, int]] = set()
         for tp in owned - known:
             if tp in offsets:
                 consumer.seek(tp, offsets[tp])
-                seeked.add(tp)
+                seeked.add((tp.topic, tp.partition))
         self._assigned[kind] = set(owned)
-        return [
-            r
-            for r in records
-            if (tp := r.tp) not in seeked and tp in owned and r.offset >= offsets.get(tp, 0)
-        ]
+        # by partition, as tuples (a TopicPartition per record costs more than the check)
+        floor = {(tp.topic, tp.partition): offsets.get(tp, 0) for tp in owned}
+        for key in seeked:
+            del floor[key]
+        return [r for r in records if r.offset >= floor.get((r.topic, r.partition), 1 << 62)]
 
     def _read_drift(self, now: float) -> None:
         state = self.state
@@ -324,44 +313,28 @@ class TrainerWorker:
             used = state.policy.drift(event)
             self.metrics.drift_events.labels("used" if used else "ignored").inc()
 
-    def _take(self, record: Record, now: float) -> None:
+    def _take(self, records: list[Record], now: float) -> None:
+        """Read one poll: every record moves the offsets on; the examples kept join the batch, which is
+        learned ``batch_size`` rows at a time."""
         state = self.state
         assert state is not None
-        state.offsets[record.tp] = record.offset + 1
-        state.consumed += 1
-        self.metrics.consumed.inc()
-        before = state.deduper.duplicates
-        try:
-            examples = list(state.deduper.feed([record.value]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            self._reject("undecodable", record, repr(exc))
+        last = {(r.topic, r.partition): r.offset for r in records}  # offsets ascend within a partition
+        for (topic, partition), offset in last.items():
+            state.offsets[TopicPartition(topic, partition)] = offset + 1
+        state.consumed += len(records)
+        self.metrics.consumed.inc(len(records))
+        intake = read_poll(records, state.deduper, state.challenger)
+        if intake.duplicates:
+            state.duplicates += intake.duplicates
+            self.metrics.duplicates.inc(intake.duplicates)
+        for refusal in intake.refused:
+            self._reject(refusal.reason, refusal.record, refusal.detail)
+        if not len(intake.rows):
             return
-        if not examples:
-            state.duplicates += state.deduper.duplicates - before
-            self.metrics.duplicates.inc(state.deduper.duplicates - before)
-            return
-        example = examples[0]
-        features = example.features
-        n = state.challenger.n_features
-        try:
-            finite = bool(np.isfinite(np.asarray(features, dtype=float)).all())
-        except (TypeError, ValueError):  # a null (NaN written as JSON) or a string
-            finite = False
-        if not finite or (n is not None and len(features) != n):
-            self._reject("features", record, f"{len(features)} features, want {n} finite numbers")
-            return
-        target = example_target(example)
-        if not state.challenger.accepts(target):
-            self._reject("target", record, f"target {target!r} is not a finite number or a declared class")
-            return
-        batch = self._batch
-        batch.features.append(features)
-        batch.targets.append(target)
-        batch.ids.append(example.example_id)
-        batch.event_times.append(example.event_time)
-        batch.sources.append((record.topic, record.partition, record.offset))
-        if len(batch) >= self.settings.batch_size:
-            self._learn_batch(now)
+        self._batch = intake.rows if self._batch is None else self._batch.then(intake.rows)
+        size = self.settings.batch_size
+        while self._batch is not None and len(self._batch) >= size:
+            self._learn_batch(now, size=size)
 
     def _reject(self, reason: str, record: Record, detail: str) -> None:
         assert self.state is not None
@@ -372,25 +345,27 @@ class TrainerWorker:
         )
 
     # -- learning and cutting --------------------------------------------------------------------------
-    def _learn_batch(self, now: float, *, may_cut: bool = True) -> None:
+    def _learn_batch(self, now: float, *, may_cut: bool = True, size: int | None = None) -> None:
+        """Learn the first ``size`` batched rows (default: all), then ask the policy."""
         state = self.state
-        assert state is not None
-        batch, self._batch = self._batch, _Batch()
-        X = np.asarray(batch.features, dtype=float)
+        assert state is not None and self._batch is not None
+        batch = self._batch if size is None else self._batch.head(size)
+        rest = None if size is None else self._batch.tail(size)
+        self._batch = rest if rest is not None and len(rest) else None
+        X = batch.X
         y = state.challenger.targets(batch.targets)
-        replayed_before = state.challenger.replayed
-        scores = state.challenger.learn(X, y)
+        challenger = state.challenger
+        known = challenger.served(batch.predictions, batch.versions, str(state.champion.version))
+        replayed_before = challenger.replayed
+        scores = challenger.learn(X, y, (known, batch.predictions))
         window = state.window
-        for example_id, event_time, (topic, partition, offset) in zip(
-            batch.ids, batch.event_times, batch.sources, strict=True
-        ):
-            window.add_example(example_id, event_time, topic, partition, offset)
-            state.learned_digest = (state.learned_digest + id_digest(example_id)) % DIGEST_MOD
+        window.add_rows(batch.ids, batch.event_times, batch.sources, batch.offsets)
+        state.learned_digest = (state.learned_digest + sum(map(id_digest, batch.ids))) % DIGEST_MOD
         window.add_scores(X, scores.challenger, scores.champion)
         state.policy.learned(len(X), scores.champion.tolist())
         self._since_checkpoint += len(X)
         self.metrics.learned.inc(len(X))
-        self.metrics.replayed.inc(state.challenger.replayed - replayed_before)
+        self.metrics.replayed.inc(challenger.replayed - replayed_before)
         if may_cut:
             trigger = state.policy.decide(now)
             if trigger is not None:
