@@ -11,3 +11,7 @@ class MonitorError(FeedbackError):
 
 class MonitorStateError(MonitorError):
     """The monitor's state file cannot be read or written."""
+
+
+class MonitorStateSourceError(MonitorStateError):
+    """The monitor's state file was taken from another log, consumer group or topic."""

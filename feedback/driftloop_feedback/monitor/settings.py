@@ -17,6 +17,11 @@ class MonitorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DRIFTLOOP_MONITOR_", extra="forbid")
 
     group_id: str = Field(default="driftloop-monitor", description="the monitor's own consumer group")
+    reset_state: bool = Field(
+        default=False,
+        description="move aside a state file taken from another log, group or topic, and start from "
+        "this log's committed offsets; without it such a state stops the monitor",
+    )
     request_log_topic: str = Field(default=DEFAULT_TOPIC, description="Seldon's request-log topic")
     drift_topic: str = Field(default=DRIFT_TOPIC, description="where drift events are written")
     model_node: str = Field(default="bearing-temp", description="graph node (modelid) of the model")

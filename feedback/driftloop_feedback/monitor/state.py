@@ -5,6 +5,10 @@ the folder): a reader sees the previous snapshot or the new one, never half of o
 Offsets are committed to the consumer group only after the snapshot holding them is durable, and on
 restart records below the snapshot's offsets are skipped: a crash between the two never counts a row
 twice.
+
+The snapshot records its source (``StateSource``: log identity, consumer group, topic) next to the
+offsets; the monitor checks it before applying them (``DriftMonitor``). Format 1 snapshots, written
+before sources were recorded, are still read, with ``source`` None.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 
 from driftloop_feedback.monitor.errors import MonitorStateError
 
-FORMAT = 1
+FORMAT = 2  # 2: with "source"; 1: without (read, never written)
+READABLE_FORMATS = (1, 2)
 FILENAME = "monitor.snapshot"
 
 
@@ -56,7 +61,11 @@ class StateFile:
                 f"monitor state {self.path} is unreadable ({exc}); move it away to start from the "
                 "committed offsets (the open windows in it are then lost)"
             ) from exc
-        if payload.get("format") != FORMAT:
+        if payload.get("format") not in READABLE_FORMATS:
             found = payload.get("format")
-            raise MonitorStateError(f"monitor state {self.path} has format {found}, want {FORMAT}")
+            raise MonitorStateError(
+                f"monitor state {self.path} has format {found}, want one of {READABLE_FORMATS}: it was "
+                "written by another driftloop version; run that one, or move it away"
+            )
+        payload.setdefault("source", None)
         return payload

@@ -15,8 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftloop.eventlog import CommitFailedError, EventLog, TopicPartition
+from driftloop.eventlog.state_source import (
+    StateSource,
+    end_offsets_of,
+    move_aside,
+    refusal,
+    source_problem,
+)
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
+from driftloop_feedback.monitor.errors import MonitorStateSourceError
 from driftloop_feedback.monitor.metrics import MonitorMetrics
 from driftloop_feedback.monitor.pairing import CallPairer, UnusablePayload
 from driftloop_feedback.monitor.references import ReferenceSource, VersionDetectors
@@ -59,6 +67,8 @@ class DriftMonitor:
         self.clock = clock
         self.metrics = metrics or MonitorMetrics()
         event_log.create_topic(settings.drift_topic, 1)
+        self.log = event_log
+        self.source = StateSource(event_log.identity(), settings.group_id, (settings.request_log_topic,))
         self.consumer = event_log.consumer(settings.group_id, [settings.request_log_topic])
         self.producer = event_log.producer()
         self.pairer = CallPairer(
@@ -85,12 +95,46 @@ class DriftMonitor:
         self.records_read = 0
         self._exported: dict[tuple[str, str], int] = {}
         self._last_checkpoint = clock()
-        self._restore()
+        try:
+            self._restore()
+        except BaseException:
+            self.close()  # leave the group: a member that stays would hold partitions
+            raise
 
     def _restore(self) -> None:
         saved = self.state.load()
         if saved is None:
             return
+        problem = source_problem(
+            saved["source"],
+            self.source,
+            saved["offsets"],
+            end_offsets_of(self.log.end_offsets),
+            self.consumer.committed,
+        )
+        if problem is not None:
+            if not self.settings.reset_state:
+                raise MonitorStateSourceError(
+                    refusal(
+                        "monitor state",
+                        self.state.path,
+                        problem,
+                        "DRIFTLOOP_MONITOR_RESET_STATE",
+                        "DRIFTLOOP_MONITOR_STATE_DIR",
+                    )
+                )
+            aside = move_aside(self.state.path)
+            log.warning(
+                "monitor: DRIFTLOOP_MONITOR_RESET_STATE: state %s moved to %s (its open windows are "
+                "dropped); reading from the committed offsets of %s: %s",
+                self.state.path,
+                aside,
+                self.source.log,
+                problem,
+            )
+            return
+        if saved["source"] is None:
+            log.warning("monitor: state %s had no source; adopted for %s", self.state.path, self.source.log)
         self.pairer.restore(saved["pairer"])
         self.windows.restore(saved["windows"])
         self.next_offsets = dict(saved["offsets"])
@@ -166,7 +210,12 @@ class DriftMonitor:
         self.producer.flush()
         offsets = dict(self.next_offsets)
         self.state.save(
-            {"pairer": self.pairer.snapshot(), "windows": self.windows.snapshot(), "offsets": offsets}
+            {
+                "source": self.source.as_dict(),
+                "pairer": self.pairer.snapshot(),
+                "windows": self.windows.snapshot(),
+                "offsets": offsets,
+            }
         )
         owned = self.consumer.assignment()
         commits = {tp: o for tp, o in offsets.items() if tp in owned}
