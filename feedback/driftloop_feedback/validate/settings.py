@@ -72,6 +72,11 @@ class ValidatorSettings(BaseSettings):
     labelled_topic: str = "driftloop.labelled"
     group_id: str = Field(default="driftloop-validator", description="consumer group of the labelled topic")
     state_dir: Path | None = Field(default=None, description="state folder; default <home>/validator")
+    reset_state: bool = Field(
+        default=False,
+        description="move aside a state taken from another log, group or topic, and start from this "
+        "log's committed offsets; without it such a state stops the validator",
+    )
 
     poll_max_records: int = Field(default=2000, ge=1)
     poll_timeout_s: float = Field(default=0.2, ge=0)

@@ -6,6 +6,10 @@ written to a temporary file, fsynced and renamed over the previous one, then the
 reader sees the previous state or the new one, never half of one. Offsets are committed to the group
 only after ``write`` returns, so after a crash the worker resumes the same test at the row after the
 last one it fed, and no row is fed to a test twice.
+
+The state records its source (``ValidatorState.source``: log identity, consumer group, topic, a
+``StateSource`` dict); the worker checks it before applying the offsets. States written before it was
+recorded load with ``source`` None (adopted only where the log vouches for their offsets).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from driftloop.eventlog import TopicPartition
 from driftloop.registry import ModelVersionRef
@@ -27,6 +32,10 @@ FORMAT = 1
 
 class ValidatorStateError(ValidatorError):
     """The validator's state file cannot be read or written."""
+
+
+class ValidatorStateSourceError(ValidatorStateError):
+    """The validator's state was taken from another log, consumer group or topic."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ class ValidatorState:
     run: ValidationRun | None = None  # in progress (not concluded)
     unpublished: list[ValidationRun] = field(default_factory=list)  # concluded, verdict not written yet
     superseded: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # tags not written yet
+    # where ``offsets`` were read (``StateSource.as_dict``); None in a state saved before it was recorded
+    source: dict[str, Any] | None = None
 
 
 class StateStore:

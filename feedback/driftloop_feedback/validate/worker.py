@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
+from driftloop.eventlog.state_source import StateSource, end_offsets_of, move_aside, refusal, source_problem
 from driftloop.registry import ModelVersionRef, RegistryError
 from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, UndecodableRecord
@@ -42,6 +43,7 @@ from driftloop_feedback.validate.state import (
     ValidationRun,
     ValidatorState,
     ValidatorStateError,
+    ValidatorStateSourceError,
 )
 from driftloop_feedback.validate.validator import TAG_PREFIX, ValidationResult, Validator, publish_verdict
 
@@ -149,10 +151,45 @@ class ValidatorWorker:
         self.consumer = None
 
     # -- state ---------------------------------------------------------------------------------------
+    def _fresh_state(self, source: StateSource) -> ValidatorState:
+        return ValidatorState(
+            offsets={}, deduper=LabelledDeduper(self.settings.dedupe_window), source=source.as_dict()
+        )
+
     def _load_state(self) -> ValidatorState:
+        s = self.settings
+        source = StateSource(self.log.identity(), s.group_id, (s.labelled_topic,))
         saved = self.store.load()
         if saved is None:
-            return ValidatorState(offsets={}, deduper=LabelledDeduper(self.settings.dedupe_window))
+            return self._fresh_state(source)
+        problem = source_problem(
+            saved.source, source, saved.offsets, end_offsets_of(self.log.end_offsets), self._committed
+        )
+        if problem is not None:
+            if not s.reset_state:
+                self.close()
+                raise ValidatorStateSourceError(
+                    refusal(
+                        "validator state",
+                        self.store.path,
+                        problem,
+                        "DRIFTLOOP_VALIDATOR_RESET_STATE",
+                        "DRIFTLOOP_VALIDATOR_STATE_DIR",
+                    )
+                )
+            aside = move_aside(self.store.path)
+            log.warning(
+                "validator: DRIFTLOOP_VALIDATOR_RESET_STATE: state %s moved to %s (the validation in it "
+                "starts again); reading from the committed offsets of %s: %s",
+                self.store.path,
+                aside,
+                source.log,
+                problem,
+            )
+            return self._fresh_state(source)
+        if saved.source is None:
+            log.warning("validator: state %s had no source; adopted for %s", self.store.path, source.log)
+            saved.source = source.as_dict()
         run = saved.run
         doing = "no validation in progress"
         if run is not None:
@@ -165,6 +202,16 @@ class ValidatorWorker:
             len(saved.unpublished),
         )
         return saved
+
+    def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset (for a state without source); opens the consumer early."""
+        if self.consumer is None:
+            try:
+                self.log.partitions_for(self.settings.labelled_topic)
+            except EventLogError:
+                return None
+            self.consumer = self.log.consumer(self.settings.group_id, [self.settings.labelled_topic])
+        return self.consumer.committed(tp)
 
     # -- the registry --------------------------------------------------------------------------------
     def _watch_registry(self, now: float) -> None:
