@@ -110,10 +110,12 @@ def plot_error(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
         ax.plot(x, y, marker="o", markersize=3, linewidth=1.8, label=f"loop: {endpoint} v{version}")
     series = report.series
     x = axis.place(np.asarray([(w.start + w.end) / 2 for w in series]))
+    y = [error_value(w.metrics["loop"], stream.task) for w in series]
+    ax.plot(x, y, color="black", linewidth=1.0, alpha=0.6, label="loop: all traffic", zorder=1)
     for source, style in (("frozen", "--"), ("baseline", ":")):
         y = [error_value(w.metrics[source], stream.task) for w in series]
         name = report.frozen_label if source == "frozen" else f"baseline ({report.baseline_name})"
-        ax.plot(x, y, linestyle=style, color=COLORS[source], linewidth=1.6, label=name)
+        ax.plot(x, y, linestyle=style, color=COLORS[source], linewidth=2.0, label=name, zorder=4)
     change = None if report.change_at is None else axis.from_event_time(report.change_at)
     _markers(ax, report, axis.from_log_time, change)
     metric = "MAE" if stream.task == "regression" else "error rate (1 - accuracy)"
@@ -170,7 +172,7 @@ def plot_drift(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
                 label=f"{predictor}: drift",
             )
     for alpha in sorted({d.alpha for d, _ in tested}):
-        ax.axhline(alpha, color="black", linestyle="--", linewidth=1, label=f"alpha = {alpha:g}")
+        ax.axhline(alpha, color="#9467bd", linestyle="-.", linewidth=1.2, label=f"alpha = {alpha:g}")
     for threshold in sorted(
         {d.threshold for d, _ in tested if d.threshold is not None and d.threshold_on == "p_val"}
     ):
@@ -212,9 +214,7 @@ def plot_traffic(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
         ax.step(xs, [100 - w for w in canary], where="post", linewidth=2, label="main weight (%)")
         for e in events:
             if e.decision == "started" and e.candidate is not None:
-                ax.annotate(
-                    f"v{e.candidate}", ((e.at - origin) / unit, 2), fontsize=8, rotation=90, va="bottom"
-                )
+                ax.annotate(f"v{e.candidate} on canary", ((e.at - origin) / unit, 30), fontsize=8, ha="left")
     else:
         ax.text(
             0.5, 0.5, "no rollout decision was recorded", ha="center", va="center", transform=ax.transAxes
