@@ -285,6 +285,17 @@ def test_loop_regime_change_to_drift_candidate_and_pass(
             loop,
             home,
         )
+        shown = subprocess.run(
+            [sys.executable, "-m", "driftloop", "loop", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for name in names:  # every worker running, with its /metrics URL
+            line = next(ln for ln in shown.splitlines() if ln.startswith(name + " "))
+            assert " running " in line and worker(home, name)["metrics_url"] in line, shown
         ingress = worker(home, "runtime")["metrics_url"].removesuffix("/metrics")
         ingress += "/seldon/plant/pump-bearing-temp"
         api = worker(home, "feedback-api")["metrics_url"].removesuffix("/metrics")
