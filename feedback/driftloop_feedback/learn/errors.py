@@ -15,3 +15,7 @@ class ChampionUnavailable(TrainerError):
 
 class CheckpointError(TrainerError):
     """The trainer's checkpoint cannot be read or written."""
+
+
+class CheckpointSourceError(CheckpointError):
+    """The trainer's checkpoint was taken from another log, consumer group or topics."""

@@ -61,6 +61,11 @@ class TrainerSettings(BaseSettings):
     drift_topic: str = "driftloop.drift"
     group_id: str = Field(default="driftloop-trainer", description="consumer group of the labelled topic")
     state_dir: Path | None = Field(default=None, description="checkpoint folder; default <home>/trainer")
+    reset_state: bool = Field(
+        default=False,
+        description="move aside a checkpoint taken from another log, group or topics, and start again "
+        "from the champion and this log's committed offsets; without it such a checkpoint stops the trainer",
+    )
 
     batch_size: int = Field(default=256, ge=1, description="examples per partial_fit mini-batch")
     poll_max_records: int = Field(default=2000, ge=1)

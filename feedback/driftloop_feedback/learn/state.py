@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from driftloop.eventlog import TopicPartition
 from driftloop_feedback.labelled import LabelledDeduper
@@ -36,6 +37,9 @@ class TrainerState:
     candidates_cut: int = 0
     last_candidate_version: int | None = None
     registered_versions: list[int] = field(default_factory=list)
+    # where ``offsets`` ("labelled") and ``drift_offsets`` ("drift") were read: ``StateSource.as_dict``
+    # of each; None in a checkpoint written before sources were recorded
+    sources: dict[str, dict[str, Any]] | None = None
 
 
 def id_digest(example_id: str) -> int:

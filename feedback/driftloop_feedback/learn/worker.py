@@ -24,11 +24,13 @@ import pickle
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
+from driftloop.eventlog.state_source import StateSource, end_offsets_of, move_aside, refusal, source_problem
 from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.learn.candidates import (
     Candidate,
@@ -44,6 +46,7 @@ from driftloop_feedback.learn.champion import (
     load_champion,
 )
 from driftloop_feedback.learn.checkpoint import CheckpointStore
+from driftloop_feedback.learn.errors import CheckpointSourceError
 from driftloop_feedback.learn.intake import Rows, read_poll
 from driftloop_feedback.learn.metrics import TrainerMetrics
 from driftloop_feedback.learn.policy import CandidatePolicy, DriftEvent, Trigger
@@ -160,7 +163,7 @@ class TrainerWorker:
     # -- starting: a checkpoint, else the champion ---------------------------------------------------
     def _start(self, now: float) -> bool:
         saved = self.store.load()
-        if saved is not None:
+        if saved is not None and self._bound(saved["state"]):
             self.state = saved["state"]
             assert self.state is not None
             log.info(
@@ -194,6 +197,7 @@ class TrainerWorker:
             deduper=LabelledDeduper(s.dedupe_window),
             policy=policy,
             window=DataWindow(s.reference_rows),
+            sources={kind: source.as_dict() for kind, source in self._sources().items()},
         )
         log.info(
             "trainer: challenger starts from %s v%d (%s, training-time error %s)",
@@ -204,6 +208,78 @@ class TrainerWorker:
         )
         self._on_state()
         return True
+
+    def _sources(self) -> dict[str, StateSource]:
+        """What the checkpoint's offsets are read from: the labelled topic and the drift topic."""
+        s = self.settings
+        identity = self.log.identity()
+        return {
+            "labelled": StateSource(identity, s.group_id, (s.labelled_topic,)),
+            "drift": StateSource(identity, f"{s.group_id}-drift", (s.drift_topic,)),
+        }
+
+    def _bound(self, state: TrainerState) -> bool:
+        """Whether the checkpoint's ``state`` was taken from this log, group and topics (then it is
+        bound to them). One taken elsewhere stops the trainer (``CheckpointSourceError``) or, with
+        ``reset_state``, is moved aside: the trainer starts again from the champion, reading from this
+        log's committed offsets. Its offsets are never applied here, which would skip input."""
+        sources = self._sources()
+        recorded = getattr(state, "sources", None)  # None: a checkpoint from before sources
+        ends = end_offsets_of(self.log.end_offsets)
+        for kind, offsets in (("labelled", state.offsets), ("drift", state.drift_offsets)):
+            source = sources[kind]
+            problem = source_problem(
+                None if recorded is None else recorded.get(kind, {}),
+                source,
+                offsets,
+                ends,
+                partial(self._committed, source),
+            )
+            if problem is None:
+                continue
+            if not self.settings.reset_state:
+                self.close()
+                raise CheckpointSourceError(
+                    refusal(
+                        "trainer checkpoint",
+                        self.store.path,
+                        f"its {kind} offsets: {problem}",
+                        "DRIFTLOOP_TRAINER_RESET_STATE",
+                        "DRIFTLOOP_TRAINER_STATE_DIR",
+                    )
+                )
+            aside = move_aside(self.store.path)
+            log.warning(
+                "trainer: DRIFTLOOP_TRAINER_RESET_STATE: checkpoint %s moved to %s (its challenger and "
+                "pending candidates are dropped); starting from the champion and the committed offsets "
+                "of %s: its %s offsets: %s",
+                self.store.path,
+                aside,
+                source.log,
+                kind,
+                problem,
+            )
+            return False
+        if recorded is None:
+            log.warning("trainer: checkpoint %s had no source; adopted for %s", self.store.path, sources)
+        state.sources = {kind: source.as_dict() for kind, source in sources.items()}
+        return True
+
+    def _committed(self, source: StateSource, tp: TopicPartition) -> int | None:
+        """The group's committed offset (for a checkpoint without source); opens its consumer early."""
+        labelled = source.group == self.settings.group_id
+        consumer = self.consumer if labelled else self.drift_consumer
+        if consumer is None:
+            try:
+                self.log.partitions_for(source.topics[0])
+            except EventLogError:
+                return None
+            consumer = self.log.consumer(source.group, list(source.topics))
+            if labelled:
+                self.consumer = consumer
+            else:
+                self.drift_consumer = consumer
+        return consumer.committed(tp)
 
     def _on_state(self) -> None:
         assert self.state is not None
@@ -327,8 +403,8 @@ class TrainerWorker:
         if intake.duplicates:
             state.duplicates += intake.duplicates
             self.metrics.duplicates.inc(intake.duplicates)
-        for refusal in intake.refused:
-            self._reject(refusal.reason, refusal.record, refusal.detail)
+        for refused in intake.refused:
+            self._reject(refused.reason, refused.record, refused.detail)
         if not len(intake.rows):
             return
         self._batch = intake.rows if self._batch is None else self._batch.then(intake.rows)
