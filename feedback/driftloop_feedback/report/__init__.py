@@ -23,8 +23,8 @@ from driftloop_feedback.report.candidates import CandidateSource, MlflowCandidat
 from driftloop_feedback.report.collect import ReportTopics, collect
 from driftloop_feedback.report.console import print_summary, summary_table
 from driftloop_feedback.report.errors import ReportError
-from driftloop_feedback.report.html import write_html
 from driftloop_feedback.report.metrics import WindowSpec, metrics_of
+from driftloop_feedback.report.page import write_html
 from driftloop_feedback.report.plots import write_plots
 from driftloop_feedback.report.records import CandidateVersion, LoggedExample, LoopRecords
 from driftloop_feedback.report.scoring import ScoredStream, score
