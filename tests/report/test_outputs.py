@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,18 @@ def test_terminal_summary_names_every_source_and_the_outcomes(written: tuple) ->
     for expected in ("loop", "v1 frozen", "persistence of last reading", "after change", "promoted 1",
                      "candidate v3 rolled back: 2 failed checks"):  # fmt: skip
         assert expected in text
+
+
+def test_a_classification_run_with_no_drift_and_no_rollout_still_writes_every_file(tmp_path: Path) -> None:
+    from driftloop_feedback.report import LastTruth
+
+    from tests.report.streams import Threshold
+    from tests.report.test_metrics import classification_stream
+
+    stream = score(classification_stream(), Threshold(), LastTruth(1))
+    files = write_outputs(build_report(LoopRecords(), stream), stream, tmp_path / "c.json")
+    data = json.loads(files.json.read_text())
+    assert set(data["loop"]) == {"accuracy", "log_loss"}
+    assert (data["drift_events"], data["candidates"], data["promotions"], data["rollbacks"]) == (0, 0, 0, 0)
+    assert data["candidates_from"] == "rollouts" and data["change"] is None
+    assert files.html.read_text().count("data:image/png;base64,") == 3

@@ -124,7 +124,7 @@ def plot_error(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
     ax.set_ylabel(metric)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    _legend(ax, loc="upper left", fontsize=8, framealpha=0.9)
     return _save(fig, plt, path)
 
 
@@ -196,7 +196,7 @@ def plot_drift(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
     ax.set_xlabel(label)
     ax.set_ylabel("min p-value (log scale)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    _legend(ax, loc="lower left", fontsize=8, framealpha=0.9)
     return _save(fig, plt, path)
 
 
@@ -226,8 +226,14 @@ def plot_traffic(report: LoopReport, stream: ScoredStream, path: Path) -> Path:
     ax.set_xlabel(label)
     ax.set_ylabel("traffic weight (%)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="center left", fontsize=8, framealpha=0.9)
+    _legend(ax, loc="center left", fontsize=8, framealpha=0.9)
     return _save(fig, plt, path)
+
+
+def _legend(ax: Any, **options: Any) -> None:
+    """A legend when something is labelled (matplotlib warns about an empty one)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
 
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:
