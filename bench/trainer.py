@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import pickle
 import statistics
@@ -127,11 +128,14 @@ def _trainer_round(tmp: Path, champion: IncrementalRegressor, seed: int) -> tupl
     worker = TrainerWorker(log, _ChampionOnly(champion), settings)
     _FITTED.clear()
     _RECORDING[0] = True
+    gc.collect()
+    gc.freeze()  # as ``TrainerWorker.run`` does once started: the start-up heap out of collections
     start = time.perf_counter()
     while worker.state is None or worker.state.challenger.learned < EXAMPLES:
         worker.step()
     trainer_s = time.perf_counter() - start
     _RECORDING[0] = False
+    gc.unfreeze()
     worker.close()
     log.close()
     # exactly the batches the trainer passed to partial_fit (new + replayed rows), bare: arrays ready,

@@ -159,7 +159,8 @@ def test_a_candidate_registered_before_a_crash_is_not_registered_twice(tmp_path:
     worker = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
     run_until(worker, lambda: "challenger" in registry.aliases)
     # the crash: registered, but the checkpoint written at the cut still lists the candidate as pending
-    restarted = TrainerWorker(MemoryEventLog(), registry, make_settings(tmp_path), clock=clock)
+    worker.close()  # the process is gone (its group membership with it); the restart reads the same log
+    restarted = TrainerWorker(log, registry, make_settings(tmp_path), clock=clock)
     restarted.step()
     assert restarted.state is not None and not restarted.state.pending
     assert len(registry.versions) == 2

@@ -173,82 +173,91 @@ def _matrix(features: list[Any], n_features: int | None) -> tuple[np.ndarray, np
     return X, ok
 
 
+_READ = ("example_id", "features", "truth", "prediction", "model_version", "event_time")
+_OTHERS = tuple(sorted(REQUIRED.difference(_READ)))
+_COLUMN_TYPES: dict[str, set[type]] = {
+    "example_id": {str},
+    "features": {list},
+    "truth": set(_LABELS),
+    "prediction": set(_LABELS),
+    "model_version": {str},
+    "event_time": set(_NUMBERS),
+    "truth_time": set(_NUMBERS),
+    "row": {int},
+}
+
+
+def _columns(docs: list[Any]) -> list[list[Any]] | None:
+    """The fields the trainer reads (``_READ`` order), as columns, if every decoded value has the plain
+    shape (``_plain``, checked a column at a time); else None."""
+    if not docs or set(map(type, docs)) != {dict}:
+        return None
+    try:
+        columns = [[d[key] for d in docs] for key in _READ]
+        others = [[d[key] for d in docs] for key in _OTHERS]
+    except KeyError:
+        return None
+    for key, column in zip(_READ + _OTHERS, columns + others, strict=True):
+        wanted = _COLUMN_TYPES.get(key)
+        if wanted is not None and not set(map(type, column)) <= wanted:
+            return None
+    if any(["probabilities" in d or "classes" in d for d in docs]):
+        return None
+    return columns
+
+
 def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Challenger) -> Intake:
     docs = list(map(_decoded, [r.value for r in records]))
-    plain = list(map(_plain, docs))
     refused: list[Refusal] = []
-    kept: list[int] = []
-    fields: list[tuple[Any, ...]] = []
-    if all(plain):
-        kept = list(range(len(records)))
-        fields = [
-            (
-                d["example_id"],
-                d["features"],
-                d["truth"],
-                d["prediction"],
-                d["model_version"],
-                d["event_time"],
-            )
-            for d in docs
-        ]
-    else:
-        for i, (record, doc, is_plain) in enumerate(zip(records, docs, plain, strict=True)):
-            if is_plain:
-                got: tuple[Any, ...] | str = (
-                    doc["example_id"],
-                    doc["features"],
-                    doc["truth"],
-                    doc["prediction"],
-                    doc["model_version"],
-                    doc["event_time"],
-                )
-            else:
-                got = _fields(record.value)
+    kept = list(range(len(records)))
+    columns = _columns(docs)
+    if columns is None:  # some record is not plain: one at a time, saying which
+        fields: list[tuple[Any, ...]] = []
+        kept = []
+        for i, (record, doc) in enumerate(zip(records, docs, strict=True)):
+            got = tuple(doc[key] for key in _READ) if _plain(doc) else _fields(record.value)
             if isinstance(got, str):
                 refused.append(Refusal(record, "undecodable", got))
                 continue
             kept.append(i)
             fields.append(got)
+        columns = [list(c) for c in zip(*fields, strict=True)] if fields else [[] for _ in _READ]
+    ids, features, targets, predictions, versions, times = columns
     before = deduper.duplicates
-    first = deduper.first_seen([f[0] for f in fields])
+    first = deduper.first_seen(ids)
     duplicates = deduper.duplicates - before
-    if not all(first):
-        kept = [i for i, keep in zip(kept, first, strict=True) if keep]
-        fields = [f for f, keep in zip(fields, first, strict=True) if keep]
     n = challenger.n_features
-    X, usable = _matrix([f[1] for f in fields], n)
-    targets = [f[2] for f in fields]
-    accepted = challenger.accepted(targets)
-    good = usable & accepted
+    X, usable = _matrix(features, n)
+    good = usable & challenger.accepted(targets)
+    for j in np.flatnonzero(~good).tolist():
+        if not first[j]:
+            continue  # a duplicate: skipped (counted) before it is checked
+        record = records[kept[j]]
+        if not usable[j]:
+            refused.append(Refusal(record, "features", f"features {features[j]!r}, want {n} finite numbers"))
+        else:
+            refused.append(
+                Refusal(record, "target", f"target {targets[j]!r} is not a finite number or a declared class")
+            )
+    good &= np.asarray(first, dtype=bool)
     if not good.all():
-        for j in np.flatnonzero(~good).tolist():
-            record = records[kept[j]]
-            if not usable[j]:
-                refused.append(
-                    Refusal(record, "features", f"features {fields[j][1]!r}, want {n} finite numbers")
-                )
-            else:
-                refused.append(
-                    Refusal(
-                        record, "target", f"target {targets[j]!r} is not a finite number or a declared class"
-                    )
-                )
         keep = np.flatnonzero(good).tolist()
         X = X[good]
         kept = [kept[j] for j in keep]
-        fields = [fields[j] for j in keep]
-        targets = [targets[j] for j in keep]
+        ids, targets, predictions, versions, times = (
+            [column[j] for j in keep] for column in (ids, targets, predictions, versions, times)
+        )
     picked = [records[i] for i in kept]
     rows = Rows(
         X=X,
         targets=targets,
-        predictions=[f[3] for f in fields],
-        versions=[f[4] for f in fields],
-        ids=[f[0] for f in fields],
-        event_times=np.array([f[5] for f in fields], dtype=float),
+        predictions=predictions,
+        versions=versions,
+        ids=ids,
+        event_times=np.array(times, dtype=float),
         sources=[f"{r.topic}/{r.partition}" for r in picked],
         offsets=np.array([r.offset for r in picked], dtype=np.int64),
     )
-    refused.sort(key=lambda r: (r.record.topic, r.record.partition, r.record.offset))
+    if refused:
+        refused.sort(key=lambda r: (r.record.topic, r.record.partition, r.record.offset))
     return Intake(rows, duplicates, refused)

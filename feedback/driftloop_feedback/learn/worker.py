@@ -19,6 +19,7 @@ in the checkpoint and their registration is retried. The trainer never moves the
 
 from __future__ import annotations
 
+import gc
 import logging
 import pickle
 import time
@@ -92,10 +93,16 @@ class TrainerWorker:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
+        frozen = False
         try:
             while not should_stop():
                 if self.step() == 0 and self.state is None:
                     time.sleep(min(0.5, self.settings.poll_timeout_s or 0.5))
+                if not frozen and self.state is not None:
+                    # the start-up heap (libraries, both models) left out of every later collection: a
+                    # poll allocates thousands of small objects, and each full collection scanned it all
+                    gc.freeze()
+                    frozen = True
             if self.state is not None and self.consumer is not None:
                 self.checkpoint()
         finally:
