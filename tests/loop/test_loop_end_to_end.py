@@ -332,6 +332,7 @@ def test_loop_regime_change_to_drift_candidate_and_pass(
         drift = wait_for(
             "drift event", lambda: drift_events(drift_reader, events), time.monotonic() + 20, loop, home
         )
+        restarts = {w["name"]: w["restarts"] for w in loop_status(home)["workers"]}
         pids = [w["pid"] for w in loop_status(home)["workers"] if w["pid"]]
     finally:
         if replay is not None:
@@ -352,6 +353,8 @@ def test_loop_regime_change_to_drift_candidate_and_pass(
             os.kill(pid, 0)
     assert all(w["status"] == "stopped" for w in loop_status(home)["workers"])
 
+    # no worker crashed (e.g. several creating the new sqlite MLflow store at once), but the one killed
+    assert restarts == {n: int(n == "validator") for n in names}, (restarts, logs_tail(home))
     assert drift[0]["model_version"] == str(champion) and drift[0]["verdict"] == "drift"
     ref = registry.get_alias(MODEL, "challenger")
     assert ref.version != champion and registry.get_alias(MODEL, "champion").version == champion
