@@ -48,6 +48,12 @@ def loop() -> None:
     show_default=True,
     help="worker i serves /metrics on this port + i; 0: each picks a free port (see `loop status`)",
 )
+@click.option(
+    "--rollout/--no-rollout",
+    default=False,
+    show_default=True,
+    help="also run the rollout controller (`driftloop rollout run`) against the runtime's canary predictor",
+)
 @click.option("--without", multiple=True, help="leave this worker out (repeatable), e.g. --without trainer")
 @click.option("--backoff-initial-s", type=float, default=1.0, show_default=True, help="first restart wait")
 @click.option("--backoff-max-s", type=float, default=60.0, show_default=True, help="longest restart wait")
@@ -58,6 +64,7 @@ def run(
     runtime_port: int,
     feedback_port: int | None,
     metrics_base_port: int,
+    rollout: bool,
     without: tuple[str, ...],
     backoff_initial_s: float,
     backoff_max_s: float,
@@ -96,6 +103,7 @@ def run(
             feedback_port=feedback_port,
             metrics_base_port=metrics_base_port,
             without=frozenset(without),
+            rollout=rollout,
         )
         specs = loop_workers(options)
     except (ValidationError, ValueError) as exc:

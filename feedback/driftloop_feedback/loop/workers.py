@@ -9,6 +9,8 @@ given 0, so no port chosen here can be taken first by another socket).
 ['feedback-api', 'joiner', 'monitor', 'trainer', 'validator']
 >>> loop_workers(LoopOptions(metrics_base_port=9100))[1].args
 ('feedback', 'join', '--metrics-port', '9101')
+>>> [w.name for w in loop_workers(LoopOptions(rollout=True))][-1]
+'rollout'
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class LoopOptions:
     feedback_port: int | None = None  # None: DRIFTLOOP_FEEDBACK_PORT or the API's default
     metrics_base_port: int = 0  # 0: every worker picks a free port; N: worker i gets N + i
     without: frozenset[str] = frozenset()
+    rollout: bool = False  # also run the rollout controller (it needs a runtime with a canary predictor)
 
 
 def _metrics_port(options: LoopOptions, index: int) -> str:
@@ -83,8 +86,9 @@ def loop_workers(options: LoopOptions) -> list[WorkerSpec]:
             ("monitor", ("monitor", "run")),
             ("trainer", ("trainer", "run")),
             ("validator", ("validator", "run")),
-            # The rollout controller (issue 14) goes here, e.g. ("rollout", ("rollout", "run")), once
-            # its command exists: it consumes the validator's verdicts and drives the runtime's traffic.
+            # the rollout controller (opt-in: it drives the traffic of a deployment with a canary
+            # predictor, e.g. manifests/pump-bearing-temp-canary.yaml): last, it acts on the verdicts
+            *([("rollout", ("rollout", "run"))] if options.rollout else []),
         ],
         start=1,
     ):
