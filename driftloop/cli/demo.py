@@ -1,155 +1,244 @@
-"""``driftloop demo``: the main job on the embedded default, as a list of timed steps.
+"""``driftloop demo``: the whole closed loop on this machine (docs/use-case.md).
 
-simulate -> train -> register -> the shipped SeldonDeployment on the local runtime -> a V2 call through
-Seldon's ingress path -> ground truth through the feedback API -> labelled examples from the joiner ->
-stop.
+simulate pump telemetry with a regime change (+6 C on every pump's bearing from day 8: a seal
+replacement) -> train and register the initial champion -> ``driftloop loop run --rollout`` on the canary
+manifest (runtime, feedback API, joiner, monitor, trainer, validator, rollout controller) -> replay in
+accelerated time (V2 calls through the ingress, truth posted late) with a live display -> drift, a
+candidate, its verdict, its canary and its promotion -> the report (JSON, PNGs, HTML) and a summary.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from driftloop.cli.demo_loop import LoopParts
-from driftloop.cli.train import (
-    CHAMPION,
-    DEFAULT_REPOSITORY,
-    print_published,
-    print_training,
-    quiet_third_party_logs,
-)
-from driftloop.errors import DriftloopError
-
-if TYPE_CHECKING:  # heavy imports happen inside the steps: `driftloop --help` stays fast
-    import pandas as pd
+SHIFT_C = 6.0
+CHANGE_DAY = 8
+PRE_ROWS = 600
+POST_CHUNK, POST_CHUNK_S = 100, 0.7
+AFTER_PROMOTION_S = 8.0
 
 
-@dataclass
-class DemoContext:
-    """What the steps hand to each other."""
+def simulate_and_train(seed: int) -> dict[str, Any]:
+    """Rows before and after the change (each shuffled in time, as the monitor's reference is a sample
+    of whole days) and the champion trained on the days before the change."""
+    import numpy as np
 
-    assets: int
-    days: float
-    seed: int
-    repository: Path
-    telemetry: pd.DataFrame | None = None
-    training: Any = None  # TrainingResult
-    parts: LoopParts = field(default_factory=LoopParts)
-
-
-def step_simulate(ctx: DemoContext) -> str:
+    from driftloop.learning.features import FeatureSpec, build_features
+    from driftloop.learning.training import TrainingSettings, train
     from driftloop.telemetry import SimulatorSettings, simulate_fleet
 
-    result = simulate_fleet(SimulatorSettings(assets=ctx.assets, days=ctx.days, seed=ctx.seed))
-    ctx.telemetry = result.telemetry
-    kinds = result.events_frame()["kind"].value_counts().to_dict()
-    return f"{len(result.telemetry)} rows, {ctx.assets} pumps x {ctx.days:g} days; events {kinds}"
-
-
-def step_train(ctx: DemoContext) -> str:
-    from driftloop.learning.features import FeatureSpec
-    from driftloop.learning.training import TrainingSettings, train
-
-    assert ctx.telemetry is not None
-    ctx.training = train(ctx.telemetry, FeatureSpec(), TrainingSettings(seed=ctx.seed))
-    print_training(ctx.training)
-    return f"MAE {ctx.training.metrics.mae:.3f} vs persistence {ctx.training.metrics.baseline_mae:.3f}"
-
-
-def step_register(ctx: DemoContext) -> str:
-    from driftloop.learning.registration import publish
-    from driftloop.registry import MlflowRegistry
-
-    registry = MlflowRegistry.from_state()
-    published = publish(ctx.training, registry, alias=CHAMPION)
-    print_published(published, CHAMPION)
-    return f"registry {registry.tracking_uri}"
-
-
-def step_up(ctx: DemoContext) -> str:
-    from driftloop.cli.demo_loop import start_local_runtime
-
-    return start_local_runtime(ctx.parts, ctx.repository)
-
-
-def step_predict(ctx: DemoContext) -> str:
-    from driftloop.cli.demo_loop import predict_through_ingress
-
-    return predict_through_ingress(ctx.parts, ctx.telemetry)
-
-
-def step_feedback_api(ctx: DemoContext) -> str:
-    from driftloop.cli.demo_loop import start_feedback_api
-
-    return start_feedback_api(ctx.parts)
-
-
-def step_truth(ctx: DemoContext) -> str:
-    from driftloop.cli.demo_loop import send_ground_truth
-
-    return send_ground_truth(ctx.parts)
-
-
-def step_join(ctx: DemoContext) -> str:
-    from driftloop.cli.demo_loop import join_labelled
-
-    return join_labelled(ctx.parts)
-
-
-def step_stop(ctx: DemoContext) -> str:
-    ctx.parts.stop()
-    return "local runtime, MLServers and feedback API stopped"
-
-
-STEPS: list[tuple[str, Callable[[DemoContext], str]]] = [
-    ("simulate pump telemetry", step_simulate),
-    ("train forecaster + detector references", step_train),
-    ("register in MLflow (alias champion)", step_register),
-    ("run manifests/pump-bearing-temp.yaml on the local runtime", step_up),
-    ("V2 call through the Seldon ingress: bearing-outlier -> bearing-temp", step_predict),
-    ("start the feedback API", step_feedback_api),
-    ("send the ground truth 30 min later, by Seldon-Puid", step_truth),
-    ("join predictions with their truth (joiner)", step_join),
-    ("stop", step_stop),
-]
+    settings = SimulatorSettings(
+        assets=5, days=12, seed=seed, wear_probability=0, regime_changes_per_asset=0,
+        spikes_per_day=0, stuck_per_day=0, dropouts_per_day=0,
+    )  # fmt: skip
+    telemetry = simulate_fleet(settings).telemetry
+    change = settings.start_time + CHANGE_DAY * 86_400.0
+    training = train(telemetry[telemetry.event_time < change], FeatureSpec(), TrainingSettings(epochs=5))
+    shifted = telemetry.copy()
+    shifted.loc[shifted.event_time >= change, "bearing_temp_c"] += SHIFT_C
+    rows = build_features(shifted, FeatureSpec())
+    rng = np.random.default_rng(seed)
+    before = rng.permutation(np.flatnonzero(rows.event_time < settings.start_time + 6 * 86_400.0))
+    after = rng.permutation(np.flatnonzero(rows.event_time >= change + 3600))
+    return {
+        "training": training,
+        "change": change,
+        "pre": (rows.X[before[:PRE_ROWS]], rows.y[before[:PRE_ROWS]]),
+        "post": (rows.X[after], rows.y[after]),
+        "temp_column": rows.feature_names.index("bearing_temp_c"),
+    }
 
 
 @click.command("demo")
-@click.option("--assets", default=5, show_default=True, help="Simulated pumps.")
-@click.option("--days", default=30.0, show_default=True, help="Simulated days.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
-@click.option(
-    "--repository",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=DEFAULT_REPOSITORY,
-    show_default=True,
-    help="MLServer model repository.",
-)
-def demo(assets: int, days: float, seed: int, repository: Path) -> None:
-    """Run the loop on this machine: simulate -> train -> register -> run the shipped SeldonDeployment
-    (manifests/pump-bearing-temp.yaml) on the local runtime -> a V2 call through Seldon's ingress path
-    (logged in Seldon's Kafka format) -> ground truth through the feedback API -> the joiner labels the
-    predictions -> stop. State goes to DRIFTLOOP_HOME (./.driftloop); the event log is the embedded one
-    unless DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set."""
-    import httpx
+@click.option("--seed", default=3, show_default=True, help="Random seed of the simulation.")
+@click.option("--deadline-s", default=240.0, show_default=True, help="Give up after this long.")
+def demo(seed: int, deadline_s: float) -> None:
+    """Run the closed loop: simulate (a +6 C regime change), train and register a champion, run every
+    worker (`driftloop loop run --rollout` on manifests/pump-bearing-temp-canary.yaml), replay the
+    telemetry through the ingress with truth arriving late, until a candidate is canaried and promoted
+    (or rolled back); then write the report to $DRIFTLOOP_HOME/report/ and print a summary. The loop's
+    own state is $DRIFTLOOP_HOME/demo (replaced at each run). Kafka when
+    DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set, else the embedded event log."""
+    from rich.console import Console
+
+    from driftloop.cli.train import quiet_third_party_logs
+    from driftloop.settings import StateSettings
 
     quiet_third_party_logs()
-    ctx = DemoContext(assets=assets, days=days, seed=seed, repository=repository)
-    total = time.perf_counter()
+    console = Console()
+    started = time.monotonic()
+    home = StateSettings().resolved_home().absolute()
+    run_home = home / "demo"
+    if run_home.exists():
+        shutil.rmtree(run_home)  # the demo's own directory: each run starts from a fresh loop
+    run_home.mkdir(parents=True)
+    console.print(f"[1/4] simulate 5 pumps x 12 days, +{SHIFT_C:g} C on the bearings from day {CHANGE_DAY}")
+    data = simulate_and_train(seed)
+    from driftloop.learning.registration import publish
+    from driftloop.registry import MlflowRegistry
+
+    state = StateSettings(home=run_home, mlflow_tracking_uri=None)
+    registry = MlflowRegistry.from_state(state)
+    champion = publish(data["training"], registry).model.version
+    console.print(
+        f"[2/4] champion v{champion} registered ({registry.tracking_uri}); frozen copy = v{champion}"
+    )
+    result = _run_loop(console, run_home, data, deadline_s - (time.monotonic() - started))
+    console.print("[4/4] report")
+    files = _report(console, run_home, home / "report", registry, champion, data, result)
+    console.print(f"report: {files.json}\n        {files.html}")
+    for image in files.images.values():
+        console.print(f"        {image}")
+    console.print(
+        f"demo done in {time.monotonic() - started:.0f} s: {result['calls']} client calls, "
+        f"{result['failed']} failed"
+    )
+    if result["failed"] or result["error"]:
+        raise click.ClickException(result["error"] or f"{result['failed']} client calls failed")
+
+
+def _run_loop(console: Any, run_home: Path, data: dict[str, Any], budget_s: float) -> dict[str, Any]:
+    import httpx
+    import numpy as np
+    from driftloop_feedback.rollout.local_backend import LocalControlBackend
+    from rich.live import Live
+
+    from driftloop.cli import demo_loop as dl
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = dl.topic_names(suffix)
+    log = _event_log(run_home)
+    for name, topic in topics.items():  # co-partitioned joiner topics; drift and rollouts in one
+        log.create_topic(topic, 1 if name in ("drift", "rollouts") else 2)
+    log.close()
+    manifest = dl.write_manifest(run_home / "pump-canary.yaml", topics["request_log"])
+    env = {**os.environ, **dl.worker_env(topics, suffix), "DRIFTLOOP_HOME": str(run_home)}
+    env.pop("DRIFTLOOP_MLFLOW_TRACKING_URI", None)
+    env.pop("DRIFTLOOP_FEEDBACK_TOKEN", None)
+    console.print(f"[3/4] driftloop loop run --rollout {manifest} (logs in {run_home / 'run' / 'loop'})")
+    deadline = time.monotonic() + budget_s
+    loop = dl.LoopProcess(run_home, manifest, env)
+    progress = dl.Progress()
+    client = httpx.Client()
+    backend = None
+    replay = None
+    result: dict[str, Any] = {"topics": topics, "error": "", "calls": 0, "failed": 0}
+    names = {"runtime", "feedback-api", "joiner", "monitor", "trainer", "validator", "rollout"}
     try:
-        for i, (title, run) in enumerate(STEPS, start=1):
-            click.echo(f"[{i}/{len(STEPS)}] {title} ...")
-            started = time.perf_counter()
-            summary = run(ctx)
-            click.echo(f"[{i}/{len(STEPS)}] {summary} ({time.perf_counter() - started:.2f}s)")
-    except (DriftloopError, httpx.HTTPError) as exc:
-        detail = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
-        raise click.ClickException(f"{type(exc).__name__}: {exc} {detail}") from None
+        with Live(progress.table(), console=console, refresh_per_second=4) as live:
+
+            def show() -> dict[str, float]:
+                outcomes = dl.refresh(progress, run_home, client, backend)
+                live.update(progress.table())
+                return outcomes
+
+            def ready() -> bool:
+                show()
+                return names <= set(dl.metrics_urls(run_home))
+
+            dl.wait_until("metrics URL of every worker", ready, deadline, loop)
+            urls = dl.metrics_urls(run_home)
+            backend = LocalControlBackend.from_run_dir(run_home / "run" / "local-runtime")
+            ingress = urls["runtime"].removesuffix("/metrics") + "/seldon/plant/pump-bearing-temp"
+            api = urls["feedback-api"].removesuffix("/metrics")
+            token = (run_home / "run" / "loop" / "feedback.token").read_text()
+            replay = dl.Replayer(ingress, api, token, progress)
+            progress.phase = "replaying the days before the change"
+            pre_X, pre_y = data["pre"]
+            for start in range(0, len(pre_X), 200):
+                replay.send(pre_X[start : start + 200], pre_y[start : start + 200])
+                show()
+            progress.phase = f"after the regime change (+{SHIFT_C:g} C)"
+            result["change_wall"] = time.time()
+            post_X, post_y = data["post"]
+            post, ended_at = 0, None
+            while ended_at is None or time.monotonic() < ended_at + AFTER_PROMOTION_S:
+                tick = time.monotonic()
+                part = np.arange(post, post + POST_CHUNK) % len(post_X)
+                replay.send(post_X[part], post_y[part])
+                post += POST_CHUNK
+                outcomes = show()
+                if ended_at is None and any(outcomes.get(k) for k in ("promoted", "rolled_back")):
+                    ended_at = time.monotonic()
+                    progress.phase = "rollout ended; the plant goes on"
+                loop.check()
+                if time.monotonic() > deadline:
+                    result["error"] = f"no rollout ended within {budget_s:.0f} s"
+                    break
+                time.sleep(max(0.0, tick + POST_CHUNK_S - time.monotonic()))
+            replay.post_truth()
+            time.sleep(3.0)  # the last truth joined and labelled before the loop stops
+            progress.phase = "stopping the loop"
+            show()
+    except RuntimeError as exc:
+        result["error"] = str(exc)
     finally:
-        step_stop(ctx)
-    click.echo(f"demo done in {time.perf_counter() - total:.1f}s")
+        result["calls"], result["failed"] = progress.calls, progress.failed_calls
+        result["failures"] = replay.failures[:5] if replay else []
+        if replay is not None:
+            replay.close()
+        if backend is not None:
+            backend.close()
+        client.close()
+        code = loop.stop()
+        console.print(f"loop stopped (exit {code}); every worker stopped by PID")
+    return result
+
+
+def _event_log(run_home: Path) -> Any:
+    from driftloop.eventlog import open_event_log
+    from driftloop.settings import StateSettings
+
+    return open_event_log(StateSettings(home=run_home))
+
+
+def _report(
+    console: Any,
+    run_home: Path,
+    out_dir: Path,
+    registry: Any,
+    champion: int,
+    data: dict[str, Any],
+    result: dict[str, Any],
+) -> Any:
+    from driftloop_feedback.report import (
+        FeatureColumn,
+        MlflowCandidateSource,
+        ReportTopics,
+        WindowSpec,
+        build_report,
+        collect,
+        print_summary,
+        score,
+        write_outputs,
+    )
+
+    topics = result["topics"]
+    log = _event_log(run_home)
+    try:
+        records = collect(
+            log,
+            topics=ReportTopics(topics["labelled"], topics["drift"], topics["rollouts"]),
+            candidates=MlflowCandidateSource(registry.tracking_uri),
+            model_name="pump-bearing-temp",
+            deployment="plant/pump-bearing-temp",
+        )
+    finally:
+        log.close()
+    frozen = registry.load_sklearn_model(f"models:/pump-bearing-temp/{champion}")
+    stream = score(records.examples, frozen, FeatureColumn(data["temp_column"], "bearing temperature now"))
+    report = build_report(
+        records, stream, window=WindowSpec("log_time", 10.0), change_at=data["change"],
+        frozen_label=f"v{champion} frozen",
+    )  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = write_outputs(report, stream, out_dir / "report.json")
+    print_summary(report, console)
+    return files
