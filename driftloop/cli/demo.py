@@ -9,6 +9,7 @@ candidate, its verdict, its canary and its promotion -> the report (JSON, PNGs, 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -50,8 +51,8 @@ def simulate_and_train(seed: int) -> dict[str, Any]:
     return {
         "training": training,
         "change": change,
-        "pre": (rows.X[before[:PRE_ROWS]], rows.y[before[:PRE_ROWS]]),
-        "post": (rows.X[after], rows.y[after]),
+        "pre": (rows.X[before[:PRE_ROWS]], rows.y[before[:PRE_ROWS]], rows.event_time[before[:PRE_ROWS]]),
+        "post": (rows.X[after], rows.y[after], rows.event_time[after]),
         "temp_column": rows.feature_names.index("bearing_temp_c"),
     }
 
@@ -93,6 +94,8 @@ def demo(seed: int, deadline_s: float) -> None:
     result = _run_loop(console, run_home, data, deadline_s - (time.monotonic() - started))
     console.print("[4/4] report")
     files = _report(console, run_home, home / "report", registry, champion, data, result)
+    run = {k: result[k] for k in ("calls", "failed", "failures", "error")}
+    (home / "report" / "demo-run.json").write_text(json.dumps(run, indent=2))
     console.print(f"report: {files.json}\n        {files.html}")
     for image in files.images.values():
         console.print(f"        {image}")
@@ -151,18 +154,19 @@ def _run_loop(console: Any, run_home: Path, data: dict[str, Any], budget_s: floa
             token = (run_home / "run" / "loop" / "feedback.token").read_text()
             replay = dl.Replayer(ingress, api, token, progress)
             progress.phase = "replaying the days before the change"
-            pre_X, pre_y = data["pre"]
+            pre_X, pre_y, pre_t = data["pre"]
             for start in range(0, len(pre_X), 200):
-                replay.send(pre_X[start : start + 200], pre_y[start : start + 200])
+                part = slice(start, start + 200)
+                replay.send(pre_X[part], pre_y[part], pre_t[part])
                 show()
             progress.phase = f"after the regime change (+{SHIFT_C:g} C)"
             result["change_wall"] = time.time()
-            post_X, post_y = data["post"]
+            post_X, post_y, post_t = data["post"]
             post, ended_at = 0, None
             while ended_at is None or time.monotonic() < ended_at + AFTER_PROMOTION_S:
                 tick = time.monotonic()
                 part = np.arange(post, post + POST_CHUNK) % len(post_X)
-                replay.send(post_X[part], post_y[part])
+                replay.send(post_X[part], post_y[part], post_t[part])
                 post += POST_CHUNK
                 outcomes = show()
                 if ended_at is None and any(outcomes.get(k) for k in ("promoted", "rolled_back")):

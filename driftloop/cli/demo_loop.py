@@ -213,11 +213,13 @@ class Replayer:
         self.pending: deque[dict[str, Any]] = deque()
         self.failures: list[str] = []
 
-    def send(self, X: np.ndarray, y: np.ndarray) -> None:
+    def send(self, X: np.ndarray, y: np.ndarray, event_time: np.ndarray) -> None:
+        """Rows with their simulated event times (the report splits before / after the change on them)."""
         from driftloop.learning.v2_payload import features_request
 
         for start in range(0, len(X), ROWS_PER_CALL):
-            body = features_request(X[start : start + ROWS_PER_CALL])
+            part = slice(start, start + ROWS_PER_CALL)
+            body = features_request(X[part], event_times=[float(t) for t in event_time[part]])
             r = self.client.post(f"{self.ingress}/v2/models/infer", json=body)
             self.progress.calls += 1
             if not 200 <= r.status_code < 300:
