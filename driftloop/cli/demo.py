@@ -15,7 +15,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -156,8 +156,8 @@ def _run_loop(console: Any, run_home: Path, data: dict[str, Any], budget_s: floa
             progress.phase = "replaying the days before the change"
             pre_X, pre_y, pre_t = data["pre"]
             for start in range(0, len(pre_X), 200):
-                part = slice(start, start + 200)
-                replay.send(pre_X[part], pre_y[part], pre_t[part])
+                rows = slice(start, start + 200)
+                replay.send(pre_X[rows], pre_y[rows], pre_t[rows])
                 show()
             progress.phase = f"after the regime change (+{SHIFT_C:g} C)"
             result["change_wall"] = time.time()
@@ -213,6 +213,7 @@ def _report(
     result: dict[str, Any],
 ) -> Any:
     from driftloop_feedback.report import (
+        Baseline,
         FeatureColumn,
         MlflowCandidateSource,
         ReportTopics,
@@ -237,7 +238,9 @@ def _report(
     finally:
         log.close()
     frozen = registry.load_sklearn_model(f"models:/pump-bearing-temp/{champion}")
-    stream = score(records.examples, frozen, FeatureColumn(data["temp_column"], "bearing temperature now"))
+    # cast: report.baseline.Baseline declares ``name`` a settable attribute, FeatureColumn a property
+    persistence = cast(Baseline, FeatureColumn(data["temp_column"], "bearing temperature now"))
+    stream = score(records.examples, frozen, persistence)
     report = build_report(
         records, stream, window=WindowSpec("log_time", 10.0), change_at=data["change"],
         frozen_label=f"v{champion} frozen",
