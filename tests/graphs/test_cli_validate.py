@@ -19,7 +19,9 @@ def test_valid_manifests_exit_0() -> None:
 
 def test_invalid_manifest_exits_1_naming_the_field(tmp_path: Path) -> None:
     text = (
-        (REPO / "manifests/pump-bearing-temp-canary.yaml").read_text().replace("traffic: 10", "traffic: 20")
+        (REPO / "manifests/pump-bearing-temp-canary.yaml")
+        .read_text()
+        .replace("traffic: 0\n", "traffic: 10\n")
     )
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
