@@ -13,7 +13,12 @@ from typing import Any
 import driftloop_servers.estimators
 import numpy as np
 import pytest
-from driftloop_servers.estimators import IncrementalClassifier, IncrementalRegressor
+from driftloop_servers.estimators import (
+    IncrementalClassifier,
+    IncrementalRegressor,
+    WindowClassifier,
+    WindowRegressor,
+)
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.metrics import log_loss
 
@@ -84,7 +89,30 @@ CASES = [
         cross_entropy,
         classes=("low", "mid", "high"),
     ),
+    # the window models refit every 400 rows with 30 trees here (default 50, 100) to keep the suite fast
+    EstimatorCase(
+        "window-regressor",
+        lambda random_state=0: WindowRegressor(refit_every=400, max_iter=30, random_state=random_state),
+        regression_stream,
+        mean_abs_error,
+    ),
+    EstimatorCase(
+        "window-classifier-int",
+        lambda random_state=0: WindowClassifier(refit_every=400, max_iter=30, random_state=random_state),
+        classification_stream((0, 1, 2)),
+        cross_entropy,
+        classes=(0, 1, 2),
+    ),
+    EstimatorCase(
+        "window-classifier-str",
+        lambda random_state=0: WindowClassifier(refit_every=400, max_iter=30, random_state=random_state),
+        classification_stream(("low", "mid", "high")),
+        cross_entropy,
+        classes=("low", "mid", "high"),
+    ),
 ]
+CLASSIFIERS = [IncrementalClassifier, WindowClassifier]
+each_classifier = pytest.mark.parametrize("make", CLASSIFIERS, ids=[c.__name__ for c in CLASSIFIERS])
 each_estimator = pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 
 
@@ -211,9 +239,10 @@ def test_refuses_nonfinite_features(case: EstimatorCase) -> None:
 # -- classifiers only ----------------------------------------------------------------------------------
 
 
-def test_first_partial_fit_without_classes_is_refused_saying_what_to_pass() -> None:
+@each_classifier
+def test_first_partial_fit_without_classes_is_refused_saying_what_to_pass(make: type) -> None:
     X, y = classification_stream((0, 1, 2))(50, 0)
-    model = IncrementalClassifier()
+    model = make()
     with pytest.raises(ValueError, match=r"first partial_fit .* needs classes=\[\.\.\.\]"):
         model.partial_fit(X, y)
     assert not hasattr(model, "n_samples_seen_")
@@ -221,19 +250,21 @@ def test_first_partial_fit_without_classes_is_refused_saying_what_to_pass() -> N
     assert model.n_samples_seen_ == 100
 
 
-def test_declared_classes_need_not_all_appear_in_the_first_batch() -> None:
+@each_classifier
+def test_declared_classes_need_not_all_appear_in_the_first_batch(make: type) -> None:
     X, y = classification_stream((0, 1, 2))(300, 1)
     first = y != 2
-    model = IncrementalClassifier(random_state=0).partial_fit(X[first], y[first], classes=[2, 0, 1])
+    model = make(random_state=0).partial_fit(X[first], y[first], classes=[2, 0, 1])
     assert model.classes_.tolist() == [0, 1, 2]
     assert model.predict_proba(X[:3]).shape == (3, 3)
     model.partial_fit(X, y)
     assert model.n_samples_seen_ == int(first.sum()) + 300
 
 
-def test_labels_outside_the_declared_classes_or_changed_classes_are_refused() -> None:
+@each_classifier
+def test_labels_outside_the_declared_classes_or_changed_classes_are_refused(make: type) -> None:
     X, y = classification_stream(("low", "mid", "high"))(60, 2)
-    model = IncrementalClassifier().partial_fit(X, y, classes=["low", "mid", "high"])
+    model = make().partial_fit(X, y, classes=["low", "mid", "high"])
     bad = y.copy()
     bad[3] = "boiling"
     with pytest.raises(ValueError, match=r"label\(s\) \['boiling'\] outside the declared classes"):
@@ -241,16 +272,17 @@ def test_labels_outside_the_declared_classes_or_changed_classes_are_refused() ->
     with pytest.raises(ValueError, match="differ from the classes declared when learning started"):
         model.partial_fit(X, y, classes=["low", "high"])
     with pytest.raises(ValueError, match="lists a class twice"):
-        IncrementalClassifier().partial_fit(X, y, classes=["low", "low", "mid", "high"])
+        make().partial_fit(X, y, classes=["low", "low", "mid", "high"])
     with pytest.raises(ValueError, match="at least 2 classes"):
-        IncrementalClassifier().fit(X, np.full(60, "low"))
+        make().fit(X, np.full(60, "low"))
     assert model.n_samples_seen_ == 60
 
 
-def test_fit_may_declare_classes_absent_from_y() -> None:
+@each_classifier
+def test_fit_may_declare_classes_absent_from_y(make: type) -> None:
     X, y = classification_stream((0, 1, 2))(200, 3)
     keep = y != 1
-    model = IncrementalClassifier(random_state=0).fit(X[keep], y[keep], classes=[0, 1, 2])
+    model = make(random_state=0).fit(X[keep], y[keep], classes=[0, 1, 2])
     assert model.classes_.tolist() == [0, 1, 2]
 
 
@@ -263,3 +295,49 @@ def test_a_loss_without_probabilities_is_refused() -> None:
 def test_docstring_examples_run() -> None:
     result = doctest.testmod(driftloop_servers.estimators)
     assert result.attempted > 0 and result.failed == 0
+
+
+# -- window models only ------------------------------------------------------------------------------
+
+
+def test_window_model_refits_on_schedule_and_serves_the_same_model_between_refits() -> None:
+    X, y = regression_stream(700, 9)
+    model = WindowRegressor(window=300, refit_every=100, random_state=0).fit(X[:250], y[:250])
+    assert (model.refits_, len(model.y_window_)) == (1, 250)
+    served = model.predict(X[600:])
+    model.partial_fit(X[250:300], y[250:300]).partial_fit(X[300:349], y[300:349])  # 99 rows: no refit
+    assert model.refits_ == 1
+    np.testing.assert_array_equal(model.predict(X[600:]), served)
+    model.partial_fit(X[349:350], y[349:350])  # the 100th row since the refit
+    assert model.refits_ == 2 and model.n_samples_seen_ == 350
+    np.testing.assert_array_equal(model.y_window_, y[50:350])  # only the last 300 rows are kept
+    assert not np.array_equal(model.predict(X[600:]), served)
+
+
+def test_window_model_feeding_many_rows_at_once_equals_feeding_them_in_refit_batches() -> None:
+    X, y = classification_stream((0, 1, 2))(600, 10)
+    batched = WindowClassifier(window=250, refit_every=100, random_state=0).fit(X[:200], y[:200])
+    whole = pickle.loads(pickle.dumps(batched))
+    for start in range(200, 600, 100):
+        batched.partial_fit(X[start : start + 100], y[start : start + 100])
+    whole.partial_fit(X[200:600], y[200:600])
+    np.testing.assert_array_equal(batched.predict_proba(X), whole.predict_proba(X))
+
+
+def test_window_classifier_with_one_class_in_its_window_predicts_it_and_zero_for_the_rest() -> None:
+    X, y = classification_stream(("low", "mid", "high"))(100, 11)
+    model = WindowClassifier(window=100, min_samples_leaf=5)
+    model.fit(X[:30], np.full(30, "mid"), classes=["low", "mid", "high"])
+    proba = model.predict_proba(X)
+    assert model.classes_.tolist() == ["high", "low", "mid"]
+    np.testing.assert_array_equal(proba, np.tile([0.0, 0.0, 1.0], (100, 1)))
+    assert set(model.predict(X).tolist()) == {"mid"}
+    model.partial_fit(X[30:], y[30:])  # 70 rows >= refit_every: a real model now
+    assert model.predict_proba(X).shape == (100, 3) and len(set(model.predict(X).tolist())) > 1
+
+
+@pytest.mark.parametrize("params", [{"window": 0}, {"refit_every": 0}])
+def test_window_model_refuses_an_empty_schedule(params: dict[str, int]) -> None:
+    X, y = regression_stream(50, 12)
+    with pytest.raises(ValueError, match="must both be >= 1"):
+        WindowRegressor(**params).fit(X, y)

@@ -1,0 +1,132 @@
+"""``driftloop replay DATA``: replay a plant's own telemetry with delayed ground truth.
+
+``--offline`` runs the prequential evaluation in this process (loop vs frozen vs baseline). The live
+replay through the local runtime (Seldon ingress, feedback path, joiner, monitor, trainer, validator,
+rollout controller) is not built yet: without ``--offline`` the command says so and stops.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from driftloop.replay.delay import LabelDelay
+from driftloop.replay.errors import ReplayError
+from driftloop.replay.models import DEFAULT_MODEL, MODELS
+from driftloop.replay.offline import load, replay_offline
+from driftloop.replay.prequential import SOURCES, ReplayPlan
+from driftloop.replay.report import build_report, write_report
+from driftloop.replay.table import ColumnOptions
+
+LIVE_NOT_BUILT = (
+    "the live replay (requests through the local runtime's Seldon ingress, ground truth through the "
+    "feedback path, the whole loop running) is not built yet: pass --offline for the offline "
+    "prequential replay"
+)
+
+
+def _columns(text: str | None) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip()) if text else ()
+
+
+@click.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--target", required=True, help="The column to predict.")
+@click.option("--time", "time_col", help="Event time column (unix seconds or timestamps).")
+@click.option("--asset", help="Asset column (baselines and label inputs are per asset).")
+@click.option("--task", type=click.Choice(["regression", "classification"]), help="Default: inferred.")
+@click.option("--features", help="COL,COL,... (default: every other numeric column).")
+@click.option("--label-delay", default="1", show_default=True, help="Rows (N) or a duration (30s, 15min).")
+@click.option(
+    "--train-fraction", default=0.2, show_default=True, type=float, help="Leading share trained on."
+)
+@click.option(
+    "--model",
+    default=DEFAULT_MODEL,
+    show_default=True,
+    help="One of: " + "; ".join(f"{t}: {', '.join(m)}" for t, m in MODELS.items()),
+)
+@click.option("--label-lags", default=0, show_default=True, type=int, help="Last N known labels as inputs.")
+@click.option("--batch", default=1, show_default=True, type=int, help="Labels learned per partial_fit.")
+@click.option(
+    "--header/--no-header", default=None, help="Whether the CSV has a header line (default: sniffed)."
+)
+@click.option("--names", help="Column names of a CSV without a header: COL,COL,...")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the JSON report here.")
+@click.option("--offline", is_flag=True, help="Evaluate offline in this process (the live replay is coming).")
+def replay(data: Path, **options: Any) -> None:
+    """Replay DATA (CSV or Parquet): predict each row, learn its label once revealed, and compare the
+    learning model with a frozen copy and the naive baseline."""
+    console = Console(stderr=True)
+    if not options["offline"]:
+        raise click.UsageError(LIVE_NOT_BUILT)
+    try:
+        columns = ColumnOptions(
+            target=options["target"],
+            time=options["time_col"],
+            asset=options["asset"],
+            features=_columns(options["features"]),
+            task=options["task"],
+        )
+        table = load(data, columns, header=options["header"], names=_columns(options["names"]))
+        if options["label_lags"] < 0 or options["batch"] < 1:
+            raise ReplayError("--label-lags must be >= 0 and --batch >= 1")
+        plan = ReplayPlan(
+            delay=LabelDelay.parse(options["label_delay"]),
+            model=options["model"],
+            train_fraction=options["train_fraction"],
+            label_lags=options["label_lags"],
+            batch=options["batch"],
+        )
+        _describe(console, table, plan)
+        total = len(table) - round(len(table) * plan.train_fraction)
+        with Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task_id = bar.add_task("rows", total=max(total, 1))
+            run = replay_offline(data, table, plan, lambda done: bar.update(task_id, completed=done))
+    except ReplayError as exc:
+        raise click.ClickException(str(exc)) from exc
+    report = build_report(run)
+    Console().print(_summary(report))
+    if options["report_path"]:
+        path = write_report(report, options["report_path"])
+        console.print(f"report written to {path}")
+
+
+def _describe(console: Console, table: Any, plan: ReplayPlan) -> None:
+    console.print(f"task: {table.task} ({table.task_reason})")
+    console.print(f"features ({len(table.features)}): {', '.join(table.features)}")
+    if table.ignored_columns:
+        console.print(f"left out (not numeric): {', '.join(table.ignored_columns)}")
+    if plan.label_lags:
+        console.print(f"inputs from ground truth already arrived: the last {plan.label_lags} known label(s)")
+    if table.dropped:
+        console.print(f"dropped rows: {table.dropped} (features still missing after forward-fill)")
+    console.print(f"label delay: {plan.delay.describe()}; model: {plan.model}")
+
+
+def _summary(report: dict[str, Any]) -> Table:
+    table = Table(title=f"{report['task']}: {report['rows']} rows replayed offline ({report['model']})")
+    table.add_column("metric")
+    for source in SOURCES:
+        table.add_column(source, justify="right")
+    for metric in report["loop"]:
+        table.add_row(metric, *(_number(report[s][metric]) for s in SOURCES))
+    table.add_row("rows scored", *(str(report["scored"][s]) for s in SOURCES))
+    table.caption = f"baseline: {report['baseline_name']}; {report['rows_per_second']:.0f} rows/s"
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
