@@ -1,7 +1,7 @@
 """A real, single-node Apache Kafka broker (KRaft) for development, tests, the benchmark and demos.
 
 The jars come from Maven Central through ``.ci/setup.d/kafka.sh`` (cached under
-``~/.cache/driftloop/kafka-jars/<hash of .ci/kafka/pom.xml>``). ``LocalKafkaBroker`` formats KRaft
+``~/.cache/driftloop/kafka-jars/<hash of kafka-broker-pom.xml>``). ``LocalKafkaBroker`` formats KRaft
 storage in a directory, listens on 127.0.0.1 (free ports unless given), waits for ``Kafka Server
 started`` and stops the JVM by PID. ``stop()`` then ``start()`` restarts it on the same storage and ports.
 
@@ -25,8 +25,8 @@ from types import TracebackType
 
 from driftloop.eventlog.base import EventLogError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-POM = REPO_ROOT / ".ci" / "kafka" / "pom.xml"
+# The broker's Maven dependency list ships inside the package (installed code never reads the source tree).
+POM = Path(__file__).with_name("kafka-broker-pom.xml")
 READY_LINE = "Kafka Server started"
 _DETACHED: list[subprocess.Popen[bytes]] = []
 
@@ -41,40 +41,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-SETUP_SCRIPT = REPO_ROOT / ".ci" / "setup.d" / "kafka.sh"
+def _cache_dir() -> Path:
+    override = os.environ.get("DRIFTLOOP_KAFKA_JARS")
+    if override:
+        return Path(override)
+    key = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "driftloop" / "kafka-jars" / key
 
 
 def fetch_jars() -> Path:
-    """Run the set-up step that fetches the broker jars with Maven (cached), then return their directory."""
-    if not SETUP_SCRIPT.is_file():
+    """Fetch the broker jars with Maven into the cache (once per pom; Maven caches in ~/.m2) and return
+    their directory. Needs Java 17+ and Maven."""
+    path = _cache_dir()
+    if (path / ".complete").is_file():
+        return path
+    missing = [tool for tool in ("java", "mvn") if shutil.which(tool) is None]
+    if missing:
         raise BrokerError(
-            f"{SETUP_SCRIPT} not found; set DRIFTLOOP_KAFKA_JARS to a directory of Kafka broker jars"
+            f"the Kafka broker needs Java 17+ and Maven; missing: {', '.join(missing)} "
+            "(e.g. apt-get install openjdk-17-jre-headless maven)"
         )
-    result = subprocess.run(["bash", str(SETUP_SCRIPT)], check=False)
-    if result.returncode != 0:
+    tmp = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    command = [
+        "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+    ]  # fmt: skip
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0 or not any(tmp.glob("kafka_2.13-*.jar")):
+        shutil.rmtree(tmp, ignore_errors=True)
         raise BrokerError(
-            f"fetching the Kafka broker jars failed ({SETUP_SCRIPT} exited {result.returncode})"
+            f"fetching the Kafka broker jars with Maven failed (exit {result.returncode}); "
+            f"check {POM} and your Maven settings"
         )
-    return jars_dir()
+    (tmp / ".complete").touch()
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+    return path
 
 
 def jars_dir() -> Path:
     """The broker classpath directory; raises with the set-up command when it is not there yet."""
-    override = os.environ.get("DRIFTLOOP_KAFKA_JARS")
-    if override:
-        path = Path(override)
-    else:
-        if not POM.is_file():
-            raise BrokerError(
-                f"{POM} not found; set DRIFTLOOP_KAFKA_JARS to a directory of Kafka broker jars"
-            )
-        key = hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        path = cache / "driftloop" / "kafka-jars" / key
+    path = _cache_dir()
     if not (path / ".complete").is_file() and not any(path.glob("kafka_2.13-*.jar")):
         raise BrokerError(
-            f"Kafka broker jars not found in {path}; run `bash .ci/setup.d/kafka.sh` (or `make setup`), "
-            "which needs Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven)"
+            f"Kafka broker jars not found in {path}; run `driftloop kafka start` (fetches them) or "
+            "`make setup`, which needs Java 17+ and Maven (apt-get install openjdk-17-jre-headless maven)"
         )
     return path
 
