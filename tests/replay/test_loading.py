@@ -46,7 +46,7 @@ def test_a_file_without_header_gets_numbered_or_given_names(tmp_path: Path) -> N
     assert list(read_table(path).columns) == ["col1", "col2", "col3", "col4"]
     named = read_table(path, names=["date", "day", "price", "class"])
     assert named["class"].tolist() == ["UP", "DOWN"]
-    with pytest.raises(ReplayError, match="--names gives 2 names but .* has 4 columns"):
+    with pytest.raises(ReplayError, match=r"--names gives 2 names but .* has 4 columns"):
         read_table(path, names=["a", "b"])
     forced = read_table(path, header=True)  # the user says the first line is a header
     assert len(forced) == 1
