@@ -3,7 +3,7 @@
 import importlib
 import sys
 
-BENCHMARKS: list[str] = ["feedback", "eventlog", "ingress", "runtimes", "serving", "trainer"]
+BENCHMARKS: list[str] = ["feedback", "eventlog", "ingress", "runtimes", "serving", "trainer", "drift", "replay"]
 
 if __name__ == "__main__":
     selected = sys.argv[1:] or BENCHMARKS

@@ -60,7 +60,14 @@ def simulate_and_train(seed: int) -> dict[str, Any]:
 @click.command("demo")
 @click.option("--seed", default=3, show_default=True, help="Random seed of the simulation.")
 @click.option("--deadline-s", default=240.0, show_default=True, help="Give up after this long.")
-def demo(seed: int, deadline_s: float) -> None:
+@click.option(
+    "--checkout",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("."),
+    show_default=True,
+    help="The driftloop checkout whose manifests/ and models/ the demo runs.",
+)
+def demo(seed: int, deadline_s: float, checkout: Path) -> None:
     """Run the closed loop: simulate (a +6 C regime change), train and register a champion, run every
     worker (`driftloop loop run --rollout` on manifests/pump-bearing-temp-canary.yaml), replay the
     telemetry through the ingress with truth arriving late, until a candidate is canaried and promoted
@@ -69,9 +76,12 @@ def demo(seed: int, deadline_s: float) -> None:
     DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is set, else the embedded event log."""
     from rich.console import Console
 
+    from driftloop.cli import demo_loop
     from driftloop.cli.train import quiet_third_party_logs
     from driftloop.settings import StateSettings
 
+    for needed in (demo_loop.CANARY_MANIFEST, demo_loop.MODELS):  # before anything starts
+        demo_loop.checkout_path(checkout, needed)
     quiet_third_party_logs()
     console = Console()
     started = time.monotonic()
@@ -91,7 +101,7 @@ def demo(seed: int, deadline_s: float) -> None:
     console.print(
         f"[2/4] champion v{champion} registered ({registry.tracking_uri}); frozen copy = v{champion}"
     )
-    result = _run_loop(console, run_home, data, deadline_s - (time.monotonic() - started))
+    result = _run_loop(console, run_home, data, deadline_s - (time.monotonic() - started), checkout)
     console.print("[4/4] report")
     files = _report(console, run_home, home / "report", registry, champion, data, result)
     run = {k: result[k] for k in ("calls", "failed", "failures", "error")}
@@ -107,7 +117,9 @@ def demo(seed: int, deadline_s: float) -> None:
         raise click.ClickException(result["error"] or f"{result['failed']} client calls failed")
 
 
-def _run_loop(console: Any, run_home: Path, data: dict[str, Any], budget_s: float) -> dict[str, Any]:
+def _run_loop(
+    console: Any, run_home: Path, data: dict[str, Any], budget_s: float, checkout: Path
+) -> dict[str, Any]:
     import httpx
     import numpy as np
     from driftloop_feedback.rollout.local_backend import LocalControlBackend
@@ -121,13 +133,13 @@ def _run_loop(console: Any, run_home: Path, data: dict[str, Any], budget_s: floa
     for name, topic in topics.items():  # co-partitioned joiner topics; drift and rollouts in one
         log.create_topic(topic, 1 if name in ("drift", "rollouts") else 2)
     log.close()
-    manifest = dl.write_manifest(run_home / "pump-canary.yaml", topics["request_log"])
+    manifest = dl.write_manifest(run_home / "pump-canary.yaml", topics["request_log"], checkout)
     env = {**os.environ, **dl.worker_env(topics, suffix), "DRIFTLOOP_HOME": str(run_home)}
     env.pop("DRIFTLOOP_MLFLOW_TRACKING_URI", None)
     env.pop("DRIFTLOOP_FEEDBACK_TOKEN", None)
     console.print(f"[3/4] driftloop loop run --rollout {manifest} (logs in {run_home / 'run' / 'loop'})")
     deadline = time.monotonic() + budget_s
-    loop = dl.LoopProcess(run_home, manifest, env)
+    loop = dl.LoopProcess(run_home, manifest, env, dl.checkout_path(checkout, dl.MODELS))
     progress = dl.Progress()
     client = httpx.Client()
     backend = None

@@ -16,11 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-CANARY_MANIFEST = REPO / "manifests" / "pump-bearing-temp-canary.yaml"
+# The demo runs a checkout's manifest and model repository (`--checkout`, default the working directory,
+# as `make demo` runs it): installed code never reads the source tree relative to its own files.
+CANARY_MANIFEST = Path("manifests") / "pump-bearing-temp-canary.yaml"
+MODELS = Path("models")
+
+
+def checkout_path(checkout: Path, relative: Path) -> Path:
+    """``relative`` inside the checkout; a clear error when it is not there."""
+    path = (checkout / relative).resolve()
+    if not path.exists():
+        raise click.ClickException(
+            f"{relative} not found in {checkout.resolve()}: run `driftloop demo` from a driftloop checkout "
+            "or pass --checkout (it uses manifests/pump-bearing-temp-canary.yaml and the model repository "
+            "models/)"
+        )
+    return path
+
+
 MODEL = "pump-bearing-temp"
 DEPLOYMENT = "plant/pump-bearing-temp"
 ROWS_PER_CALL = 25
@@ -86,8 +103,8 @@ def worker_env(topics: dict[str, str], suffix: str) -> dict[str, str]:
     }
 
 
-def write_manifest(path: Path, request_log_topic: str) -> Path:
-    text = CANARY_MANIFEST.read_text()
+def write_manifest(path: Path, request_log_topic: str, checkout: Path) -> Path:
+    text = checkout_path(checkout, CANARY_MANIFEST).read_text()
     path.write_text(text.replace("value: seldon\n", f"value: {request_log_topic}\n"))
     return path
 
@@ -174,10 +191,10 @@ def metrics_urls(home: Path) -> dict[str, str]:
 class LoopProcess:
     """``driftloop loop run`` as a child process of its own session, stopped by its PID."""
 
-    def __init__(self, home: Path, manifest: Path, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, manifest: Path, env: dict[str, str], models: Path) -> None:
         args = [
             sys.executable, "-m", "driftloop", "loop", "run", "--manifest", str(manifest),
-            "--models", str(REPO / "models"), "--runtime-port", "0", "--feedback-port", "0",
+            "--models", str(models), "--runtime-port", "0", "--feedback-port", "0",
             "--rollout", "--backoff-max-s", "4",
         ]  # fmt: skip
         self.home = home

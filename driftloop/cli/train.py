@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # scikit-learn, pandas and MLflow load only when a command ru
 
 CHAMPION = "champion"  # driftloop.learning.registration.CHAMPION
 
-DEFAULT_REPOSITORY = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_REPOSITORY = Path("models")  # the checkout's model repository, from the working directory
 
 
 def quiet_third_party_logs() -> None:

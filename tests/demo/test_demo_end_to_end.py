@@ -26,7 +26,7 @@ def test_demo_promotes_a_candidate_after_the_regime_change(tmp_path: Path) -> No
         env.pop(name, None)
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "driftloop", "demo"],
+        [sys.executable, "-m", "driftloop", "demo", "--checkout", str(REPO)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
