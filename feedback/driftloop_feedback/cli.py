@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 import socket
 import threading
-from types import FrameType
 from typing import Any
 
 import click
+
+from driftloop_feedback.worker_cli import (
+    configure_logging,
+    load_settings,
+    metrics_port_option,
+    serve_metrics,
+    stop_on_signals,
+)
 
 
 @click.group()
@@ -83,42 +88,23 @@ def _url_host(host: str) -> str:
 
 
 @feedback.command()
-@click.option(
-    "--metrics-port",
-    type=int,
-    default=None,
-    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
-)
+@metrics_port_option
 @click.option("--progress-s", type=float, default=10.0, show_default=True, help="progress line interval")
 def join(metrics_port: int | None, progress_s: float) -> None:
     """Run a joiner: re-key the Seldon request log, join by request id and by asset + event time,
     write labelled examples to driftloop.labelled. Start more processes to scale out (same
     DRIFTLOOP_JOINER_GROUP_ID and state directory). Settings: DRIFTLOOP_JOINER_* (see docs/feedback.md).
     SIGTERM/SIGINT stop it after a final checkpoint."""
-    from prometheus_client import start_http_server
-    from pydantic import ValidationError
-
     from driftloop.eventlog import open_event_log
     from driftloop_feedback.join.pipeline import Joiner
     from driftloop_feedback.join.settings import JoinerSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = JoinerSettings()
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    configure_logging()
+    settings = load_settings(JoinerSettings)
+    stop = stop_on_signals()
     log = open_event_log()
     joiner = Joiner(log, settings)
-    if metrics_port is not None:
-        server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=joiner.registry())
-        click.echo(f"joiner metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    serve_metrics("joiner", metrics_port, joiner.registry())
     click.echo(f"joiner ready (group {settings.group_id}, mode {settings.mode})", err=True)
     failed: list[BaseException] = []
 

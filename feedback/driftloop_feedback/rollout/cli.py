@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
 import time
-from types import FrameType
 
 import click
+
+from driftloop_feedback.worker_cli import (
+    configure_logging,
+    load_settings,
+    metrics_port_option,
+    serve_metrics,
+    stop_on_signals,
+)
 
 
 @click.group()
@@ -17,14 +21,9 @@ def rollout() -> None:
 
 
 def _settings() -> object:
-    from pydantic import ValidationError
-
     from driftloop_feedback.rollout.settings import RolloutSettings
 
-    try:
-        return RolloutSettings()
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return load_settings(RolloutSettings)
 
 
 def _metrics_url(settings: object) -> str:
@@ -39,12 +38,7 @@ def _metrics_url(settings: object) -> str:
 
 
 @rollout.command()
-@click.option(
-    "--metrics-port",
-    type=int,
-    default=None,
-    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
-)
+@metrics_port_option
 @click.option("--tick-s", type=float, default=1.0, show_default=True, help="time between two ticks")
 def run(metrics_port: int | None, tick_s: float) -> None:
     """Run the rollout controller against the local runtime (`driftloop up`): when the challenger alias
@@ -57,9 +51,6 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     deployment (a lease); every decision is an event on driftloop.rollouts and a version tag. Settings:
     DRIFTLOOP_ROLLOUT_* and DRIFTLOOP_VALIDATION_* (the test); see docs/rollout.md. SIGTERM/SIGINT stop
     it: a rollout in progress is interrupted (canary to 0) and retried from the start on the next run."""
-    from prometheus_client import start_http_server
-    from pydantic import ValidationError
-
     from driftloop.eventlog import open_event_log
     from driftloop.registry import MlflowRegistry
     from driftloop_feedback.rollout.controller import RolloutController
@@ -70,20 +61,11 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     from driftloop_feedback.rollout.settings import RolloutSettings
     from driftloop_feedback.validate.settings import ValidationSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     settings = _settings()
     assert isinstance(settings, RolloutSettings)
-    try:
-        validation = ValidationSettings()
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    validation = load_settings(ValidationSettings)
+    stop = stop_on_signals()
     try:
         backend = LocalControlBackend.from_run_dir()
         ops = HttpOpsSource(_metrics_url(settings), settings.deployment)
@@ -94,9 +76,7 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     controller = RolloutController(
         settings, backend, MlflowRegistry.from_state(), log, lease, ops, validation
     )
-    if metrics_port is not None:
-        server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=controller.metrics.registry)
-        click.echo(f"rollout metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    serve_metrics("rollout", metrics_port, controller.metrics.registry)
     try:
         controller.start(time.time())
         click.echo(

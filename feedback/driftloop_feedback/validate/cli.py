@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import signal
-import threading
-import time
-from types import FrameType
-
 import click
+
+from driftloop_feedback.worker_cli import (
+    configure_logging,
+    load_settings,
+    metrics_port_option,
+    serve_metrics,
+    stop_check,
+    stop_on_signals,
+)
 
 
 @click.group()
@@ -17,12 +20,7 @@ def validator() -> None:
 
 
 @validator.command()
-@click.option(
-    "--metrics-port",
-    type=int,
-    default=None,
-    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
-)
+@metrics_port_option
 @click.option("--progress-s", type=float, default=10.0, show_default=True, help="progress line interval")
 def run(metrics_port: int | None, progress_s: float) -> None:
     """Run the validator: watch the aliases champion and challenger of the model; when the challenger
@@ -34,46 +32,23 @@ def run(metrics_port: int | None, progress_s: float) -> None:
     a verdict twice. Settings: DRIFTLOOP_VALIDATOR_* (worker) and DRIFTLOOP_VALIDATION_* (the test:
     alpha, margin, mode, loss, loss bound, budget); see docs/validation.md. SIGTERM/SIGINT stop it after
     saving its state."""
-    from prometheus_client import start_http_server
-    from pydantic import ValidationError
-
     from driftloop.eventlog import open_event_log
     from driftloop.registry import MlflowRegistry
     from driftloop_feedback.validate.errors import ValidatorError
     from driftloop_feedback.validate.settings import ValidationSettings, ValidatorSettings
     from driftloop_feedback.validate.worker import ValidatorWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = ValidatorSettings()
-        validation = ValidationSettings()
-    except ValidationError as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    configure_logging()
+    settings = load_settings(ValidatorSettings)
+    validation = load_settings(ValidationSettings)
+    stop = stop_on_signals()
     log = open_event_log()
     worker = ValidatorWorker(log, MlflowRegistry.from_state(), settings, validation)
-    if metrics_port is not None:
-        server, _ = start_http_server(metrics_port, addr="127.0.0.1", registry=worker.metrics.registry)
-        click.echo(f"validator metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    serve_metrics("validator", metrics_port, worker.metrics.registry)
     click.echo(f"validator ready ({settings.model_name}, topic {settings.labelled_topic})")
-    last = 0.0
-
-    def _should_stop() -> bool:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= progress_s:
-            last = now
-            _progress(worker)
-        return stop.is_set()
-
+    should_stop = stop_check(stop, progress_s, lambda: _progress(worker))
     try:
-        worker.run(_should_stop)
+        worker.run(should_stop)
     except ValidatorError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
