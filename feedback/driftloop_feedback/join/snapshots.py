@@ -21,6 +21,7 @@ from typing import Any
 
 from driftloop_feedback.errors import SnapshotError
 
+from driftloop.durable import replace_many_durably
 from driftloop.eventlog import TopicPartition
 
 FORMAT = 2  # 2: with "source"; 1: without (read, never written)
@@ -86,23 +87,13 @@ class SnapshotStore:
         durable when this returns (the directory is synced once, after the last rename)."""
         if not encoded:
             return
-        target = self.directory
+        files = {self.path(stage, shard): data for shard, data in encoded.items()}
         try:
-            for shard, data in encoded.items():
-                target = self.path(stage, shard)
-                tmp = target.with_suffix(f".tmp{os.getpid()}")
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_many_durably(files, self.directory)
         except OSError as exc:
-            raise SnapshotError(f"cannot write joiner snapshot {target}: {exc}; check disk space") from exc
+            raise SnapshotError(
+                f"cannot write joiner snapshot {exc.filename}: {exc}; check disk space"
+            ) from exc
 
     def load(self, stage: str, shard: int) -> dict[str, Any] | None:
         target = self.path(stage, shard)

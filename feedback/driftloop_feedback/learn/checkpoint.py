@@ -10,11 +10,11 @@ has learned exactly the records below its offsets.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
+from driftloop.durable import replace_durably
 from driftloop_feedback.learn.errors import CheckpointError
 
 FORMAT = 1
@@ -27,19 +27,8 @@ class CheckpointStore:
 
     def write(self, state: dict[str, Any]) -> None:
         data = pickle.dumps({"format": FORMAT, **state}, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_durably(self.path, data)
         except OSError as exc:
             raise CheckpointError(
                 f"cannot write the trainer checkpoint {self.path}: {exc}; check disk space"

@@ -13,11 +13,11 @@ before sources were recorded, are still read, with ``source`` None.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
+from driftloop.durable import replace_durably
 from driftloop_feedback.monitor.errors import MonitorStateError
 
 FORMAT = 2  # 2: with "source"; 1: without (read, never written)
@@ -33,18 +33,8 @@ class StateFile:
 
     def save(self, payload: dict[str, Any]) -> None:
         data = pickle.dumps({"format": FORMAT, **payload}, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_durably(self.path, data)
         except OSError as exc:
             raise MonitorStateError(
                 f"cannot write monitor state {self.path}: {exc}; check disk space"

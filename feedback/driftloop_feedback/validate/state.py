@@ -14,13 +14,13 @@ recorded load with ``source`` None (adopted only where the log vouches for their
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from driftloop.durable import replace_durably
 from driftloop.eventlog import TopicPartition
 from driftloop.registry import ModelVersionRef
 from driftloop_feedback.labelled import LabelledDeduper
@@ -105,19 +105,8 @@ class StateStore:
 
     def write(self, state: ValidatorState) -> None:
         data = pickle.dumps({"format": FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            replace_durably(self.path, data)
         except OSError as exc:
             raise ValidatorStateError(
                 f"cannot write the validator state {self.path}: {exc}; check disk space and permissions"
