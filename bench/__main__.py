@@ -3,7 +3,17 @@
 import importlib
 import sys
 
-BENCHMARKS: list[str] = ["feedback", "eventlog", "ingress", "runtimes", "serving", "trainer", "drift", "replay"]
+BENCHMARKS: list[str] = [
+    "feedback",
+    "eventlog",
+    "ingress",
+    "runtimes",
+    "serving",
+    "trainer",
+    "drift",
+    "replay",
+    "loop",
+]
 
 if __name__ == "__main__":
     selected = sys.argv[1:] or BENCHMARKS
