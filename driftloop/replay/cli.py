@@ -83,6 +83,7 @@ def replay(data: Path, **options: Any) -> None:
             label_lags=options["label_lags"],
             batch=options["batch"],
         )
+        plan.delay.reveal_steps(len(table), table.time)  # a duration without --time is refused here
         _describe(console, table, plan)
         total = len(table) - round(len(table) * plan.train_fraction)
         with Progress(
