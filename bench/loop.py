@@ -7,8 +7,9 @@ logs) to print
 
 - **labelled examples from the regime change to the promoted champion**: labelled examples whose
   ``event_time`` is at or after the injected change and that were written to the labelled topic before
-  the rollout's ``promoted`` decision (by record timestamp); also the wall time between the first such
-  example and the promotion;
+  the rollout's ``promoted`` decision (by record timestamp), and how many of them before the winner's
+  rollout ``started`` (trained and validated); also the wall time between the first such example and
+  the promotion;
 - **prequential error, loop vs the frozen initial model**, before and after the change (MAE, RMSE,
   ratio loop / frozen), from the report (both scored on the same stream);
 - **label latency**: the trainer exposes no per-example "learned at" time (its metrics and log give
@@ -86,6 +87,9 @@ def analyse(home: Path, change_at: float | None = None) -> dict[str, Any]:
     decisions = [json.loads(r.value) for r in rollouts]
     promoted_ms = min((r.timestamp_ms for r, d in zip(rollouts, decisions, strict=True)
                        if d["decision"] == "promoted"), default=None)  # fmt: skip
+    winner = next((d["candidate"] for d in decisions if d["decision"] == "promoted"), None)
+    canaried_ms = min((r.timestamp_ms for r, d in zip(rollouts, decisions, strict=True)
+                       if d["decision"] == "started" and d["candidate"] == winner), default=None)  # fmt: skip
     examples = [(r.timestamp_ms, LabelledExample.decode(r.value)) for r in labelled]
     after_change = sorted(ms for ms, e in examples if e.event_time >= change_at)
     to_promotion = [ms for ms in after_change if promoted_ms is not None and ms <= promoted_ms]
@@ -107,6 +111,7 @@ def analyse(home: Path, change_at: float | None = None) -> dict[str, Any]:
         "labelled": len(examples),
         "after_change": len(after_change),
         "to_promotion": len(to_promotion),
+        "to_canary": sum(1 for ms in after_change if canaried_ms is not None and ms <= canaried_ms),
         "first_after_change_to_promotion_s": (
             (promoted_ms - after_change[0]) / 1000.0 if promoted_ms is not None and after_change else None
         ),
@@ -141,11 +146,12 @@ def show(res: dict[str, Any], wall_s: float | None) -> None:
         print(f"driftloop demo: {wall_s:.0f} s wall, {run['calls']} client calls, {run['failed']} failed")
     print(
         f"labelled examples: {res['labelled']} in all, {res['after_change']} after the regime change; "
-        f"{res['to_promotion']} from the change to the promoted champion"
+        f"{res['to_promotion']} from the change to the promoted champion "
+        f"({res['to_canary']} of them before its rollout started)"
         + (
-            f" ({res['first_after_change_to_promotion_s']:.1f} s wall from the first post-change label)"
+            f"; {res['first_after_change_to_promotion_s']:.1f} s wall from the first post-change label"
             if res["first_after_change_to_promotion_s"] is not None
-            else " (no promotion)"
+            else "; no promotion"
         )
     )
     for p in res["promotions"]:
