@@ -256,3 +256,29 @@ def test_a_string_label_is_accepted_only_if_it_is_a_declared_class_exactly() -> 
     assert challenger.accepts("hot") and challenger.accepts("ok")
     assert not challenger.accepts("warmer")  # a cast to the classes' "<U4" dtype makes it "warm"
     assert not challenger.accepts("h") and not challenger.accepts(1.0)
+
+
+def test_label_latency_is_measured_from_the_truths_arrival_for_request_joins(tmp_path: Path) -> None:
+    """Issue 14's benchmark figure: the feedback API's receipt of a truth (``truth_time`` of a request
+    join) to the challenger learning it, on the worker's clock; asset joins (truth_time = a reading's
+    event time, not an arrival) are not counted."""
+    log, registry = MemoryEventLog(), FakeRegistry()
+    registry.add(regressor_champion(), metrics={"val_mae": 0.2}, alias="champion")
+    X, y = regression_rows(20, seed=3)
+    made = examples(X, y)
+    sent = [
+        e.__class__(**{**e.__dict__, "truth_time": 5_000.0 - (2.0 if i < 10 else 40.0)})
+        for i, e in enumerate(made)
+    ]
+    by_asset = examples(X[:5], y[:5], prefix="asset")
+    by_asset = [e.__class__(**{**e.__dict__, "joined_by": "asset", "truth_time": 1.0}) for e in by_asset]
+    produce(log, [e.encode() for e in sent + by_asset])
+    clock = FakeClock(5_000.0)
+    worker = TrainerWorker(log, registry, make_settings(tmp_path, every_n_examples=10_000), clock=clock)
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 25)
+    worker.checkpoint()
+    text = _metrics_text(worker)
+    assert "driftloop_trainer_label_latency_seconds_count 20.0" in text
+    assert 'driftloop_trainer_label_latency_seconds_bucket{le="2.5"} 10.0' in text
+    assert 'driftloop_trainer_label_latency_seconds_bucket{le="30.0"} 10.0' in text
+    assert 'driftloop_trainer_label_latency_seconds_bucket{le="60.0"} 20.0' in text

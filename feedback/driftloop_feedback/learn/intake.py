@@ -59,6 +59,7 @@ def _plain(doc: Any) -> bool:
         and type(doc["truth_time"]) in _NUMBERS
         and type(doc["row"]) is int
         and type(doc["model_version"]) is str
+        and type(doc["joined_by"]) is str
         and type(doc["features"]) is list
         and "probabilities" not in doc
         and "classes" not in doc
@@ -75,6 +76,8 @@ class Rows:
     versions: list[str]  # the model version that served each
     ids: list[str]
     event_times: np.ndarray  # float
+    truth_times: np.ndarray  # float: ``LabelledExample.truth_time``
+    by_request: np.ndarray  # bool: joined by request id (``truth_time`` = when the feedback API got it)
     sources: list[str]  # "topic/partition"
     offsets: np.ndarray  # int
 
@@ -89,6 +92,8 @@ class Rows:
             self.versions[:n],
             self.ids[:n],
             self.event_times[:n],
+            self.truth_times[:n],
+            self.by_request[:n],
             self.sources[:n],
             self.offsets[:n],
         )
@@ -101,6 +106,8 @@ class Rows:
             self.versions[n:],
             self.ids[n:],
             self.event_times[n:],
+            self.truth_times[n:],
+            self.by_request[n:],
             self.sources[n:],
             self.offsets[n:],
         )
@@ -115,6 +122,8 @@ class Rows:
             self.versions + more.versions,
             self.ids + more.ids,
             np.concatenate([self.event_times, more.event_times]),
+            np.concatenate([self.truth_times, more.truth_times]),
+            np.concatenate([self.by_request, more.by_request]),
             self.sources + more.sources,
             np.concatenate([self.offsets, more.offsets]),
         )
@@ -142,13 +151,22 @@ def _decoded(value: bytes) -> Any:
 
 
 def _fields(value: bytes) -> tuple[Any, ...] | str:
-    """(example_id, features, truth, prediction, model_version, event_time) of a record outside the
-    plain shape, read by ``LabelledExample.decode``; or why it cannot be read."""
+    """(example_id, features, truth, prediction, model_version, event_time, truth_time, joined_by) of a
+    record outside the plain shape, read by ``LabelledExample.decode``; or why it cannot be read."""
     try:
         e = LabelledExample.decode(value)
     except UndecodableRecord as exc:
         return str(exc)
-    return (e.example_id, list(e.features), e.truth, e.prediction, e.model_version, e.event_time)
+    return (
+        e.example_id,
+        list(e.features),
+        e.truth,
+        e.prediction,
+        e.model_version,
+        e.event_time,
+        e.truth_time,
+        e.joined_by,
+    )
 
 
 def _matrix(features: list[Any], n_features: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +191,16 @@ def _matrix(features: list[Any], n_features: int | None) -> tuple[np.ndarray, np
     return X, ok
 
 
-_READ = ("example_id", "features", "truth", "prediction", "model_version", "event_time")
+_READ = (
+    "example_id",
+    "features",
+    "truth",
+    "prediction",
+    "model_version",
+    "event_time",
+    "truth_time",
+    "joined_by",
+)
 _OTHERS = tuple(sorted(REQUIRED.difference(_READ)))
 _COLUMN_TYPES: dict[str, set[type]] = {
     "example_id": {str},
@@ -183,6 +210,7 @@ _COLUMN_TYPES: dict[str, set[type]] = {
     "model_version": {str},
     "event_time": set(_NUMBERS),
     "truth_time": set(_NUMBERS),
+    "joined_by": {str},
     "row": {int},
 }
 
@@ -222,7 +250,7 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
             kept.append(i)
             fields.append(got)
         columns = [list(c) for c in zip(*fields, strict=True)] if fields else [[] for _ in _READ]
-    ids, features, targets, predictions, versions, times = columns
+    ids, features, targets, predictions, versions, times, truth_times, joined = columns
     before = deduper.duplicates
     first = deduper.first_seen(ids)
     duplicates = deduper.duplicates - before
@@ -244,8 +272,9 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
         keep = np.flatnonzero(good).tolist()
         X = X[good]
         kept = [kept[j] for j in keep]
-        ids, targets, predictions, versions, times = (
-            [column[j] for j in keep] for column in (ids, targets, predictions, versions, times)
+        ids, targets, predictions, versions, times, truth_times, joined = (
+            [column[j] for j in keep]
+            for column in (ids, targets, predictions, versions, times, truth_times, joined)
         )
     picked = [records[i] for i in kept]
     rows = Rows(
@@ -255,6 +284,8 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
         versions=versions,
         ids=ids,
         event_times=np.array(times, dtype=float),
+        truth_times=np.array(truth_times, dtype=float),
+        by_request=np.array([by == "request" for by in joined], dtype=bool),
         sources=[f"{r.topic}/{r.partition}" for r in picked],
         offsets=np.array([r.offset for r in picked], dtype=np.int64),
     )

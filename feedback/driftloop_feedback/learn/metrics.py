@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from driftloop_feedback.learn.policy import Trigger
 
@@ -71,6 +71,13 @@ class TrainerMetrics:
         for outcome in ("used", "ignored", "undecodable"):
             self.drift_events.labels(outcome)
         self.checkpoints = Counter("driftloop_trainer_checkpoints", "checkpoints written", registry=r)
+        self.label_latency = Histogram(
+            "driftloop_trainer_label_latency_seconds",
+            "from the feedback API receiving a truth to its example learned by the challenger "
+            "(examples joined by request id: their truth_time is when the API received the truth)",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )
         self.waiting = Gauge(
             "driftloop_trainer_waiting",
             "1 while the trainer waits (no champion registered, no labelled topic)",

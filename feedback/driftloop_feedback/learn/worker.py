@@ -449,6 +449,8 @@ class TrainerWorker:
         self._since_checkpoint += len(X)
         self.metrics.learned.inc(len(X))
         self.metrics.replayed.inc(challenger.replayed - replayed_before)
+        for waited in (now - batch.truth_times[batch.by_request]).tolist():
+            self.metrics.label_latency.observe(waited)
         if may_cut:
             trigger = state.policy.decide(now)
             if trigger is not None:
