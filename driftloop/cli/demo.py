@@ -9,6 +9,7 @@ candidate, its verdict, its canary and its promotion -> the report (JSON, PNGs, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -202,10 +203,22 @@ def _run_loop(
             replay.close()
         if backend is not None:
             backend.close()
+        _keep_trainer_metrics(client, run_home)
         client.close()
         code = loop.stop()
         console.print(f"loop stopped (exit {code}); every worker stopped by PID")
     return result
+
+
+def _keep_trainer_metrics(client: Any, run_home: Path) -> None:
+    """The trainer's last /metrics page (label latency histogram, counts), kept for bench/loop.py."""
+    import httpx
+
+    from driftloop.cli import demo_loop as dl
+
+    with contextlib.suppress(httpx.HTTPError, KeyError, OSError, RuntimeError):
+        page = client.get(dl.metrics_urls(run_home)["trainer"], timeout=5.0).text
+        (run_home / "trainer-metrics.txt").write_text(page)
 
 
 def _event_log(run_home: Path) -> Any:
