@@ -84,7 +84,7 @@ def _run_path(
     assert worker.state is not None and worker.state.last_candidate_version is not None, worker.status
     version = worker.state.last_candidate_version
     ref = registry.get_version(name, version)
-    client = MlflowClient(registry.tracking_uri)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     outcome = Outcome(
         registry,
         name,

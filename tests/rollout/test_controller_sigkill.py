@@ -46,6 +46,7 @@ def _wait(what: str, done: Callable[[], bool], timeout_s: float, proc: subproces
         time.sleep(0.2)
 
 
+@pytest.mark.timeout(600)  # real processes on 2 shared cores: the restarted rollout took > 120 s in CI
 def test_a_killed_controller_leaves_a_split_that_the_next_one_resumes_and_finishes(
     pump_canary: RuntimeThread,  # noqa: F811
     trained_state: TrainedState,
@@ -165,7 +166,7 @@ def test_a_killed_controller_leaves_a_split_that_the_next_one_resumes_and_finish
                 e.decision in ("promoted", "rolled_back", "aborted") for e in events()[len(before_kill) :]
             )
 
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 360
         while not ended():
             assert second.poll() is None, f"the second controller exited ({second.returncode})"
             assert time.monotonic() < deadline, [e.decision for e in events()]

@@ -33,7 +33,7 @@ def test_verdict_lands_on_the_challenger_version_and_its_run(tmp_path) -> None: 
     ref = registry.get_alias("validated", "challenger")
     publish_verdict(registry, ref.name, ref.version, ref.run_id, result)
 
-    client = MlflowClient(registry.tracking_uri)
+    client = MlflowClient(tracking_uri=registry.tracking_uri, registry_uri=registry.tracking_uri)
     tags = client.get_model_version("validated", str(ref.version)).tags
     d = result.decision
     assert tags["driftloop.validation.verdict"] == "pass"
