@@ -334,9 +334,39 @@ class _SlidingWindow(BaseEstimator):
     on them once ``refit_every`` rows were appended since the last refit (or at once while nothing is
     fitted yet). ``partial_fit`` is the incremental contract: append, maybe refit, count."""
 
-    window: int
-    refit_every: int
-    n_threads: int | None
+    def __init__(
+        self,
+        window: int = 3000,
+        refit_every: int = 50,
+        max_iter: int = 100,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 20,
+        l2_regularization: float = 0.0,
+        n_threads: int | None = 1,
+        random_state: int | None = None,
+    ) -> None:
+        self.window = window
+        self.refit_every = refit_every
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def _boosting_params(self) -> dict[str, Any]:
+        """The gradient-boosting settings both window models pass to their batch model."""
+        return {
+            "max_iter": self.max_iter,
+            "learning_rate": self.learning_rate,
+            "max_leaf_nodes": self.max_leaf_nodes,
+            "min_samples_leaf": self.min_samples_leaf,
+            "l2_regularization": self.l2_regularization,
+            "early_stopping": False,
+            "random_state": self.random_state,
+        }
 
     def _check_schedule(self) -> None:
         if int(self.window) < 1 or int(self.refit_every) < 1:
@@ -390,28 +420,6 @@ class WindowRegressor(RegressorMixin, _SlidingWindow):
     True
     """
 
-    def __init__(
-        self,
-        window: int = 3000,
-        refit_every: int = 50,
-        max_iter: int = 100,
-        learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31,
-        min_samples_leaf: int = 20,
-        l2_regularization: float = 0.0,
-        n_threads: int | None = 1,
-        random_state: int | None = None,
-    ) -> None:
-        self.window = window
-        self.refit_every = refit_every
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.n_threads = n_threads
-        self.random_state = random_state
-
     def fit(self, X: Any, y: Any) -> WindowRegressor:
         """Start afresh: keep the last ``window`` rows of X/y and fit on them."""
         X, y = IncrementalRegressor._check(X, y)
@@ -430,15 +438,7 @@ class WindowRegressor(RegressorMixin, _SlidingWindow):
         return self
 
     def _refit(self, X: np.ndarray, y: np.ndarray) -> None:
-        self.regressor_ = HistGradientBoostingRegressor(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization,
-            early_stopping=False,
-            random_state=self.random_state,
-        ).fit(X, y)
+        self.regressor_ = HistGradientBoostingRegressor(**self._boosting_params()).fit(X, y)
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "regressor_")
@@ -465,28 +465,6 @@ class WindowClassifier(ClassifierMixin, _SlidingWindow):
     >>> float((clf.predict(X[500:]) == labels[500:]).mean()) > 0.9
     True
     """
-
-    def __init__(
-        self,
-        window: int = 3000,
-        refit_every: int = 50,
-        max_iter: int = 100,
-        learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31,
-        min_samples_leaf: int = 20,
-        l2_regularization: float = 0.0,
-        n_threads: int | None = 1,
-        random_state: int | None = None,
-    ) -> None:
-        self.window = window
-        self.refit_every = refit_every
-        self.max_iter = max_iter
-        self.learning_rate = learning_rate
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_samples_leaf = min_samples_leaf
-        self.l2_regularization = l2_regularization
-        self.n_threads = n_threads
-        self.random_state = random_state
 
     @property
     def classes_(self) -> np.ndarray:
@@ -539,15 +517,7 @@ class WindowClassifier(ClassifierMixin, _SlidingWindow):
         if len(present) < 2:  # nothing to separate: the one class seen, with certainty
             self.classifier_: HistGradientBoostingClassifier | None = None
             return
-        self.classifier_ = HistGradientBoostingClassifier(
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization,
-            early_stopping=False,
-            random_state=self.random_state,
-        ).fit(X, y)
+        self.classifier_ = HistGradientBoostingClassifier(**self._boosting_params()).fit(X, y)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities [N, C], one column per declared class, in ``classes_`` order."""
