@@ -64,25 +64,30 @@ class StateSource:
 
 def source_problem(
     recorded: Any,
-    expected: StateSource,
+    expected: Any,
     offsets: Mapping[TopicPartition, int],
     end_offset: Callable[[TopicPartition], int],
     committed: Callable[[TopicPartition], int | None],
+    *,
+    reader: str = "worker",
+    state: str = "state",
 ) -> str | None:
     """Why ``offsets``, saved with source ``recorded`` (None: state written before sources were
-    recorded), must not be applied to ``expected``'s log; or None."""
+    recorded), must not be applied to ``expected``'s log; or None. ``expected`` is a ``StateSource`` or
+    another source type with the same methods and ``log``/``group``/``topics`` (the joiner's, which
+    also names partitions); ``reader`` and ``state`` name the reader and its state in the message."""
     if recorded is not None:
-        source = StateSource.from_dict(recorded)
+        source = type(expected).from_dict(recorded)
         if source is None:
             return f"it records a source this version cannot read ({recorded!r})"
         if source != expected:
             return (
-                f"it was taken from {source.describe()}; this worker reads {expected.describe()} "
+                f"it was taken from {source.describe()}; this {reader} reads {expected.describe()} "
                 f"(they differ in {', '.join(source.differences(expected))})"
             )
     for tp, offset in sorted(offsets.items()):
         if tp.topic not in expected.topics:
-            return f"it holds an offset of topic {tp.topic!r}, which this worker does not read"
+            return f"it holds an offset of topic {tp.topic!r}, which this {reader} does not read"
         end = end_offset(tp)
         if offset > end:
             return (
@@ -96,7 +101,7 @@ def source_problem(
                     f"it was written by an earlier driftloop that did not record its source, and log "
                     f"{expected.log} does not vouch for it: group {expected.group} has "
                     f"{'no committed offset' if done is None else f'committed offset {done}'} for "
-                    f"{tp.topic}[{tp.partition}], the state's offset is {offset}"
+                    f"{tp.topic}[{tp.partition}], the {state}'s offset is {offset}"
                 )
     return None
 

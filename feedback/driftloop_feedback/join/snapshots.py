@@ -23,6 +23,7 @@ from driftloop_feedback.errors import SnapshotError
 
 from driftloop.durable import replace_many_durably
 from driftloop.eventlog import TopicPartition
+from driftloop.eventlog.state_source import source_problem as shared_source_problem
 
 FORMAT = 2  # 2: with "source"; 1: without (read, never written)
 READABLE_FORMATS = (1, 2)
@@ -141,33 +142,6 @@ def source_problem(
     is adopted only if this log vouches for every offset in it, i.e. the group committed an offset no
     later than the snapshot's (checkpoints write the snapshot, then commit it) and the partition reaches
     that far; a log it was not taken from has, in practice, no commits of this group at all."""
-    offsets: dict[TopicPartition, int] = saved["offsets"]
-    recorded = saved["source"]
-    if recorded is not None:
-        source = StateSource.from_dict(recorded)
-        if source is None:
-            return f"it records a source this version cannot read ({recorded!r})"
-        if source != expected:
-            return (
-                f"it was taken from {source.describe()}; this stage reads {expected.describe()} "
-                f"(they differ in {', '.join(source.differences(expected))})"
-            )
-    for tp, offset in sorted(offsets.items()):
-        if tp.topic not in expected.topics:
-            return f"it holds an offset of topic {tp.topic!r}, which this stage does not read"
-        end = end_offset(tp)
-        if offset > end:
-            return (
-                f"its offset {offset} of {tp.topic}[{tp.partition}] lies past the end of that partition "
-                f"({end}) in log {expected.log}: the topic was deleted and created again, or truncated"
-            )
-        if recorded is None:
-            done = committed(tp)
-            if done is None or done > offset:
-                return (
-                    f"it was written by an earlier driftloop that did not record its source, and log "
-                    f"{expected.log} does not vouch for it: group {expected.group} has "
-                    f"{'no committed offset' if done is None else f'committed offset {done}'} for "
-                    f"{tp.topic}[{tp.partition}], the snapshot's offset is {offset}"
-                )
-    return None
+    return shared_source_problem(
+        saved["source"], expected, saved["offsets"], end_offset, committed, reader="stage", state="snapshot"
+    )
