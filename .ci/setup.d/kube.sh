@@ -5,8 +5,11 @@
 #     (driftloop/kube/apiserver/main.go), built with Go into a cached bin dir named after the hash of its
 #     sources, only when that binary is absent (first build a few minutes on 2 cores; Go's module and build
 #     caches live in ~/go/pkg/mod and ~/.cache/go-build);
+#   - driftloop-kube-apiserver-full: upstream kube-apiserver v1.33 (k8s.io/kubernetes/cmd/kube-apiserver,
+#     module driftloop/kube/kube-apiserver/: every k8s.io staging module replaced by its v0.33 release),
+#     built the same way into the same bin dir, named after the hash of go.mod and go.sum (~12 min cold);
 #   - kubectl must already be installed (the tests drive it as a user would).
-# Idempotent: a second run only checks that the three binaries are there.
+# Idempotent: a second run only checks that the binaries are there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -16,6 +19,9 @@ SRC=driftloop/kube/apiserver
 BIN_DIR=${DRIFTLOOP_BIN_DIR:-$HOME/.cache/driftloop/bin}
 # Same name as driftloop.kube.testserver.apiserver_binary_name(): sources' hash, so an edit rebuilds.
 APISERVER="$BIN_DIR/driftloop-kube-apiserver-$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-12)"
+# Same name as driftloop.kube.full_apiserver.full_apiserver_binary_name().
+FULL_SRC=driftloop/kube/kube-apiserver
+FULL_APISERVER="$BIN_DIR/driftloop-kube-apiserver-full-$(cat "$FULL_SRC/go.mod" "$FULL_SRC/go.sum" | sha256sum | cut -c1-12)"
 
 if ! command -v etcd >/dev/null 2>&1; then
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -36,26 +42,39 @@ if ! command -v etcd >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq etcd-server >/dev/null
 fi
 
-if [ ! -x "$APISERVER" ]; then
+find_go() {
   GO=$(command -v go || true)
   if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
   if [ -z "$GO" ]; then
-    echo "[kube] Go is needed once to build the test API server ($SRC, k8s.io/apiextensions-apiserver):" \
+    echo "[kube] Go is needed once to build the test API servers ($SRC, $FULL_SRC):" \
       "install Go >= 1.24 (https://go.dev/dl) and re-run .ci/setup" >&2
     exit 1
   fi
-  echo "[kube] building $(basename "$APISERVER") from $SRC (first time only, minutes)"
+}
+
+# build_once BINARY DIR PACKAGE GLOB: go build PACKAGE in module DIR into BINARY unless it is there,
+# then delete older builds whose names match GLOB (each >= 110 MB of dead weight).
+build_once() {
+  local binary=$1 dir=$2 package=$3 glob=$4
+  [ -x "$binary" ] && return 0
+  find_go
+  echo "[kube] building $(basename "$binary") from $dir (first time only, minutes)"
   mkdir -p "$BIN_DIR"
-  tmp="$APISERVER.tmp.$$"
-  (cd "$SRC" && GOFLAGS="-mod=readonly -buildvcs=false" "$GO" build -trimpath -o "$tmp" .)
-  mv "$tmp" "$APISERVER"
-  # Older builds of this command are dead weight (~110 MB each).
-  find "$BIN_DIR" -maxdepth 1 -name 'driftloop-kube-apiserver-*' ! -name "$(basename "$APISERVER")" -delete
-fi
+  local tmp="$binary.tmp.$$"
+  (cd "$dir" && GOFLAGS="-mod=readonly -buildvcs=false" "$GO" build -trimpath -o "$tmp" "$package")
+  mv "$tmp" "$binary"
+  find "$BIN_DIR" -maxdepth 1 -name "$glob" ! -name "$(basename "$binary")" -delete
+}
+
+# apiextensions-apiserver plus /apis discovery (the CRD-only server).
+build_once "$APISERVER" "$SRC" . 'driftloop-kube-apiserver-????????????'
+# The full kube-apiserver.
+build_once "$FULL_APISERVER" "$FULL_SRC" k8s.io/kubernetes/cmd/kube-apiserver 'driftloop-kube-apiserver-full-????????????'
 
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "[kube] kubectl is missing: install it (https://kubernetes.io/docs/tasks/tools/) so that" \
     "'kubectl' is on PATH, then re-run .ci/setup" >&2
   exit 1
 fi
-echo "[kube] ready: etcd $(etcd --version | head -1 | awk '{print $3}'), $(basename "$APISERVER"), kubectl"
+echo "[kube] ready: etcd $(etcd --version | head -1 | awk '{print $3}'), $(basename "$APISERVER")," \
+  "$(basename "$FULL_APISERVER"), kubectl"

@@ -119,3 +119,26 @@ def write_test_pki(directory: Path, user: str = "driftloop-test") -> CertPaths:
     _write_key(server_key, paths.server_key)
     _write_key(client_key, paths.client_key)
     return paths
+
+
+@dataclass(frozen=True)
+class ServiceAccountKeyPaths:
+    """PEM files written by :func:`write_service_account_keys`."""
+
+    signing_key: Path
+    public_key: Path
+
+
+def write_service_account_keys(directory: Path) -> ServiceAccountKeyPaths:
+    """Write an ECDSA P-256 key pair for kube-apiserver's service-account tokens (ES256): the private key
+    for ``--service-account-signing-key-file``, the public one for ``--service-account-key-file``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    paths = ServiceAccountKeyPaths(signing_key=directory / "sa.key", public_key=directory / "sa.pub")
+    _write_key(key, paths.signing_key)
+    paths.public_key.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return paths

@@ -133,3 +133,18 @@ def _pem(section: dict[str, Any], key: str, base: Path) -> bytes | None:
     if section.get(key):
         return (base / section[key]).read_bytes()
     return None
+
+
+def write_token_kubeconfig(path: Path, server: str, ca_cert: Path, token: str, name: str) -> Path:
+    """Write a kubeconfig with one cluster/user/context ``name`` whose user authenticates with ``token``."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
+        "current-context": name,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path

@@ -149,7 +149,7 @@ class LocalKubeAPIServer:
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> LocalKubeAPIServer:
-        apiserver_bin, etcd_bin = find_apiserver(), find_etcd()
+        apiserver_bin, etcd_bin = self._find_apiserver(), find_etcd()
         # etcd fsyncs every write: keep its data on tmpfs when there is one.
         shm = Path("/dev/shm")
         parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
@@ -188,13 +188,14 @@ class LocalKubeAPIServer:
     def connection(self) -> KubeConnection:
         return KubeConnection.from_kubeconfig(self.kubeconfig)
 
-    def kubectl_env(self) -> dict[str, str]:
-        """Environment for running ``kubectl`` against this server: ``KUBECONFIG``, and ``KUBECACHEDIR`` in
-        the server's temp dir so kubectl's discovery/HTTP caches go with it instead of into ``~/.kube``."""
+    def kubectl_env(self, kubeconfig: Path | None = None) -> dict[str, str]:
+        """Environment for running ``kubectl`` against this server: ``KUBECONFIG`` (``kubeconfig``, default
+        the admin's), and ``KUBECACHEDIR`` in the server's temp dir so kubectl's discovery/HTTP caches go
+        with it instead of into ``~/.kube``."""
         assert self.dir is not None, "the server is not running"
         return {
             **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.kubeconfig),
             "KUBECACHEDIR": str(self.dir / "kubectl-cache"),
         }
 
@@ -264,6 +265,9 @@ class LocalKubeAPIServer:
         )
         self._wait_healthy(self._etcd, f"{client_url}/health", None, lambda r: '"true"' in r.text)
 
+    def _find_apiserver(self) -> Path:
+        return find_apiserver()
+
     def _start_apiserver(self, apiserver_bin: Path) -> None:
         assert self.dir is not None
         if self._apiserver is not None:
@@ -271,6 +275,22 @@ class LocalKubeAPIServer:
         self.certs = write_test_pki(self.dir / "pki")
         port = free_port()
         self.url = f"https://127.0.0.1:{port}"
+        self.kubeconfig = write_kubeconfig(
+            self.dir / "kubeconfig",
+            self.url,
+            self.certs.ca_cert,
+            self.certs.client_cert,
+            self.certs.client_key,
+        )
+        self._apiserver = _Process(
+            apiserver_bin.name, self._apiserver_argv(apiserver_bin, port), self.dir / "apiserver.log"
+        )
+        self._wait_healthy(
+            self._apiserver, f"{self.url}/healthz", self.connection(), lambda r: r.text == "ok"
+        )
+
+    def _apiserver_argv(self, apiserver_bin: Path, port: int) -> list[str]:
+        assert self.dir is not None and self.certs is not None
         # The delegated authn/authz clients and the core-API client need a kubeconfig; nothing serves it.
         # Requests in group system:masters are authorised without asking it.
         dummy = write_kubeconfig(
@@ -281,36 +301,22 @@ class LocalKubeAPIServer:
             self.certs.client_key,
             name="unreachable",
         )
-        self.kubeconfig = write_kubeconfig(
-            self.dir / "kubeconfig",
-            self.url,
-            self.certs.ca_cert,
-            self.certs.client_cert,
-            self.certs.client_key,
-        )
-        self._apiserver = _Process(
-            "apiextensions-apiserver",
-            [
-                str(apiserver_bin),
-                f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
-                f"--secure-port={port}",
-                f"--cert-dir={self.dir / 'serving'}",
-                f"--tls-cert-file={self.certs.server_cert}",
-                f"--tls-private-key-file={self.certs.server_key}",
-                f"--client-ca-file={self.certs.ca_cert}",
-                "--authentication-skip-lookup",
-                f"--authentication-kubeconfig={dummy}",
-                f"--authorization-kubeconfig={dummy}",
-                f"--kubeconfig={dummy}",
-                "--enable-priority-and-fairness=false",
-                f"--disable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
-            ],
-            self.dir / "apiserver.log",
-        )
-        self._wait_healthy(
-            self._apiserver, f"{self.url}/healthz", self.connection(), lambda r: r.text == "ok"
-        )
+        return [
+            str(apiserver_bin),
+            f"--etcd-servers={self.etcd_url}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.dir / 'serving'}",
+            f"--tls-cert-file={self.certs.server_cert}",
+            f"--tls-private-key-file={self.certs.server_key}",
+            f"--client-ca-file={self.certs.ca_cert}",
+            "--authentication-skip-lookup",
+            f"--authentication-kubeconfig={dummy}",
+            f"--authorization-kubeconfig={dummy}",
+            f"--kubeconfig={dummy}",
+            "--enable-priority-and-fairness=false",
+            f"--disable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
+        ]
 
     def _wait_healthy(
         self,
