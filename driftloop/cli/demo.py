@@ -9,9 +9,7 @@ candidate, its verdict, its canary and its promotion -> the report (JSON, PNGs, 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
 import time
 import uuid
@@ -121,57 +119,34 @@ def demo(seed: int, deadline_s: float, checkout: Path) -> None:
 def _run_loop(
     console: Any, run_home: Path, data: dict[str, Any], budget_s: float, checkout: Path
 ) -> dict[str, Any]:
-    import httpx
     import numpy as np
-    from driftloop_feedback.rollout.local_backend import LocalControlBackend
-    from rich.live import Live
 
     from driftloop.cli import demo_loop as dl
+    from driftloop.cli.loop_session import LoopSession, create_topics, loop_env
 
     suffix = uuid.uuid4().hex[:8]
     topics = dl.topic_names(suffix)
-    log = _event_log(run_home)
-    for name, topic in topics.items():  # co-partitioned joiner topics; drift and rollouts in one
-        log.create_topic(topic, 1 if name in ("drift", "rollouts") else 2)
-    log.close()
+    create_topics(run_home, topics)
     manifest = dl.write_manifest(run_home / "pump-canary.yaml", topics["request_log"], checkout)
-    env = {**os.environ, **dl.worker_env(topics, suffix), "DRIFTLOOP_HOME": str(run_home)}
-    env.pop("DRIFTLOOP_MLFLOW_TRACKING_URI", None)
-    env.pop("DRIFTLOOP_FEEDBACK_TOKEN", None)
+    env = loop_env(run_home, dl.worker_env(topics, suffix))
     console.print(f"[3/4] driftloop loop run --rollout {manifest} (logs in {run_home / 'run' / 'loop'})")
     deadline = time.monotonic() + budget_s
-    loop = dl.LoopProcess(run_home, manifest, env, dl.checkout_path(checkout, dl.MODELS))
     progress = dl.Progress()
-    client = httpx.Client()
-    backend = None
+    models = dl.checkout_path(checkout, dl.MODELS)
+    session = LoopSession(
+        console, run_home, manifest, env, models, ("plant", "pump-bearing-temp"), deadline, progress
+    )
     replay = None
     result: dict[str, Any] = {"topics": topics, "error": "", "calls": 0, "failed": 0}
-    names = {"runtime", "feedback-api", "joiner", "monitor", "trainer", "validator", "rollout"}
     try:
-        with Live(progress.table(), console=console, refresh_per_second=4) as live:
-
-            def show() -> dict[str, float]:
-                outcomes = dl.refresh(progress, run_home, client, backend)
-                live.update(progress.table())
-                return outcomes
-
-            def ready() -> bool:
-                show()
-                return names <= set(dl.metrics_urls(run_home))
-
-            dl.wait_until("metrics URL of every worker", ready, deadline, loop)
-            urls = dl.metrics_urls(run_home)
-            backend = LocalControlBackend.from_run_dir(run_home / "run" / "local-runtime")
-            ingress = urls["runtime"].removesuffix("/metrics") + "/seldon/plant/pump-bearing-temp"
-            api = urls["feedback-api"].removesuffix("/metrics")
-            token = (run_home / "run" / "loop" / "feedback.token").read_text()
-            replay = dl.Replayer(ingress, api, token, progress)
+        with session:
+            replay = dl.Replayer(session.ingress, session.api, session.token, progress)
             progress.phase = "replaying the days before the change"
             pre_X, pre_y, pre_t = data["pre"]
             for start in range(0, len(pre_X), 200):
                 rows = slice(start, start + 200)
                 replay.send(pre_X[rows], pre_y[rows], pre_t[rows])
-                show()
+                session.show()
             progress.phase = f"after the regime change (+{SHIFT_C:g} C)"
             result["change_wall"] = time.time()
             post_X, post_y, post_t = data["post"]
@@ -181,11 +156,11 @@ def _run_loop(
                 part = np.arange(post, post + POST_CHUNK) % len(post_X)
                 replay.send(post_X[part], post_y[part], post_t[part])
                 post += POST_CHUNK
-                outcomes = show()
+                outcomes = session.show()
                 if ended_at is None and any(outcomes.get(k) for k in ("promoted", "rolled_back")):
                     ended_at = time.monotonic()
                     progress.phase = "rollout ended; the plant goes on"
-                loop.check()
+                session.check()
                 if time.monotonic() > deadline:
                     result["error"] = f"no rollout ended within {budget_s:.0f} s"
                     break
@@ -193,7 +168,7 @@ def _run_loop(
             replay.post_truth()
             time.sleep(3.0)  # the last truth joined and labelled before the loop stops
             progress.phase = "stopping the loop"
-            show()
+            session.show()
     except RuntimeError as exc:
         result["error"] = str(exc)
     finally:
@@ -201,31 +176,7 @@ def _run_loop(
         result["failures"] = replay.failures[:5] if replay else []
         if replay is not None:
             replay.close()
-        if backend is not None:
-            backend.close()
-        _keep_trainer_metrics(client, run_home)
-        client.close()
-        code = loop.stop()
-        console.print(f"loop stopped (exit {code}); every worker stopped by PID")
     return result
-
-
-def _keep_trainer_metrics(client: Any, run_home: Path) -> None:
-    """The trainer's last /metrics page (label latency histogram, counts), kept for bench/loop.py."""
-    import httpx
-
-    from driftloop.cli import demo_loop as dl
-
-    with contextlib.suppress(httpx.HTTPError, KeyError, OSError, RuntimeError):
-        page = client.get(dl.metrics_urls(run_home)["trainer"], timeout=5.0).text
-        (run_home / "trainer-metrics.txt").write_text(page)
-
-
-def _event_log(run_home: Path) -> Any:
-    from driftloop.eventlog import open_event_log
-    from driftloop.settings import StateSettings
-
-    return open_event_log(StateSettings(home=run_home))
 
 
 def _report(
@@ -250,8 +201,10 @@ def _report(
         write_outputs,
     )
 
+    from driftloop.cli.loop_session import open_event_log_at
+
     topics = result["topics"]
-    log = _event_log(run_home)
+    log = open_event_log_at(run_home)
     try:
         records = collect(
             log,

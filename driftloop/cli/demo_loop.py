@@ -133,6 +133,7 @@ class Progress:
     """What the live display shows; updated from the replayer and the workers' /metrics."""
 
     phase: str = "starting the loop"
+    title: str = "driftloop demo"
     rows_sent: int = 0
     calls: int = 0
     failed_calls: int = 0
@@ -152,7 +153,7 @@ class Progress:
     def table(self) -> Any:
         from rich.table import Table
 
-        table = Table(title=f"driftloop demo: {self.phase} ({time.monotonic() - self.started:.0f} s)")
+        table = Table(title=f"{self.title}: {self.phase} ({time.monotonic() - self.started:.0f} s)")
         table.add_column("what")
         table.add_column("now", justify="right")
         rows = [
@@ -263,8 +264,14 @@ class Replayer:
         self.client.close()
 
 
-def refresh(progress: Progress, home: Path, client: httpx.Client, backend: Any) -> dict[str, float]:
-    """Progress from the workers' /metrics and the runtime's control API."""
+def refresh(
+    progress: Progress,
+    home: Path,
+    client: httpx.Client,
+    backend: Any,
+    deployment: tuple[str, str] = ("plant", "pump-bearing-temp"),
+) -> dict[str, float]:
+    """Progress from the workers' /metrics and the runtime's control API (``deployment``: namespace, name)."""
     urls = metrics_urls(home)
     running = [w["name"] for w in loop_status(home)["workers"] if w.get("status") == "running"]
     progress.workers_up = ", ".join(running) or "-"
@@ -294,7 +301,7 @@ def refresh(progress: Progress, home: Path, client: httpx.Client, backend: Any) 
     progress.outcomes = ", ".join(f"{k} {v:.0f}" for k, v in sorted(outcomes.items()) if v) or "-"
     if backend is not None:
         try:
-            state = backend.read("plant", "pump-bearing-temp")
+            state = backend.read(*deployment)
             progress.traffic = ", ".join(f"{p} {w}%" for p, w in state.traffic.items())
         except Exception as exc:  # the control API is down while the runtime restarts: shown, not fatal
             progress.traffic = f"unavailable ({type(exc).__name__})"

@@ -1,8 +1,9 @@
 """``driftloop replay DATA``: replay a plant's own telemetry with delayed ground truth.
 
-``--offline`` runs the prequential evaluation in this process (loop vs frozen vs baseline). The live
-replay through the local runtime (Seldon ingress, feedback path, joiner, monitor, trainer, validator,
-rollout controller) is not built yet: without ``--offline`` the command says so and stops.
+By default live: the initial model is trained and registered, then the rest of the rows run through the
+whole loop as in production (``driftloop.replay.live``). ``--offline`` runs the prequential evaluation in
+this process (loop vs frozen vs baseline). Both print the summary table and write the same JSON report,
+with the HTML report beside it.
 """
 
 from __future__ import annotations
@@ -17,17 +18,12 @@ from rich.table import Table
 
 from driftloop.replay.delay import LabelDelay
 from driftloop.replay.errors import ReplayError
+from driftloop.replay.html import write_html
 from driftloop.replay.models import DEFAULT_MODEL, MODELS
 from driftloop.replay.offline import load, replay_offline
 from driftloop.replay.prequential import SOURCES, ReplayPlan
 from driftloop.replay.report import build_report, write_report
 from driftloop.replay.table import ColumnOptions
-
-LIVE_NOT_BUILT = (
-    "the live replay (requests through the local runtime's Seldon ingress, ground truth through the "
-    "feedback path, the whole loop running) is not built yet: pass --offline for the offline "
-    "prequential replay"
-)
 
 
 def _columns(text: str | None) -> tuple[str, ...]:
@@ -58,13 +54,19 @@ def _columns(text: str | None) -> tuple[str, ...]:
 )
 @click.option("--names", help="Column names of a CSV without a header: COL,COL,...")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the JSON report here.")
-@click.option("--offline", is_flag=True, help="Evaluate offline in this process (the live replay is coming).")
+@click.option("--offline", is_flag=True, help="Evaluate offline in this process instead of the live loop.")
+@click.option("--rows-per-call", default=10, show_default=True, type=int, help="Live: rows per V2 request.")
+@click.option(
+    "--settle-s",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Live: after the last request, wait at most this long for the trainer to read every label.",
+)
 def replay(data: Path, **options: Any) -> None:
     """Replay DATA (CSV or Parquet): predict each row, learn its label once revealed, and compare the
     learning model with a frozen copy and the naive baseline."""
     console = Console(stderr=True)
-    if not options["offline"]:
-        raise click.UsageError(LIVE_NOT_BUILT)
     try:
         columns = ColumnOptions(
             target=options["target"],
@@ -74,8 +76,8 @@ def replay(data: Path, **options: Any) -> None:
             task=options["task"],
         )
         table = load(data, columns, header=options["header"], names=_columns(options["names"]))
-        if options["label_lags"] < 0 or options["batch"] < 1:
-            raise ReplayError("--label-lags must be >= 0 and --batch >= 1")
+        if options["label_lags"] < 0 or options["batch"] < 1 or options["rows_per_call"] < 1:
+            raise ReplayError("--label-lags must be >= 0, --batch >= 1 and --rows-per-call >= 1")
         plan = ReplayPlan(
             delay=LabelDelay.parse(options["label_delay"]),
             model=options["model"],
@@ -85,24 +87,45 @@ def replay(data: Path, **options: Any) -> None:
         )
         plan.delay.reveal_steps(len(table), table.time)  # a duration without --time is refused here
         _describe(console, table, plan)
-        total = len(table) - round(len(table) * plan.train_fraction)
-        with Progress(
-            TextColumn("replaying"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task_id = bar.add_task("rows", total=max(total, 1))
-            run = replay_offline(data, table, plan, lambda done: bar.update(task_id, completed=done))
+        if options["offline"]:
+            run = _offline(console, data, table, plan)
+        else:
+            run = _live(console, data, table, plan, options)
     except ReplayError as exc:
         raise click.ClickException(str(exc)) from exc
     report = build_report(run)
     Console().print(_summary(report))
     if options["report_path"]:
         path = write_report(report, options["report_path"])
-        console.print(f"report written to {path}")
+        console.print(f"report written to {path}\n                  {write_html(report, path)}")
+
+
+def _offline(console: Console, data: Path, table: Any, plan: ReplayPlan) -> Any:
+    total = len(table) - round(len(table) * plan.train_fraction)
+    with Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task_id = bar.add_task("rows", total=max(total, 1))
+        return replay_offline(data, table, plan, lambda done: bar.update(task_id, completed=done))
+
+
+def _live(console: Console, data: Path, table: Any, plan: ReplayPlan, options: dict[str, Any]) -> Any:
+    from driftloop.cli.train import quiet_third_party_logs
+    from driftloop.replay.live import LiveOptions, replay_live
+    from driftloop.settings import StateSettings
+
+    quiet_third_party_logs()
+    home = StateSettings().resolved_home().absolute()
+    live = LiveOptions(home / "replay", rows_per_call=options["rows_per_call"], settle_s=options["settle_s"])
+    try:
+        return replay_live(str(data), table, plan, live, console)
+    except RuntimeError as exc:  # the loop exited, a worker never came up, the feedback API refused
+        raise ReplayError(f"the live replay stopped: {exc}") from exc
 
 
 def _describe(console: Console, table: Any, plan: ReplayPlan) -> None:
@@ -118,14 +141,20 @@ def _describe(console: Console, table: Any, plan: ReplayPlan) -> None:
 
 
 def _summary(report: dict[str, Any]) -> Table:
-    table = Table(title=f"{report['task']}: {report['rows']} rows replayed offline ({report['model']})")
+    title = f"{report['task']}: {report['rows']} rows replayed {report['mode']} ({report['model']})"
+    table = Table(title=title)
     table.add_column("metric")
     for source in SOURCES:
         table.add_column(source, justify="right")
     for metric in report["loop"]:
         table.add_row(metric, *(_number(report[s][metric]) for s in SOURCES))
     table.add_row("rows scored", *(str(report["scored"][s]) for s in SOURCES))
-    table.caption = f"baseline: {report['baseline_name']}; {report['rows_per_second']:.0f} rows/s"
+    rate = report["rows_per_second"]
+    caption = f"baseline: {report['baseline_name']}; {rate or 0:.0f} rows/s"
+    if report["mode"] == "live":
+        counts = ("drift_events", "candidates", "promotions", "rollbacks")
+        caption += "; " + ", ".join(f"{c.replace('_', ' ')} {report[c]}" for c in counts)
+    table.caption = caption
     return table
 
 

@@ -90,10 +90,23 @@ class Evaluation:
         return out
 
 
-def evaluate(
-    table: ReplayTable, plan: ReplayPlan, progress: Callable[[int], None] | None = None
-) -> Evaluation:
-    """Replay ``table`` offline; ``progress(rows_done)`` is called as rows are predicted."""
+@dataclass
+class InitialModel:
+    """The run's start: the first scored row, each row's reveal step, the labels known before it
+    (``known``), the model inputs ``Z`` (features + label inputs) and the model trained on them."""
+
+    start: int
+    reveal: np.ndarray
+    known: int
+    Z: np.ndarray
+    inputs: list[str]
+    model: Any
+
+
+def initial_model(table: ReplayTable, plan: ReplayPlan, y: np.ndarray | None = None) -> InitialModel:
+    """Check the split and train the initial model on the labels revealed before the first scored row
+    (on ``y`` when given: the live replay trains a classifier on class indices, the feedback path's
+    ground truth being numbers)."""
     n = len(table)
     start = round(n * plan.train_fraction)
     if not 0 < plan.train_fraction < 1 or start < 1 or start >= n:
@@ -112,11 +125,22 @@ def evaluate(
     lag_cols, lag_names = label_inputs(table.y, reveal, table.asset, plan.label_lags, table.classes, fill)
     Z = np.hstack([table.X, lag_cols])
     model = make_model(table.task, plan.model, plan.seed)
-    classes = table.classes
-    if classes is not None:
-        model.fit(Z[:known0], table.y[:known0], classes=classes)
+    target = table.y if y is None else y
+    if table.classes is not None:
+        labels = table.classes if y is None else list(range(len(table.classes)))
+        model.fit(Z[:known0], target[:known0], classes=labels)
     else:
-        model.fit(Z[:known0], table.y[:known0])
+        model.fit(Z[:known0], target[:known0])
+    return InitialModel(start, reveal, known0, Z, lag_names, model)
+
+
+def evaluate(
+    table: ReplayTable, plan: ReplayPlan, progress: Callable[[int], None] | None = None
+) -> Evaluation:
+    """Replay ``table`` offline; ``progress(rows_done)`` is called as rows are predicted."""
+    init = initial_model(table, plan)
+    n, start, reveal, known0, Z, model = len(table), init.start, init.reveal, init.known, init.Z, init.model
+    classes = table.classes
     frozen = copy.deepcopy(model)
     batch = max(1, plan.batch, int(getattr(model, "refit_every", 1)))
 
@@ -144,22 +168,39 @@ def evaluate(
         if progress is not None:
             progress(end - start)
         i = end
+    labels = None if classes is None else np.asarray(model.classes_).tolist()
+    return score_sources(table, init, frozen, loop_pred, loop_proba, labels, learned - known0)
 
+
+def score_sources(
+    table: ReplayTable,
+    init: InitialModel,
+    frozen: Any,
+    loop_pred: np.ndarray,
+    loop_proba: np.ndarray | None,
+    labels: list[object] | None,
+    learned: int,
+) -> Evaluation:
+    """The evaluation of the rows from ``init.start``: the loop's predictions as given (a classifier's
+    class probabilities ``loop_proba`` with a column per label of ``labels``, which the frozen model's
+    ``predict_proba`` columns follow too), the frozen model re-scored, the baseline computed."""
+    start, known0, Z = init.start, init.known, init.Z
     truth = table.y[start:]
-    evaluation = Evaluation(table.task, start, known0, truth, {}, inputs=lag_names, learned=learned - known0)
+    evaluation = Evaluation(table.task, start, known0, truth, {}, inputs=init.inputs, learned=learned)
     evaluation.predictions["loop"] = loop_pred
-    baseline_index = last_known(table.y, reveal, table.asset, 1)[start:]
-    if classes is None:
+    baseline_index = last_known(table.y, init.reveal, table.asset, 1)[start:]
+    if labels is None or loop_proba is None:
         evaluation.predictions["frozen"] = frozen.predict(Z[start:])
         evaluation.predictions["baseline"] = np.where(
             baseline_index >= 0, table.y[np.maximum(baseline_index, 0)], np.nan
         )
         return evaluation
-    assert loop_proba is not None
+    rows = len(truth)
+    classes = table.classes or []
     frozen_proba = frozen.predict_proba(Z[start:])
-    columns = {c: j for j, c in enumerate(np.asarray(model.classes_).tolist())}
+    columns = {c: j for j, c in enumerate(labels)}
     truth_col = np.asarray([columns[c] for c in truth.tolist()])
-    evaluation.predictions["frozen"] = np.asarray(model.classes_, dtype=object)[np.argmax(frozen_proba, 1)]
+    evaluation.predictions["frozen"] = np.asarray(labels, dtype=object)[np.argmax(frozen_proba, 1)]
     base = np.asarray([table.y[j] if j >= 0 else None for j in baseline_index.tolist()], dtype=object)
     evaluation.predictions["baseline"] = base
     p_repeat = _repeat_share(table, known0)

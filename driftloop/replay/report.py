@@ -1,7 +1,8 @@
-"""The offline replay's report: issue 15's field names (``task``, ``rows``, ``loop``, ``frozen``,
-``baseline``, ``drift_events``, ``candidates``, ``promotions``, ``rollbacks``, ``windows``), the same
-shape as the live loop's report. Offline no drift monitor, trainer, validator or rollout controller
-runs, so their counts are ``null`` (not 0: nothing was watched) and ``notes`` says so."""
+"""The replay's report: issue 15's field names (``task``, ``rows``, ``loop``, ``frozen``, ``baseline``,
+``drift_events``, ``candidates``, ``promotions``, ``rollbacks``, ``windows``), one shape for both modes.
+Offline no drift monitor, trainer, validator or rollout controller runs, so their counts are ``null``
+(not 0: nothing was watched) and ``notes`` says so; live they are read from the loop's topics and
+registry, and ``live`` holds the run's own figures (calls, truth posted, versions served, ...)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,13 @@ OFFLINE_NOTE = (
     "rollbacks are null"
 )
 
+LIVE_NOTE = (
+    "live replay: requests through the local runtime's Seldon ingress, ground truth posted to the "
+    "feedback API once revealed; 'loop' scores what the ingress answered (whichever version served), "
+    "'frozen' the initial model re-scored; rows_per_second is the rows sent over the time from the "
+    "first request to the last truth posted, the whole loop running"
+)
+
 
 @dataclass(frozen=True)
 class ReplayRun:
@@ -29,6 +37,8 @@ class ReplayRun:
     plan: ReplayPlan
     evaluation: Evaluation
     seconds: float
+    live: dict[str, Any] | None = None  # what the loop did (live mode): counts, calls, versions served
+    live_seconds: float | None = None  # from the first request to the last truth posted
 
 
 def window_size(rows: int) -> int:
@@ -48,9 +58,14 @@ def build_report(run: ReplayRun, window: int | None = None) -> dict[str, Any]:
             entry["end_time"] = float(table.time[ev.start + hi - 1])
         entry.update(ev.metrics(lo, hi))
         windows.append(entry)
+    live = run.live
+    counts = {
+        k: None if live is None else live[k]
+        for k in ("drift_events", "candidates", "promotions", "rollbacks")
+    }
     from_truth = [f"the last {plan.label_lags} known label(s) of the row's asset"] if plan.label_lags else []
     return {
-        "mode": "offline",
+        "mode": "offline" if live is None else "live",
         "task": table.task,
         "task_reason": table.task_reason,
         "rows": len(ev),
@@ -59,10 +74,7 @@ def build_report(run: ReplayRun, window: int | None = None) -> dict[str, Any]:
         "baseline": overall["baseline"],
         "baseline_name": BASELINE_NAMES[table.task],
         "scored": {s: int(ev.scored(s).sum()) for s in SOURCES},
-        "drift_events": None,
-        "candidates": None,
-        "promotions": None,
-        "rollbacks": None,
+        **counts,
         "windows": windows,
         "window": {"by": "count", "size": size},
         "source": run.source,
@@ -84,9 +96,14 @@ def build_report(run: ReplayRun, window: int | None = None) -> dict[str, Any]:
         "forward_filled_values": table.forward_filled,
         "ignored_columns": table.ignored_columns,
         "seconds": run.seconds,
-        "rows_per_second": len(ev) / run.seconds if run.seconds > 0 else None,
-        "notes": [OFFLINE_NOTE],
+        "rows_per_second": _rate(len(ev), run.seconds if run.live_seconds is None else run.live_seconds),
+        "notes": [OFFLINE_NOTE if live is None else LIVE_NOTE],
+        **({} if live is None else {"live": live}),
     }
+
+
+def _rate(rows: int, seconds: float) -> float | None:
+    return rows / seconds if seconds > 0 else None
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:

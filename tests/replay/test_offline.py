@@ -90,13 +90,6 @@ def test_classification_replay_end_to_end_with_label_inputs(tmp_path: Path) -> N
     assert report["scored"] == {"loop": 320, "frozen": 320, "baseline": 320}
 
 
-def test_without_offline_the_command_says_the_live_replay_is_coming(tmp_path: Path) -> None:
-    data = tmp_path / "plant.csv"
-    drifting_plant().to_csv(data, index=False)
-    code, output = run([str(data), "--target", "state"])
-    assert code == 2 and "live replay" in output and "pass --offline" in output
-
-
 def test_bad_data_is_a_clear_error_before_anything_runs(tmp_path: Path) -> None:
     data = tmp_path / "plant.csv"
     drifting_plant().to_csv(data, index=False)
