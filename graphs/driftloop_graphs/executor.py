@@ -10,6 +10,11 @@ container serves only its own model, a node asked for another model answers 404.
 Logging matches Seldon: a node with ``logger`` logs the message it receives (before the rename) and,
 on success, its response, keyed by ``Seldon-Puid``.
 
+Outlier verdicts: when a node's response that is chained into the next node holds an ``outlier_flag``
+BOOL tensor (the outlier TRANSFORMER's annotation, ``driftloop_servers.outlier_runtime``), its rows and
+true flags are counted once per request in ``driftloop_ingress_scored_rows_total`` /
+``driftloop_ingress_outlier_rows_total`` of the predictor, from the message ``chain`` parses anyway.
+
 A node's error answer reaches the client in the runtime's one error shape (``errors.error_body``): a
 4xx with the node's status and its message (MLServer's ``{"error"}`` or FastAPI's ``{"detail"}``
 read), a 5xx as 502 naming the node and nothing of its internals (503 stays 503: not ready).
@@ -34,6 +39,7 @@ from driftloop_graphs.spec import Deployment, Node, Predictor
 from driftloop_graphs.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 JSON = "application/json"
+OUTLIER_FLAG = "outlier_flag"  # the outlier node's BOOL [N] verdict (OutlierRuntimeSettings.flag_output)
 
 
 @dataclass(slots=True)  # made per request: a frozen dataclass's __init__ costs 4x
@@ -47,6 +53,7 @@ class CallContext:
     puid: str
     model_override: str | None = None
     skip_logging: bool = False
+    outliers_counted: bool = False  # an outlier verdict of this request was counted (by this executor)
 
 
 class NodeFailure(Exception):
@@ -88,20 +95,49 @@ def node_message(body: bytes) -> str | None:
     return found[:MAX_NODE_MESSAGE_CHARS]
 
 
-def chain(payload: Payload) -> Payload:
-    """Seldon's ``ChainKFserving``: rename the previous response's ``outputs`` to ``inputs``."""
+def response_message(payload: Payload) -> dict[str, Any]:
+    """A node's response as the JSON object ``chain`` feeds to the next node."""
     try:
         message = orjson.loads(payload.body)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"response is not JSON: {exc}") from exc
     if not isinstance(message, dict):
         raise ValueError("response is not a JSON object")
+    return message
+
+
+def chain(payload: Payload, message: dict[str, Any] | None = None) -> Payload:
+    """Seldon's ``ChainKFserving``: rename the previous response's ``outputs`` to ``inputs``
+    (``message``: the payload already parsed by ``response_message``)."""
+    if message is None:
+        message = response_message(payload)
     if "inputs" in message:
         return payload
     if "outputs" not in message:
         raise ValueError("response has neither 'outputs' nor 'inputs', so it cannot feed the next node")
     message["inputs"] = message.pop("outputs")
     return Payload(orjson.dumps(message), payload.content_type)
+
+
+def outlier_verdict(message: dict[str, Any]) -> tuple[int, int] | None:
+    """(rows scored, rows flagged) of the ``outlier_flag`` BOOL tensor in a parsed node response (the
+    tensors it passes on: ``inputs`` if present, else ``outputs``), or None when it carries none."""
+    tensors = message.get("inputs", message.get("outputs"))
+    if not isinstance(tensors, list):
+        return None
+    for tensor in tensors:
+        if (
+            isinstance(tensor, dict)
+            and tensor.get("name") == OUTLIER_FLAG
+            and tensor.get("datatype") == "BOOL"
+        ):
+            data = tensor.get("data")
+            if not isinstance(data, list):
+                return None
+            while data and isinstance(data[0], list):  # V2 JSON also allows nested (row-major) data
+                data = [x for row in data if isinstance(row, list) for x in row]
+            return len(data), data.count(True)
+    return None
 
 
 class PredictorExecutor:
@@ -144,6 +180,7 @@ class PredictorExecutor:
         # the whole-graph success metrics, used by the ingress on every answered request
         self.ok_requests = metrics.requests.labels(*self._labels, "200")
         self.ok_latency = metrics.latency.labels(*self._labels)
+        self._outlier_counters: tuple[Any, Any] | None = None  # (scored, flagged), made on first use
 
     async def predict(self, request: Payload, ctx: CallContext) -> Payload:
         if self._one_call:
@@ -266,7 +303,10 @@ class PredictorExecutor:
             )
         if from_node:
             try:
-                msg = chain(msg)
+                message = response_message(msg)
+                if not ctx.outliers_counted:
+                    self._count_outliers(message, ctx)
+                msg = chain(msg, message)
             except ValueError as exc:
                 self._count(node, 502, 0.0)
                 raise NodeFailure(
@@ -324,6 +364,20 @@ class PredictorExecutor:
             ),
             "unreachable",
         )
+
+    def _count_outliers(self, message: dict[str, Any], ctx: CallContext) -> None:
+        verdict = outlier_verdict(message)
+        if verdict is None:
+            return
+        ctx.outliers_counted = True  # a downstream node carrying the flag on is not counted again
+        counters = self._outlier_counters
+        if counters is None:
+            counters = self._outlier_counters = (
+                self._metrics.scored_rows.labels(*self._labels),
+                self._metrics.outlier_rows.labels(*self._labels),
+            )
+        counters[0].inc(verdict[0])
+        counters[1].inc(verdict[1])
 
     def _count(self, node: Node, status: int, seconds: float) -> None:
         children = self._node_metrics.get((node.name, status))

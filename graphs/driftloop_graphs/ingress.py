@@ -261,9 +261,11 @@ class Ingress:
             self.metrics.shadow.labels(*name, "skipped_overload").inc()
             return
 
+        own = CallContext(ctx.puid, ctx.model_override, ctx.skip_logging)  # its own outlier count
+
         async def mirror() -> None:
             try:
-                await shadow.predict(payload, ctx)
+                await shadow.predict(payload, own)
             except NodeFailure:
                 self.metrics.shadow.labels(*name, "error").inc()
             except Exception:  # a shadow must never hurt the main path; say what happened

@@ -37,8 +37,27 @@ class IngressMetrics:
             (*labels, "node"),
             LATENCY_BUCKETS,
         )
+        self.scored_rows = LoopCounterFamily(
+            "driftloop_ingress_scored_rows",
+            "Rows whose outlier verdict (an outlier_flag BOOL tensor) a graph node passed on to the next",
+            labels,
+        )
+        self.outlier_rows = LoopCounterFamily(
+            "driftloop_ingress_outlier_rows",
+            "Rows of driftloop_ingress_scored_rows the graph's outlier node flagged",
+            labels,
+        )
         self.registry.register(
-            LoopMetricsCollector((self.requests, self.latency, self.node_requests, self.node_latency))
+            LoopMetricsCollector(
+                (
+                    self.requests,
+                    self.latency,
+                    self.node_requests,
+                    self.node_latency,
+                    self.scored_rows,
+                    self.outlier_rows,
+                )
+            )
         )
         self.errors = Counter(
             "driftloop_ingress_errors",
