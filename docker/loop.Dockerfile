@@ -1,5 +1,6 @@
 # driftloop's loop image: the feedback API, joiner, drift monitor, trainer, validator and rollout
-# controller (`driftloop ...` commands; manifests/base/loop/ picks the command per Deployment).
+# controller (`driftloop ...` commands; manifests/base/loop/ picks the command per Deployment), and the
+# MLflow tracking server (`mlflow server`, manifests/base/mlflow/).
 # Build from the repository root:  docker build -f docker/loop.Dockerfile -t <registry>/driftloop-loop:<tag> .
 # Base images are pinned by tag (no registry was reachable where this file was written to read their
 # digests); pin them by digest in your own build: FROM python:3.11.14-slim-bookworm@sha256:<digest>.
@@ -26,7 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DRIFTLOOP_HOME=/var/lib/driftloop \
     DRIFTLOOP_HEALTHCHECK_URL=http://127.0.0.1:9100/metrics
 COPY --from=wheel /wheels /wheels
-RUN pip install --no-cache-dir /wheels/driftloop-*.whl \
+# psycopg2 and boto3 serve `mlflow server` (manifests/base/mlflow: PostgreSQL backend, S3 artifacts).
+RUN pip install --no-cache-dir /wheels/driftloop-*.whl psycopg2-binary==2.9.13 boto3==1.44.5 \
     && rm -rf /wheels \
     && useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/driftloop driftloop \
     && mkdir -p /var/lib/driftloop \
