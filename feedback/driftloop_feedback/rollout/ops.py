@@ -1,12 +1,17 @@
-"""The operations gate: the canary's 5xx rate and p99 latency against the main predictor's, over the
-last interval, from the ingress's Prometheus metrics (counters and histogram deltas between two scrapes).
+"""The operations gate: the canary's 5xx rate, p99 latency and outlier rate against the main
+predictor's, over the last interval, from the ingress's Prometheus metrics (counters and histogram deltas
+between two scrapes).
 
 ``driftloop_ingress_requests_total{deployment,predictor,code}`` gives requests and errors (a code of 500
 or more, or 0 = no answer; 4xx are the client's input, not the model's fault);
 ``driftloop_ingress_request_seconds_bucket{deployment,predictor,le}`` gives the latency distribution.
 The p99 is the upper bound of the bucket holding the 99th percentile (``inf`` past the last bound).
+``driftloop_ingress_scored_rows_total`` / ``driftloop_ingress_outlier_rows_total{deployment,predictor}``
+give the rows the graph's outlier node scored and flagged; the canary's outlier rate against main's is a
+one-sided test with a stated error rate (``outlier_gate``).
 
-Too few requests in the interval (``min_requests``) gives no ops verdict: no data is never a failure.
+Too few requests in the interval (``min_requests``), or too few scored rows for the outlier test
+(``min_scored_rows``), gives no verdict on that check: no data is never a failure.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from driftloop_feedback.rollout.errors import BackendError
+from driftloop_feedback.rollout.outlier_gate import OutlierRateTest, outlier_rate_test
 from driftloop_feedback.rollout.settings import RolloutSettings
 
 REQUESTS = "driftloop_ingress_requests"
 LATENCY = "driftloop_ingress_request_seconds"
+SCORED_ROWS = "driftloop_ingress_scored_rows"
+OUTLIER_ROWS = "driftloop_ingress_outlier_rows"
 
 
 @dataclass(frozen=True)
@@ -31,10 +39,18 @@ class PredictorCounts:
     requests: float = 0.0
     errors: float = 0.0
     buckets: Mapping[float, float] = field(default_factory=dict)  # le -> cumulative count
+    scored_rows: float = 0.0  # rows the outlier node scored
+    outlier_rows: float = 0.0  # ... and flagged
 
     def minus(self, before: PredictorCounts) -> PredictorCounts:
         buckets = {le: n - before.buckets.get(le, 0.0) for le, n in self.buckets.items()}
-        return PredictorCounts(self.requests - before.requests, self.errors - before.errors, buckets)
+        return PredictorCounts(
+            self.requests - before.requests,
+            self.errors - before.errors,
+            buckets,
+            self.scored_rows - before.scored_rows,
+            self.outlier_rows - before.outlier_rows,
+        )
 
     def p99(self) -> float | None:
         total = self.buckets.get(math.inf, 0.0)
@@ -55,6 +71,7 @@ def parse_ingress_metrics(text: str, deployment: str) -> dict[str, PredictorCoun
     requests: dict[str, float] = {}
     errors: dict[str, float] = {}
     buckets: dict[str, dict[float, float]] = {}
+    rows: dict[str, dict[str, float]] = {SCORED_ROWS: {}, OUTLIER_ROWS: {}}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
@@ -69,9 +86,19 @@ def parse_ingress_metrics(text: str, deployment: str) -> dict[str, PredictorCoun
             elif sample.name == LATENCY + "_bucket" and "le" in labels:
                 le = float(labels["le"])  # "+Inf" parses to inf
                 buckets.setdefault(predictor, {})[le] = sample.value
+            elif sample.name.endswith("_total") and sample.name[: -len("_total")] in rows:
+                counted = rows[sample.name[: -len("_total")]]
+                counted[predictor] = counted.get(predictor, 0.0) + sample.value
+    scored, outliers = rows[SCORED_ROWS], rows[OUTLIER_ROWS]
     return {
-        p: PredictorCounts(requests.get(p, 0.0), errors.get(p, 0.0), buckets.get(p, {}))
-        for p in set(requests) | set(buckets)
+        p: PredictorCounts(
+            requests.get(p, 0.0),
+            errors.get(p, 0.0),
+            buckets.get(p, {}),
+            scored.get(p, 0.0),
+            outliers.get(p, 0.0),
+        )
+        for p in set(requests) | set(buckets) | set(scored) | set(outliers)
     }
 
 
@@ -88,6 +115,7 @@ class OpsCheck:
     main_p99_s: float | None
     enough_data: bool
     breach: str | None
+    outliers: OutlierRateTest | None = None  # None: no outlier metrics on either predictor
 
     def as_dict(self) -> dict[str, object]:
         def finite(x: float | None) -> float | str | None:
@@ -102,6 +130,11 @@ class OpsCheck:
             "main_p99_s": finite(self.main_p99_s),
             "enough_data": self.enough_data,
             "breach": self.breach,
+            "canary_scored_rows": self.outliers.canary_rows if self.outliers else None,
+            "main_scored_rows": self.outliers.main_rows if self.outliers else None,
+            "canary_outlier_rate": self.outliers.canary_rate if self.outliers else None,
+            "main_outlier_rate": self.outliers.main_rate if self.outliers else None,
+            "outlier_test": self.outliers.as_dict() if self.outliers else None,
         }
 
 
@@ -129,8 +162,29 @@ def compare(before: IngressSnapshot, after: IngressSnapshot, settings: RolloutSe
                 f"canary p99 latency {canary_p99:g} s is above main's {main_p99:g} s x "
                 f"{settings.max_p99_ratio:g} + {settings.p99_slack_s:g} s"
             )
+    outliers = None
+    if canary.scored_rows > 0 or main.scored_rows > 0:
+        outliers = outlier_rate_test(
+            canary_rows=canary.scored_rows,
+            canary_outliers=canary.outlier_rows,
+            main_rows=main.scored_rows,
+            main_outliers=main.outlier_rows,
+            margin=settings.max_outlier_rate_increase,
+            alpha=settings.outlier_alpha,
+            min_rows=settings.min_scored_rows,
+        )
+        if breach is None and outliers.breach:
+            breach = outliers.message()
     return OpsCheck(
-        canary.requests, main.requests, canary_rate, main_rate, canary_p99, main_p99, enough, breach
+        canary.requests,
+        main.requests,
+        canary_rate,
+        main_rate,
+        canary_p99,
+        main_p99,
+        enough,
+        breach,
+        outliers,
     )
 
 

@@ -58,6 +58,17 @@ class RolloutSettings(BaseSettings):
     min_requests: int = Field(
         default=20, ge=1, description="fewer canary (or main) requests in an interval: no ops verdict"
     )
+    max_outlier_rate_increase: float = Field(
+        default=0.05, ge=0, lt=1, description="canary outlier rate may exceed main's by at most this"
+    )
+    outlier_alpha: float = Field(
+        default=0.01, gt=0, lt=0.5, description="error rate of the one-sided outlier-rate test per check"
+    )
+    min_scored_rows: int = Field(
+        default=100,
+        ge=1,
+        description="fewer rows scored on canary or main in an interval: no outlier verdict",
+    )
     metrics_url: str | None = Field(
         default=None, description="the ingress /metrics URL; default from the local runtime's run dir"
     )
