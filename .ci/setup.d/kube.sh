@@ -52,24 +52,29 @@ find_go() {
   fi
 }
 
-# build_once BINARY DIR PACKAGE GLOB: go build PACKAGE in module DIR into BINARY unless it is there,
-# then delete older builds whose names match GLOB (each >= 110 MB of dead weight).
+# build_once BINARY DIR PACKAGE GLOB [LDFLAGS]: go build PACKAGE in module DIR into BINARY unless it is
+# there, then delete older builds whose names match GLOB (each >= 110 MB of dead weight).
 build_once() {
-  local binary=$1 dir=$2 package=$3 glob=$4
+  local binary=$1 dir=$2 package=$3 glob=$4 ldflags=${5:-}
   [ -x "$binary" ] && return 0
   find_go
   echo "[kube] building $(basename "$binary") from $dir (first time only, minutes)"
   mkdir -p "$BIN_DIR"
   local tmp="$binary.tmp.$$"
-  (cd "$dir" && GOFLAGS="-mod=readonly -buildvcs=false" "$GO" build -trimpath -o "$tmp" "$package")
+  (cd "$dir" && GOFLAGS="-mod=readonly -buildvcs=false" "$GO" build -trimpath -ldflags="$ldflags" -o "$tmp" "$package")
   mv "$tmp" "$binary"
   find "$BIN_DIR" -maxdepth 1 -name "$glob" ! -name "$(basename "$binary")" -delete
 }
 
 # apiextensions-apiserver plus /apis discovery (the CRD-only server).
 build_once "$APISERVER" "$SRC" . 'driftloop-kube-apiserver-????????????'
-# The full kube-apiserver.
-build_once "$FULL_APISERVER" "$FULL_SRC" k8s.io/kubernetes/cmd/kube-apiserver 'driftloop-kube-apiserver-full-????????????'
+# The full kube-apiserver. Its /version says the release go.mod requires (as the release build's ldflags
+# make it; without them it says v0.0.0-master).
+K8S_VERSION=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ {print $2; exit}' "$FULL_SRC/go.mod")
+K8S_MINOR=$(echo "$K8S_VERSION" | cut -d. -f2)
+VERSION_PKG=k8s.io/component-base/version
+build_once "$FULL_APISERVER" "$FULL_SRC" k8s.io/kubernetes/cmd/kube-apiserver 'driftloop-kube-apiserver-full-????????????' \
+  "-X $VERSION_PKG.gitVersion=$K8S_VERSION -X $VERSION_PKG.gitMajor=1 -X $VERSION_PKG.gitMinor=$K8S_MINOR"
 
 if ! command -v kubectl >/dev/null 2>&1; then
   echo "[kube] kubectl is missing: install it (https://kubernetes.io/docs/tasks/tools/) so that" \
