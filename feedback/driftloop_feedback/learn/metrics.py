@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from driftloop_feedback.learn.batch_histogram import BatchHistogram
 from driftloop_feedback.learn.policy import Trigger
 
 REJECT_REASONS = ("undecodable", "features", "target")
@@ -71,7 +72,7 @@ class TrainerMetrics:
         for outcome in ("used", "ignored", "undecodable"):
             self.drift_events.labels(outcome)
         self.checkpoints = Counter("driftloop_trainer_checkpoints", "checkpoints written", registry=r)
-        self.label_latency = Histogram(
+        self.label_latency = BatchHistogram(  # observed a batch at a time
             "driftloop_trainer_label_latency_seconds",
             "from the feedback API receiving a truth to its example learned by the challenger "
             "(examples joined by request id: their truth_time is when the API received the truth)",

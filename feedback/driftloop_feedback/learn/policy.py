@@ -53,6 +53,9 @@ class DegradationMonitor:
         self._warmup: list[float] = []
 
     def add(self, losses: list[float]) -> None:
+        if self.baseline is not None:
+            self._losses.extend(losses)
+            return
         for loss in losses:
             if self.baseline is None:
                 self._warmup.append(loss)

@@ -48,11 +48,11 @@ class DataWindow:
         self.last_example_id = ids[-1]
         self.event_time_min = min(self.event_time_min, float(event_times.min()))
         self.event_time_max = max(self.event_time_max, float(event_times.max()))
-        names, codes = np.unique(np.asarray(sources), return_inverse=True)
-        for code, name in enumerate(names.tolist()):
-            mine = offsets[codes == code]
-            span = self.offsets.setdefault(name, [int(mine[0]), int(mine[0]) + 1])
-            span[1] = int(mine[-1]) + 1
+        # offsets ascend within a source: its first row has its first offset, its last row the last
+        last_row = {name: row for row, name in enumerate(sources)}
+        for name in sorted(last_row):
+            span = self.offsets.setdefault(name, [int(offsets[sources.index(name)]), 0])
+            span[1] = int(offsets[last_row[name]]) + 1
         self.count += len(ids)
 
     def add_scores(self, X: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> None:

@@ -53,7 +53,7 @@ from driftloop_feedback.learn.metrics import TrainerMetrics
 from driftloop_feedback.learn.policy import CandidatePolicy, DriftEvent, Trigger
 from driftloop_feedback.learn.replay import ReplayBuffer
 from driftloop_feedback.learn.settings import TrainerSettings
-from driftloop_feedback.learn.state import DIGEST_MOD, TrainerState, id_digest
+from driftloop_feedback.learn.state import DIGEST_MOD, TrainerState, digest_of
 from driftloop_feedback.learn.window import DataWindow
 
 log = logging.getLogger(__name__)
@@ -443,14 +443,13 @@ class TrainerWorker:
         scores = challenger.learn(X, y, (known, batch.predictions))
         window = state.window
         window.add_rows(batch.ids, batch.event_times, batch.sources, batch.offsets)
-        state.learned_digest = (state.learned_digest + sum(map(id_digest, batch.ids))) % DIGEST_MOD
+        state.learned_digest = (state.learned_digest + digest_of(batch.ids)) % DIGEST_MOD
         window.add_scores(X, scores.challenger, scores.champion)
         state.policy.learned(len(X), scores.champion.tolist())
         self._since_checkpoint += len(X)
         self.metrics.learned.inc(len(X))
         self.metrics.replayed.inc(challenger.replayed - replayed_before)
-        for waited in (now - batch.truth_times[batch.by_request]).tolist():
-            self.metrics.label_latency.observe(waited)
+        self.metrics.label_latency.observe_many(now - batch.truth_times[batch.by_request])
         if may_cut:
             trigger = state.policy.decide(now)
             if trigger is not None:
