@@ -1,0 +1,440 @@
+"""The cluster manifests (``manifests/base`` + ``manifests/overlays/{dev,prod}``) and the Dockerfiles.
+
+Each overlay is rendered by the real ``kubectl kustomize`` and its objects are checked against what the
+code expects: the SeldonDeployment passes ``driftloop validate``; the rollout controller's Role grants
+exactly the verbs it uses and nothing else; no Secret value is committed; the joiner's KEDA ceiling never
+exceeds its topics' partitions; each worker runs a real ``driftloop`` command with settings the code
+reads; the topics are the code's default names. The Dockerfiles pass hadolint (installed by
+``.ci/setup.d/hadolint.sh``) and ``docker/healthcheck.py`` is run against a real HTTP server.
+"""
+
+from __future__ import annotations
+
+import http.server
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from driftloop_feedback.api.settings import FeedbackSettings
+from driftloop_feedback.join.settings import JoinerSettings
+from driftloop_feedback.learn.settings import TrainerSettings
+from driftloop_feedback.monitor.settings import MonitorSettings
+from driftloop_feedback.rollout.settings import RolloutSettings
+from driftloop_feedback.validate.settings import ValidatorSettings
+from pydantic_settings import BaseSettings
+
+from driftloop.cli import cli
+from driftloop.eventlog.settings import KafkaSettings
+from driftloop.settings import StateSettings
+from tests.conftest import REPO_ROOT
+
+MANIFESTS = REPO_ROOT / "manifests"
+OVERLAYS = ("dev", "prod")
+DOCKERFILES = sorted((REPO_ROOT / "docker").glob("*.Dockerfile"))
+
+# What the controller calls (docs/kubernetes-testing.md, issue 16): read, watch and JSON-patch the
+# SeldonDeployments; read and renew its one Lease.
+ROLLOUT_ROLE_RULES = [
+    {
+        "apiGroups": ["machinelearning.seldon.io"],
+        "resources": ["seldondeployments"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["driftloop-rollout-pump-bearing-temp"],
+        "verbs": ["get", "update"],
+    },
+]
+# Settings classes by env prefix: every DRIFTLOOP_* key the manifests set must be a field of one
+# (DRIFTLOOP_KAFKA_BOOTSTRAP_SERVERS is StateSettings' kafka_bootstrap_servers).
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "DRIFTLOOP_FEEDBACK_": FeedbackSettings,
+    "DRIFTLOOP_JOINER_": JoinerSettings,
+    "DRIFTLOOP_MONITOR_": MonitorSettings,
+    "DRIFTLOOP_TRAINER_": TrainerSettings,
+    "DRIFTLOOP_VALIDATOR_": ValidatorSettings,
+    "DRIFTLOOP_ROLLOUT_": RolloutSettings,
+    "DRIFTLOOP_KAFKA_": KafkaSettings,
+    "DRIFTLOOP_": StateSettings,
+}
+# Read by the images themselves, not by a settings class (docker/healthcheck.py).
+IMAGE_ENV = {"DRIFTLOOP_HEALTHCHECK_URL"}
+
+
+def render(path: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl not found on PATH: install it (https://kubernetes.io/docs/tasks/tools/)"
+    result = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(MANIFESTS / "overlays" / request.param)
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [doc for doc in of_kind(docs, kind) if name is None or doc["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(deployment["spec"]["template"]["spec"]["containers"])
+
+
+def config_env(docs: list[dict[str, Any]], container: dict[str, Any], namespace: str) -> dict[str, str]:
+    """The environment a container gets from its ConfigMaps (envFrom) and literal env values."""
+    env: dict[str, str] = {}
+    maps = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "ConfigMap")}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config_map = maps[source["configMapRef"]["name"]]
+            assert config_map["metadata"]["namespace"] == namespace
+            env.update(config_map.get("data", {}))
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+# -- rendering and the SeldonDeployment -------------------------------------------------------------------
+
+
+def test_every_overlay_renders_the_whole_loop(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    deployments = {doc["metadata"]["name"] for doc in of_kind(docs, "Deployment")}
+    assert deployments == {
+        "feedback-api",
+        "joiner",
+        "monitor",
+        "trainer",
+        "validator",
+        "rollout-controller",
+        "mlflow",
+    }
+    for kind in ("SeldonDeployment", "Role", "RoleBinding", "ScaledObject", "Lease"):
+        one(docs, kind)
+    assert {d["spec"]["topicName"] for d in of_kind(docs, "KafkaTopic")} >= {"seldon", "driftloop.labelled"}
+    # Each Deployment runs as its own ServiceAccount, which the render holds, in its namespace.
+    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in of_kind(docs, "ServiceAccount")}
+    for deployment in of_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert (deployment["metadata"]["namespace"], pod["serviceAccountName"]) in accounts
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_the_rendered_seldon_deployment_passes_driftloop_validate(
+    overlay: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    name, docs = overlay
+    rendered = tmp_path / f"{name}.yaml"
+    rendered.write_text(yaml.safe_dump_all(docs))
+    result = CliRunner().invoke(cli, ["validate", str(rendered)])
+    assert result.exit_code == 0, result.output
+    assert "pump-bearing-temp: valid" in result.output
+
+    sdep = one(docs, "SeldonDeployment")
+    assert sdep["metadata"]["namespace"] == "plant"
+    traffic = {p["name"]: p["traffic"] for p in sdep["spec"]["predictors"]}
+    assert traffic == {"main": 100, "canary": 0}
+    for predictor in sdep["spec"]["predictors"]:
+        env = {e["name"]: e["value"] for e in predictor["svcOrchSpec"]["env"]}
+        assert env["LOGGER_KAFKA_TOPIC"] == "seldon"
+        assert env["LOGGER_KAFKA_BROKER"].endswith(".kafka:9092")
+        nodes = [predictor["graph"]]
+        while nodes:
+            node = nodes.pop()
+            assert node["logger"] == {"mode": "all"}, node["name"]
+            nodes.extend(node.get("children", []))
+        for spec in predictor["componentSpecs"]:
+            for container in spec["spec"]["containers"]:
+                assert container["image"] == "registry.example.com/driftloop/driftloop-mlserver:0.1.0"
+                assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+                assert container["resources"]["requests"] and container["resources"]["limits"]
+
+
+def test_the_local_manifest_is_the_base_seldon_deployment() -> None:
+    """`driftloop up manifests/pump-bearing-temp-canary.yaml` and the cluster run the same graph."""
+    local = yaml.safe_load((MANIFESTS / "pump-bearing-temp-canary.yaml").read_text())
+    (base,) = of_kind(render(MANIFESTS / "base" / "serving"), "SeldonDeployment")
+    assert base == local
+
+
+# -- RBAC ---------------------------------------------------------------------------------------------------
+
+
+def test_the_rollout_role_grants_exactly_what_the_controller_calls(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    role = one(docs, "Role")
+    assert role["rules"] == ROLLOUT_ROLE_RULES
+    sdep = one(docs, "SeldonDeployment")
+    namespace = sdep["metadata"]["namespace"]
+    assert role["metadata"]["namespace"] == namespace
+    binding = one(docs, "RoleBinding")
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    controller = one(docs, "Deployment", "rollout-controller")["spec"]["template"]["spec"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": controller["serviceAccountName"], "namespace": namespace}
+    ]
+    lease = one(docs, "Lease")
+    assert [lease["metadata"]["name"]] == ROLLOUT_ROLE_RULES[1]["resourceNames"]
+    assert lease["metadata"]["namespace"] == namespace
+    # Only the controller mounts an API token.
+    for deployment in of_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is (
+            deployment is one(docs, "Deployment", "rollout-controller")
+        )
+
+
+# -- secrets ------------------------------------------------------------------------------------------------
+
+SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|ACCESS_KEY|CREDENTIAL|BACKEND_STORE_URI)", re.IGNORECASE)
+
+
+def test_no_secret_value_is_committed(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    assert not of_kind(docs, "Secret"), "Secrets are referenced (secretKeyRef/secretRef), never shipped"
+    for config_map in of_kind(docs, "ConfigMap"):
+        for key in config_map.get("data", {}):
+            assert not SECRET_NAME.search(key), f"{config_map['metadata']['name']}: {key} belongs in a Secret"
+    for workload in [*of_kind(docs, "Deployment")]:
+        for container in containers(workload):
+            for item in container.get("env", []):
+                if SECRET_NAME.search(item["name"]):
+                    assert "secretKeyRef" in item.get("valueFrom", {}), (
+                        f"{item['name']} is not a Secret reference"
+                    )
+    referenced = {
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for workload in of_kind(docs, "Deployment")
+        for container in containers(workload)
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    assert {"driftloop-feedback", "mlflow-postgres"} <= referenced
+
+
+def test_no_file_under_manifests_holds_a_secret() -> None:
+    for path in sorted(MANIFESTS.rglob("*")):
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        assert "secretGenerator" not in text, path
+        assert not re.search(r"^kind:\s*Secret\s*$", text, re.MULTILINE), path
+        for line in text.splitlines():
+            key = line.split("=", 1)[0].strip() if path.suffix == ".env" else ""
+            assert not (key and SECRET_NAME.search(key)), f"{path}: {line}"
+
+
+# -- KEDA and the topics ------------------------------------------------------------------------------------
+
+
+def test_the_joiner_never_scales_beyond_its_partitions(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = overlay
+    scaled = one(docs, "ScaledObject")
+    joiner = one(docs, "Deployment", "joiner")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "joiner"
+    assert scaled["metadata"]["namespace"] == joiner["metadata"]["namespace"]
+    assert "replicas" not in joiner["spec"], "KEDA owns the joiner's replicas"
+    partitions = {d["spec"]["topicName"]: d["spec"]["partitions"] for d in of_kind(docs, "KafkaTopic")}
+    defaults = {name: field.default for name, field in JoinerSettings.model_fields.items()}
+    group = config_env(docs, containers(joiner)[0], "plant")["DRIFTLOOP_JOINER_GROUP_ID"]
+    expected = {
+        (f"{group}-rekey", defaults["request_log_topic"]),
+        (f"{group}-request", defaults["keyed_log_topic"]),
+        (f"{group}-request", defaults["feedback_topic"]),
+        (f"{group}-asset", defaults["predictions_topic"]),
+        (f"{group}-asset", defaults["telemetry_topic"]),
+    }
+    triggers = scaled["spec"]["triggers"]
+    assert {(t["metadata"]["consumerGroup"], t["metadata"]["topic"]) for t in triggers} == expected
+    for trigger in triggers:
+        assert trigger["type"] == "kafka"
+        meta = trigger["metadata"]
+        assert int(meta["lagThreshold"]) > int(meta["activationLagThreshold"]) >= 0
+        assert scaled["spec"]["maxReplicaCount"] <= partitions[meta["topic"]], meta["topic"]
+    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+    # Co-partitioned inputs, and the partitions the joiner creates, are one number.
+    joined = {partitions[topic] for _, topic in expected}
+    assert len(joined) == 1
+    count = joined.pop()
+    env = config_env(docs, containers(joiner)[0], "plant")
+    assert int(env["DRIFTLOOP_JOINER_PARTITIONS"]) == count
+    feedback_api = config_env(docs, containers(one(docs, "Deployment", "feedback-api"))[0], "plant")
+    assert int(feedback_api["DRIFTLOOP_FEEDBACK_PARTITIONS"]) == count
+
+
+def test_the_topics_are_the_codes_default_names_with_retention(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    joiner = {n: f.default for n, f in JoinerSettings.model_fields.items()}
+    used = {
+        joiner["request_log_topic"],
+        joiner["keyed_log_topic"],
+        joiner["feedback_topic"],
+        joiner["telemetry_topic"],
+        joiner["predictions_topic"],
+        joiner["labelled_topic"],
+        FeedbackSettings.model_fields["feedback_topic"].default,
+        MonitorSettings.model_fields["drift_topic"].default,
+        TrainerSettings.model_fields["labelled_topic"].default,
+        TrainerSettings.model_fields["drift_topic"].default,
+        ValidatorSettings.model_fields["labelled_topic"].default,
+        RolloutSettings.model_fields["labelled_topic"].default,
+        RolloutSettings.model_fields["rollouts_topic"].default,
+    }
+    topics = of_kind(docs, "KafkaTopic")
+    assert {t["spec"]["topicName"] for t in topics} == used
+    for topic in topics:
+        assert topic["metadata"]["namespace"] == "kafka"
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "plant"
+        assert topic["spec"]["partitions"] >= 1
+        assert int(topic["spec"]["config"]["retention.ms"]) > 0
+        assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
+
+
+# -- the workers' commands and settings ---------------------------------------------------------------------
+
+
+def test_each_worker_runs_a_real_command_with_settings_the_code_reads(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, docs = overlay
+    for deployment in of_kind(docs, "Deployment"):
+        namespace = deployment["metadata"]["namespace"]
+        for container in containers(deployment):
+            if "command" in container:  # mlflow server: checked by the next test
+                continue
+            args = container["args"]
+            result = CliRunner().invoke(cli, [*args, "--help"])
+            assert result.exit_code == 0, f"driftloop {' '.join(args)}: {result.output}"
+            env = config_env(docs, container, namespace)
+            env.update({item["name"]: "" for item in container.get("env", [])})
+            for key in env:
+                if not key.startswith("DRIFTLOOP_") or key in IMAGE_ENV:
+                    continue
+                readers = [
+                    cls
+                    for prefix, cls in SETTINGS.items()
+                    if key.startswith(prefix) and key.removeprefix(prefix).lower() in cls.model_fields
+                ]
+                assert readers, f"{deployment['metadata']['name']}: no settings class reads {key}"
+
+
+def test_the_mlflow_server_command_and_its_settings_exist(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    from mlflow.cli import server
+
+    _, docs = overlay
+    mlflow = one(docs, "Deployment", "mlflow")
+    (container,) = containers(mlflow)
+    assert container["command"] == ["mlflow", "server"]
+    known = {param.envvar for param in server.params if isinstance(param.envvar, str)}
+    env = config_env(docs, container, "mlops")
+    env.update({item["name"]: "" for item in container.get("env", [])})
+    assert set(env) <= known, set(env) - known
+    assert env["MLFLOW_SERVE_ARTIFACTS"] == "true"
+    backend = container["env"][0]
+    assert backend["name"] == "MLFLOW_BACKEND_STORE_URI" and "secretKeyRef" in backend["valueFrom"]
+
+
+# -- Dockerfiles --------------------------------------------------------------------------------------------
+
+
+def hadolint() -> str:
+    found = Path(sys.executable).parent / "hadolint"
+    assert found.exists(), "hadolint is missing: run `bash .ci/setup.d/hadolint.sh` (or .ci/setup)"
+    return str(found)
+
+
+def test_the_dockerfiles_pass_hadolint() -> None:
+    assert {p.name for p in DOCKERFILES} == {"loop.Dockerfile", "mlserver.Dockerfile"}
+    result = subprocess.run(
+        [hadolint(), "--no-color", *map(str, DOCKERFILES)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_refuses_an_unpinned_root_dockerfile(tmp_path: Path) -> None:
+    """The linter the test above relies on does fail: an unpinned base and a root user are reported."""
+    bad = tmp_path / "bad.Dockerfile"
+    bad.write_text("FROM python:latest\nUSER root\nRUN pip install mlserver\n")
+    result = subprocess.run([hadolint(), "--no-color", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout and "DL3002" in result.stdout
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_each_image_is_pinned_non_root_and_has_a_healthcheck(dockerfile: Path) -> None:
+    lines = [line.strip() for line in dockerfile.read_text().splitlines()]
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert bases and all(re.fullmatch(r"[\w./-]+:\d[\w.-]*", base) for base in bases), bases
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+    assert any(line.startswith("HEALTHCHECK ") for line in lines)
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/ready" else 503)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def health_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_healthcheck_reports_the_servers_answer(health_server: str) -> None:
+    script = str(REPO_ROOT / "docker" / "healthcheck.py")
+
+    def check(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, script, url], capture_output=True, text=True, timeout=30, env={"PATH": "", **env}
+        )
+
+    assert check(f"{health_server}/ready").returncode == 0
+    failing = check(f"{health_server}/other")
+    assert failing.returncode == 1 and "HTTP Error 503" in failing.stderr
+    port = health_server.rsplit(":", 1)[1]
+    assert check("http://127.0.0.1:${PORT}/ready", PORT=port).returncode == 0  # $VARS expanded
+    server_down = check("http://127.0.0.1:1/ready")
+    assert server_down.returncode == 1 and "http://127.0.0.1:1/ready" in server_down.stderr
