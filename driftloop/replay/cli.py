@@ -56,6 +56,7 @@ def _columns(text: str | None) -> tuple[str, ...]:
 @click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the JSON report here.")
 @click.option("--offline", is_flag=True, help="Evaluate offline in this process instead of the live loop.")
 @click.option("--rows-per-call", default=10, show_default=True, type=int, help="Live: rows per V2 request.")
+@click.option("--max-rate", type=float, help="Live: send at most this many rows per second.")
 @click.option(
     "--settle-s",
     default=30.0,
@@ -98,6 +99,12 @@ def replay(data: Path, **options: Any) -> None:
     if options["report_path"]:
         path = write_report(report, options["report_path"])
         console.print(f"report written to {path}\n                  {write_html(report, path)}")
+    live = report.get("live")
+    if live and live["failed_calls"]:  # counted, shown in the report, and the command fails
+        raise click.ClickException(
+            f"{live['failed_calls']} of {live['calls']} requests through the ingress failed (first: "
+            f"{live['failures'][0]}); see the logs in {live['run_home']}/run"
+        )
 
 
 def _offline(console: Console, data: Path, table: Any, plan: ReplayPlan) -> Any:
@@ -121,7 +128,12 @@ def _live(console: Console, data: Path, table: Any, plan: ReplayPlan, options: d
 
     quiet_third_party_logs()
     home = StateSettings().resolved_home().absolute()
-    live = LiveOptions(home / "replay", rows_per_call=options["rows_per_call"], settle_s=options["settle_s"])
+    live = LiveOptions(
+        home / "replay",
+        rows_per_call=options["rows_per_call"],
+        settle_s=options["settle_s"],
+        max_rate=options["max_rate"],
+    )
     try:
         return replay_live(str(data), table, plan, live, console)
     except RuntimeError as exc:  # the loop exited, a worker never came up, the feedback API refused

@@ -88,12 +88,26 @@ def write_serving(folder: Path, request_log_topic: str, feature_names: Sequence[
     return manifest, models
 
 
+# A replay runs in accelerated time (hundreds of rows a second): the trainer may cut a candidate every
+# 5 s once 100 labels arrived, and on degradation too (a plant's data may drift in its target only,
+# which the monitor's input test cannot see).
+REPLAY_POLICY = {
+    "DRIFTLOOP_TRAINER_POLICY__MIN_EXAMPLES": "100",
+    "DRIFTLOOP_TRAINER_POLICY__MIN_INTERVAL_S": "5",
+    "DRIFTLOOP_TRAINER_POLICY__DRIFT_MIN_EXAMPLES": "100",
+    "DRIFTLOOP_TRAINER_POLICY__DEGRADATION_ENABLED": "true",
+    "DRIFTLOOP_TRAINER_POLICY__DEGRADATION_WINDOW": "200",
+    "DRIFTLOOP_TRAINER_POLICY__DEGRADATION_MIN_EXAMPLES": "50",
+}
+
+
 def worker_settings(topics: dict[str, str], suffix: str, loss_bound: float | None) -> dict[str, str]:
     """The demo's worker settings, pointed at this deployment and model; every feature watched for
     drift; a regressor's validation losses clipped at ``loss_bound`` (the training targets' range)."""
     from driftloop.cli.demo_loop import worker_env
 
     env = worker_env(topics, suffix)
+    env.update(REPLAY_POLICY)
     for worker in ("TRAINER", "VALIDATOR", "MONITOR", "ROLLOUT"):
         env[f"DRIFTLOOP_{worker}_MODEL_NAME"] = MODEL_NAME
     env["DRIFTLOOP_MONITOR_MODEL_NODE"] = NODE
