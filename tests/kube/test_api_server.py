@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from driftloop.kube.errors import KubeAPIError, KubeError
+from driftloop.kube.full_apiserver import FullKubeAPIServer
 from driftloop.kube.sdep_client import SeldonDeploymentClient
-from driftloop.kube.testserver import LocalKubeAPIServer
 from tests.kube.sdeps import canary_sdep
 
 pytestmark = pytest.mark.integration
@@ -124,7 +124,7 @@ def test_watch_sees_create_and_delete(sdep_client: SeldonDeploymentClient) -> No
 
 
 def test_kubectl_reads_what_the_client_wrote(
-    kube_api_server: LocalKubeAPIServer, sdep_client: SeldonDeploymentClient, kubectl: str
+    kube_api_server: FullKubeAPIServer, sdep_client: SeldonDeploymentClient, kubectl: str
 ) -> None:
     sdep_client.apply(canary_sdep())
     out = subprocess.run(
@@ -139,7 +139,7 @@ def test_kubectl_reads_what_the_client_wrote(
 
 
 def test_kubectl_apply_after_a_traffic_change_conflicts_until_forced(
-    kube_api_server: LocalKubeAPIServer, kubectl: str, kube_namespace: str, tmp_path: Path
+    kube_api_server: FullKubeAPIServer, kubectl: str, kube_namespace: str, tmp_path: Path
 ) -> None:
     """`spec.predictors` is an atomic list in the CRD: whoever last changed any traffic owns all of it."""
     manifest = tmp_path / "sdep.yaml"
@@ -169,7 +169,7 @@ def test_kubectl_apply_after_a_traffic_change_conflicts_until_forced(
 
 
 def test_stop_ends_both_processes_and_removes_the_temp_dir() -> None:
-    server = LocalKubeAPIServer(crds=()).start()
+    server = FullKubeAPIServer(crds=()).start()
     pids, directory = server.pids, server.dir
     assert len(pids) == 2 and directory is not None and directory.is_dir()
     server.stop()
@@ -182,7 +182,7 @@ def test_stop_ends_both_processes_and_removes_the_temp_dir() -> None:
 def test_a_process_that_dies_while_starting_is_reported_with_its_log(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_etcd = Path(__file__).parent / "dying_etcd.sh"
     monkeypatch.setenv("DRIFTLOOP_ETCD", str(fake_etcd))
-    server = LocalKubeAPIServer(crds=())
+    server = FullKubeAPIServer(crds=())
     with pytest.raises(
         KubeError, match=r"(?s)etcd exited with code 3 while starting; log .*etcd\.log:\n.*disk full"
     ):

@@ -18,8 +18,8 @@ from driftloop_graphs.manifest import load_manifests
 from driftloop_graphs.validation import ValidationIssue, validate
 
 from driftloop.kube.errors import KubeAPIError
+from driftloop.kube.full_apiserver import FullKubeAPIServer
 from driftloop.kube.sdep_client import SeldonDeploymentClient
-from driftloop.kube.testserver import LocalKubeAPIServer
 from tests.conftest import REPO_ROOT
 from tests.kube.sdeps import canary_sdep, shadow_predictor
 
@@ -34,7 +34,7 @@ Mutation = Callable[[dict[str, Any]], None]
 CHILD = "spec.predictors[0].graph.children[0]"
 
 
-def kubectl_apply(server: LocalKubeAPIServer, kubectl: str, path: Path, namespace: str, *extra: str) -> str:
+def kubectl_apply(server: FullKubeAPIServer, kubectl: str, path: Path, namespace: str, *extra: str) -> str:
     result = subprocess.run(
         [kubectl, "apply", "--server-side", "-n", namespace, "-f", str(path), *extra],
         env=server.kubectl_env(),
@@ -48,7 +48,7 @@ def kubectl_apply(server: LocalKubeAPIServer, kubectl: str, path: Path, namespac
 
 @pytest.mark.parametrize("name", MANIFESTS)
 def test_manifest_is_accepted_by_the_api_server_and_by_driftloop(
-    name: str, kube_api_server: LocalKubeAPIServer, kubectl: str, kube_namespace: str
+    name: str, kube_api_server: FullKubeAPIServer, kubectl: str, kube_namespace: str
 ) -> None:
     path = MANIFEST_DIR / name
     docs = load_manifests(path)
@@ -56,6 +56,7 @@ def test_manifest_is_accepted_by_the_api_server_and_by_driftloop(
         assert validate(doc) == [], f"driftloop's validator rejects {name}"
     # The manifests pin their own namespace; make kubectl target it rather than fight it.
     namespace = docs[0].get("metadata", {}).get("namespace", kube_namespace)
+    kube_api_server.create_namespace(namespace)
     dry = kubectl_apply(kube_api_server, kubectl, path, namespace, "--dry-run=server")
     assert "serverside-applied (server dry run)" in dry
     kubectl_apply(kube_api_server, kubectl, path, namespace)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from driftloop.kube.errors import KubeAPIError
+from driftloop.kube.full_apiserver import FullKubeAPIServer
 from driftloop.kube.sdep_client import SeldonDeploymentClient
 from driftloop.kube.seldon_crd import GRAPH_LEVELS, SELDON_CRD_NAME, base_seldon_crd, installed_seldon_crd
-from driftloop.kube.testserver import LocalKubeAPIServer
 from tests.kube.sdeps import canary_sdep
 
 
@@ -46,7 +46,7 @@ def test_installed_crd_types_every_version_graph_ten_levels_deep() -> None:
 
 @pytest.mark.integration
 def test_the_controller_gen_crd_is_not_structural_for_a_real_api_server(
-    kube_api_server: LocalKubeAPIServer,
+    kube_api_server: FullKubeAPIServer,
 ) -> None:
     crd = base_seldon_crd()
     crd["metadata"]["name"] = "seldondeployments.base.driftloop.test"
