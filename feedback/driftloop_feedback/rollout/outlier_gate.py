@@ -71,7 +71,7 @@ class OutlierRateTest:
             )
         relation = "exceeds" if self.breach else "is not shown to exceed"
         return (
-            f"{sides}: the canary's {relation} main's by more than {self.margin:g} "
+            f"{sides}: the canary's rate {relation} main's by more than {self.margin:g} "
             f"({METHOD}, z = {self.z:.2f}, p = {self.p_value:.3g}, alpha = {self.alpha:g})"
         )
 
