@@ -91,7 +91,7 @@ class Challenger:
     ) -> np.ndarray:
         """Which rows carry a usable champion prediction: served by ``champion_version``, and a finite
         number (regression) or a declared class (classification)."""
-        mine = np.fromiter((v == champion_version for v in versions), dtype=bool, count=len(versions))
+        mine = np.fromiter(map(champion_version.__eq__, versions), dtype=bool, count=len(versions))
         if not mine.any():
             return mine
         return mine & self.accepted(predictions)

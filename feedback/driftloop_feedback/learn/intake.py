@@ -17,7 +17,7 @@ reason:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -288,7 +288,7 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
             [column[j] for j in keep]
             for column in (ids, targets, predictions, versions, times, truth_times, joined)
         )
-    picked = [records[i] for i in kept]
+    picked = records if len(kept) == len(records) else [records[i] for i in kept]
     rows = Rows(
         X=X,
         targets=targets,
@@ -297,9 +297,9 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
         ids=ids,
         event_times=np.array(times, dtype=float),
         truth_times=np.array(truth_times, dtype=float),
-        by_request=np.array([by == "request" for by in joined], dtype=bool),
-        sources=[f"{r.topic}/{r.partition}" for r in picked],
-        offsets=np.array([r.offset for r in picked], dtype=np.int64),
+        by_request=np.fromiter(map("request".__eq__, joined), dtype=bool, count=len(joined)),
+        sources=list(map("{0.topic}/{0.partition}".format, picked)),
+        offsets=np.fromiter(map(attrgetter("offset"), picked), dtype=np.int64, count=len(picked)),
     )
     if refused:
         refused.sort(key=lambda r: (r.record.topic, r.record.partition, r.record.offset))

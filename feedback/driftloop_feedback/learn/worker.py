@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import partial
+from operator import attrgetter
 from typing import Any, Protocol
 
 import orjson
@@ -401,7 +402,14 @@ class TrainerWorker:
         learned ``batch_size`` rows at a time."""
         state = self.state
         assert state is not None
-        last = {(r.topic, r.partition): r.offset for r in records}  # offsets ascend within a partition
+        # offsets ascend within a partition: the last record of each has its highest
+        last = dict(
+            zip(
+                map(attrgetter("topic", "partition"), records),
+                map(attrgetter("offset"), records),
+                strict=True,
+            )
+        )
         for (topic, partition), offset in last.items():
             state.offsets[TopicPartition(topic, partition)] = offset + 1
         state.consumed += len(records)
