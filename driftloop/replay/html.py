@@ -65,6 +65,10 @@ def _num(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _delay(delay: dict[str, Any]) -> str:
+    return f"{delay['rows']} row(s)" if delay.get("rows") is not None else f"{delay['seconds']:g} s"
+
+
 def render_html(report: dict[str, Any]) -> str:
     from driftloop_feedback.report.page import CSS
 
@@ -75,7 +79,7 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append(
         f"<p>{escape(report['task'])} ({escape(report['task_reason'])}); target {escape(report['target'])}; "
         f"model {escape(report['model'])}; {report['rows']} rows scored after {report['training_rows']} "
-        f"training rows; label delay {escape(str(report['label_delay']))}.</p>"
+        f"training rows; label delay {escape(_delay(report['label_delay']))}.</p>"
     )
     rows = [[s, str(report["scored"][s]), *(_num(report[s][m]) for m in metrics)] for s in SOURCES]
     parts.append("<h2>Prequential metrics</h2>" + _table(["source", "rows scored", *metrics], rows))
