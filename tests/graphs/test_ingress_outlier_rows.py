@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from driftloop_feedback.rollout.ops import parse_ingress_metrics
 from driftloop_graphs.executor import outlier_verdict
 from driftloop_graphs.manifest import load_manifests
 from driftloop_graphs.runtime import LocalRuntime, RuntimeSettings
@@ -80,6 +81,9 @@ def test_rows_the_outlier_node_flagged_are_counted_per_predictor(
         ("driftloop_ingress_scored_rows", "main"): scored,  # main 100 / canary 0 in the manifest
         ("driftloop_ingress_outlier_rows", "main"): flagged,
     }
+    # ... and the rollout controller's ops gate reads them from the real exposition
+    counts = parse_ingress_metrics(httpx.get(metrics_url, timeout=30).text, "pump-bearing-temp")
+    assert (counts["main"].scored_rows, counts["main"].outlier_rows) == (scored, flagged)
 
 
 @pytest.mark.parametrize(
