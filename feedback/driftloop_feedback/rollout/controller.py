@@ -3,8 +3,9 @@
 idle --(challenger with verdict ``pass`` and no rollout status)--> the canary's model node gets the
 candidate at weight 0 --> step 0 (first weight) --> one check per ``interval``:
 
-- operations breach (canary 5xx rate or p99 above main's, ``ops``) or a decided ground-truth ``fail``
-  (``evidence``): a failed check; the weight stays; ``threshold`` failed checks -> roll back;
+- operations breach (canary 5xx rate, p99 or outlier rate above main's, ``ops``) or a decided
+  ground-truth ``fail`` (``evidence``): a failed check; the weight stays; ``threshold`` failed checks
+  -> roll back;
 - ground truth ``pass`` and no breach: the next weight; at the last (``maxWeight``) -> promote;
 - ground truth ``inconclusive``: wait at this weight (no data is never a failure, nothing is promoted
   blind); past ``progress_deadline_s`` at one weight, or with the step's budget used -> roll back with
