@@ -2,7 +2,7 @@
 
 The binary is ``k8s.io/kubernetes/cmd/kube-apiserver`` built from Go modules (``kube-apiserver/go.mod``,
 by ``.ci/setup.d/kube.sh``), run against Debian's etcd on free 127.0.0.1 ports like
-:class:`~driftloop.kube.testserver.LocalKubeAPIServer`. Unlike the CRD-only server it serves Namespaces,
+:class:`~driftloop.kube.testserver.LocalKubeAPIServer` says. It serves Namespaces,
 Deployments, Services, ConfigMaps, Secrets, ServiceAccounts, RBAC, Leases and everything else built in,
 authorises with RBAC (the admin client certificate is in ``system:masters``) and signs service-account
 tokens (TokenRequest, ``kubectl create token``). No controller runs: a Deployment gets no Pods, a
@@ -50,11 +50,11 @@ def full_apiserver_binary_name() -> str:
 
 
 def find_full_apiserver() -> Path:
-    """``$DRIFTLOOP_KUBE_APISERVER_FULL``, else the build of the current go.mod/go.sum in ``BIN_DIR``."""
-    override = os.environ.get("DRIFTLOOP_KUBE_APISERVER_FULL")
+    """``$DRIFTLOOP_KUBE_APISERVER``, else the build of the current go.mod/go.sum in ``BIN_DIR``."""
+    override = os.environ.get("DRIFTLOOP_KUBE_APISERVER")
     if override:
         if not os.access(override, os.X_OK):
-            raise KubeError(f"DRIFTLOOP_KUBE_APISERVER_FULL={override} is not an executable file")
+            raise KubeError(f"DRIFTLOOP_KUBE_APISERVER={override} is not an executable file")
         return Path(override)
     binary = BIN_DIR / full_apiserver_binary_name()
     if not os.access(binary, os.X_OK):

@@ -1,23 +1,13 @@
-"""A real Kubernetes API server for tests, without Docker or a cluster.
+"""What a local Kubernetes API server for tests is made of, without Docker or a cluster: etcd on free
+127.0.0.1 ports with its data in a temp dir (on tmpfs when there is one), a throw-away PKI and an admin
+kubeconfig, the API server process, CRD installation, and stopping both processes by process group.
 
-etcd plus ``driftloop-kube-apiserver`` (upstream ``k8s.io/apiextensions-apiserver``, the CRD half of
-kube-apiserver, with the discovery and OpenAPI endpoints kubectl needs; ``apiserver/main.go``, built by
-``.ci/setup.d/kube.sh``) on free 127.0.0.1 ports. It serves CustomResourceDefinitions and their custom
-resources for real: OpenAPI schema validation, defaulting/pruning, server-side apply, patches, watches,
-resourceVersions. It has no built-in resources (no Pods, Deployments, Namespaces) and runs no controllers.
-
-Example::
-
-    with LocalKubeAPIServer() as server:          # Seldon CRD installed and Established
-        client = SeldonDeploymentClient(server.connection())
-        subprocess.run(["kubectl", "--kubeconfig", server.kubeconfig, "get", "sdep"], check=True)
-
-``python -m driftloop.kube.testserver`` runs one in the foreground and prints its kubeconfig path.
+The server itself is :class:`driftloop.kube.full_apiserver.FullKubeAPIServer` (upstream kube-apiserver
+v1.33); :class:`LocalKubeAPIServer` is its base and leaves the binary and its flags to it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,41 +26,9 @@ import httpx
 from driftloop.kube.certs import CertPaths, write_test_pki
 from driftloop.kube.connection import KubeConnection, write_kubeconfig
 from driftloop.kube.errors import KubeError, raise_for_status
-from driftloop.kube.seldon_crd import installed_seldon_crd
 
 BIN_DIR = Path(os.environ.get("DRIFTLOOP_BIN_DIR", Path.home() / ".cache" / "driftloop" / "bin"))
-# k8s.io/apiextensions-apiserver (pinned in apiserver/go.mod) plus /apis discovery: see apiserver/main.go.
-APISERVER_SRC = Path(__file__).parent / "apiserver"
-# apiextensions-apiserver's admission chain; webhooks and policies need a full cluster, so all are off.
-ADMISSION_PLUGINS = (
-    "NamespaceLifecycle",
-    "MutatingAdmissionWebhook",
-    "ValidatingAdmissionWebhook",
-    "ValidatingAdmissionPolicy",
-    "MutatingAdmissionPolicy",
-)
 SETUP_HINT = "run `bash .ci/setup.d/kube.sh` (or `make setup`) to install it"
-
-
-def apiserver_binary_name() -> str:
-    """``driftloop-kube-apiserver-<hash of its sources>``, as ``.ci/setup.d/kube.sh`` names the build."""
-    digest = hashlib.sha256()
-    for name in ("main.go", "go.mod", "go.sum"):
-        digest.update((APISERVER_SRC / name).read_bytes())
-    return f"driftloop-kube-apiserver-{digest.hexdigest()[:12]}"
-
-
-def find_apiserver() -> Path:
-    """``$DRIFTLOOP_KUBE_APISERVER``, else the build of the current sources in ``BIN_DIR``."""
-    override = os.environ.get("DRIFTLOOP_KUBE_APISERVER")
-    if override:
-        if not os.access(override, os.X_OK):
-            raise KubeError(f"DRIFTLOOP_KUBE_APISERVER={override} is not an executable file")
-        return Path(override)
-    binary = BIN_DIR / apiserver_binary_name()
-    if not os.access(binary, os.X_OK):
-        raise KubeError(f"the test API server {binary} is not built (sources {APISERVER_SRC}): {SETUP_HINT}")
-    return binary
 
 
 def find_etcd() -> Path:
@@ -128,7 +86,8 @@ class _Process:
 
 
 class LocalKubeAPIServer:
-    """etcd + the API server on 127.0.0.1 with a fresh PKI and kubeconfig, the Seldon CRD installed."""
+    """etcd + an API server on 127.0.0.1 with a fresh PKI and kubeconfig, ``crds`` installed and
+    Established. A subclass names the binary (``_find_apiserver``) and its flags (``_apiserver_argv``)."""
 
     def __init__(
         self,
@@ -136,8 +95,7 @@ class LocalKubeAPIServer:
         start_timeout_s: float = 90.0,
         keep_dir: bool = False,
     ) -> None:
-        # Default: the SeldonDeployment CRD as Seldon's release installs it.
-        self.crds = tuple(crds) if crds is not None else (installed_seldon_crd(),)
+        self.crds = tuple(crds or ())
         self.start_timeout_s = start_timeout_s
         self.keep_dir = keep_dir
         self.dir: Path | None = None
@@ -266,7 +224,7 @@ class LocalKubeAPIServer:
         self._wait_healthy(self._etcd, f"{client_url}/health", None, lambda r: '"true"' in r.text)
 
     def _find_apiserver(self) -> Path:
-        return find_apiserver()
+        raise NotImplementedError
 
     def _start_apiserver(self, apiserver_bin: Path) -> None:
         assert self.dir is not None
@@ -290,33 +248,7 @@ class LocalKubeAPIServer:
         )
 
     def _apiserver_argv(self, apiserver_bin: Path, port: int) -> list[str]:
-        assert self.dir is not None and self.certs is not None
-        # The delegated authn/authz clients and the core-API client need a kubeconfig; nothing serves it.
-        # Requests in group system:masters are authorised without asking it.
-        dummy = write_kubeconfig(
-            self.dir / "unreachable.kubeconfig",
-            "https://127.0.0.1:1",
-            self.certs.ca_cert,
-            self.certs.client_cert,
-            self.certs.client_key,
-            name="unreachable",
-        )
-        return [
-            str(apiserver_bin),
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={self.dir / 'serving'}",
-            f"--tls-cert-file={self.certs.server_cert}",
-            f"--tls-private-key-file={self.certs.server_key}",
-            f"--client-ca-file={self.certs.ca_cert}",
-            "--authentication-skip-lookup",
-            f"--authentication-kubeconfig={dummy}",
-            f"--authorization-kubeconfig={dummy}",
-            f"--kubeconfig={dummy}",
-            "--enable-priority-and-fairness=false",
-            f"--disable-admission-plugins={','.join(ADMISSION_PLUGINS)}",
-        ]
+        raise NotImplementedError
 
     def _wait_healthy(
         self,
@@ -347,18 +279,3 @@ class LocalKubeAPIServer:
             f"{proc.name} not healthy at {url} after {self.start_timeout_s:.0f} s (last: {last}); "
             f"log {proc.log}:\n{proc.tail()}"
         )
-
-
-def main() -> None:
-    """Run a server in the foreground until Ctrl-C; print how to reach it."""
-    with LocalKubeAPIServer() as server:
-        print(f"API server {server.url}\nexport KUBECONFIG={server.kubeconfig}", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-
-
-if __name__ == "__main__":
-    main()

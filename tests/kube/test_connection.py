@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from driftloop.errors import ConfigurationError
-from driftloop.kube import testserver
-from driftloop.kube.certs import write_test_pki
+from driftloop.kube import full_apiserver
+from driftloop.kube.certs import write_service_account_keys, write_test_pki
 from driftloop.kube.connection import KubeConnection, write_kubeconfig
 from driftloop.kube.errors import KubeError
 
@@ -83,15 +85,28 @@ def test_missing_kubeconfig_says_what_to_do(tmp_path: Path) -> None:
 
 def test_unbuilt_api_server_says_how_to_build_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DRIFTLOOP_KUBE_APISERVER", raising=False)
-    monkeypatch.setattr(testserver, "BIN_DIR", tmp_path)
+    monkeypatch.setattr(full_apiserver, "BIN_DIR", tmp_path)
     with pytest.raises(KubeError, match=r"not built .* run `bash \.ci/setup\.d/kube\.sh`"):
-        testserver.find_apiserver()
+        full_apiserver.find_full_apiserver()
     monkeypatch.setenv("DRIFTLOOP_KUBE_APISERVER", str(tmp_path / "missing"))
     with pytest.raises(KubeError, match="is not an executable file"):
-        testserver.find_apiserver()
+        full_apiserver.find_full_apiserver()
 
 
-def test_binary_name_follows_the_sources() -> None:
-    name = testserver.apiserver_binary_name()
-    assert name.startswith("driftloop-kube-apiserver-") and len(name) == len("driftloop-kube-apiserver-") + 12
-    assert "k8s.io/apiextensions-apiserver v0.33." in (testserver.APISERVER_SRC / "go.mod").read_text()
+def test_binary_name_follows_the_module() -> None:
+    name = full_apiserver.full_apiserver_binary_name()
+    prefix = "driftloop-kube-apiserver-full-"
+    assert name.startswith(prefix) and len(name) == len(prefix) + 12
+    go_mod = (full_apiserver.FULL_APISERVER_SRC / "go.mod").read_text()
+    assert "\tk8s.io/kubernetes v1.33." in go_mod
+    # Every k8s.io staging module is replaced by its release cut from the same tree.
+    assert "\tk8s.io/apiserver => k8s.io/apiserver v0.33." in go_mod
+
+
+def test_service_account_keys_are_a_p256_pair(tmp_path: Path) -> None:
+    keys = write_service_account_keys(tmp_path)
+    private = serialization.load_pem_private_key(keys.signing_key.read_bytes(), password=None)
+    public = serialization.load_pem_public_key(keys.public_key.read_bytes())
+    assert isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(public, ec.EllipticCurvePublicKey)
+    assert private.public_key().public_numbers() == public.public_numbers()
+    assert keys.signing_key.stat().st_mode & 0o077 == 0
