@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -445,6 +446,7 @@ def test_the_healthcheck_reports_the_servers_answer(health_server: str) -> None:
 
 APPLIED = re.compile(r"^(?P<kind>[\w.]+)/(?P<name>[\w.-]+) (created|configured|unchanged)$", re.MULTILINE)
 CONTROLLER = "system:serviceaccount:plant:driftloop-rollout-controller"
+GROUPS = ["system:serviceaccounts", "system:serviceaccounts:plant", "system:authenticated"]
 
 
 def kubectl_run(server: FullKubeAPIServer, kubectl: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -515,32 +517,28 @@ def test_kubectl_apply_k_of_each_overlay_is_accepted_by_a_full_api_server(
         ("update", "coordination.k8s.io", "leases", "someone-else", "plant"),
     ]
     with full_apiserver.connection().http_client() as http:
-        for verb, group, resource, name, namespace in allowed + refused:
+
+        def may(verb: str, group: str, resource: str, name: str, namespace: str) -> bool:
+            attributes = {
+                "verb": verb,
+                "group": group,
+                "resource": resource,
+                "name": name,
+                "namespace": namespace,
+            }
             review = {
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SubjectAccessReview",
-                "spec": {
-                    "user": CONTROLLER,
-                    "groups": [
-                        "system:serviceaccounts",
-                        "system:serviceaccounts:plant",
-                        "system:authenticated",
-                    ],
-                    "resourceAttributes": {
-                        "verb": verb,
-                        "group": group,
-                        "resource": resource,
-                        "name": name,
-                        "namespace": namespace,
-                    },
-                },
+                "spec": {"user": CONTROLLER, "groups": GROUPS, "resourceAttributes": attributes},
             }
             response = http.post("/apis/authorization.k8s.io/v1/subjectaccessreviews", json=review)
             assert response.status_code == 201, response.text
-            may = (verb, group, resource, name, namespace) in allowed
-            assert response.json()["status"].get("allowed", False) is may, (
-                verb,
-                resource,
-                name,
-                namespace,
-            )
+            return bool(response.json()["status"].get("allowed", False))
+
+        # The authoriser reads Roles and RoleBindings from its informers' cache: wait until it has them.
+        deadline = time.monotonic() + 60
+        while not may(*allowed[0]):
+            assert time.monotonic() < deadline, "the RoleBinding never reached the RBAC authoriser"
+            time.sleep(0.2)
+        for call in allowed + refused:
+            assert may(*call) is (call in allowed), call
