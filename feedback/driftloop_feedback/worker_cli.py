@@ -12,7 +12,9 @@ to list each worker's /metrics, and a stop check that prints progress every few 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,7 +30,8 @@ metrics_port_option = click.option(
     "--metrics-port",
     type=int,
     default=None,
-    help="serve Prometheus /metrics on 127.0.0.1 at this port (0: a free one, printed at start)",
+    help="serve Prometheus /metrics at this port (0: a free one, printed at start), on 127.0.0.1 unless "
+    "DRIFTLOOP_METRICS_HOST says otherwise (0.0.0.0 in a pod, for Prometheus to scrape it)",
 )
 
 
@@ -58,14 +61,27 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def metrics_host() -> str:
+    """Where workers serve /metrics: ``DRIFTLOOP_METRICS_HOST``, 127.0.0.1 by default."""
+    host = os.environ.get("DRIFTLOOP_METRICS_HOST", "").strip() or "127.0.0.1"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise click.ClickException(
+            f"DRIFTLOOP_METRICS_HOST={host!r} is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 in a pod)"
+        ) from None
+    return host
+
+
 def serve_metrics(name: str, port: int | None, registry: Any) -> None:
-    """Serve ``registry`` on 127.0.0.1:``port`` (None: not at all) and say where on stderr."""
+    """Serve ``registry`` on ``metrics_host()``:``port`` (None: not at all) and say where on stderr."""
     if port is None:
         return
     from prometheus_client import start_http_server
 
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=registry)
-    click.echo(f"{name} metrics on http://127.0.0.1:{server.server_port}/metrics", err=True)
+    host = metrics_host()
+    server, _ = start_http_server(port, addr=host, registry=registry)
+    click.echo(f"{name} metrics on http://{host}:{server.server_port}/metrics", err=True)
 
 
 def stop_check(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import doctest
 import os
 import signal
+import socket
 import threading
 
 import click
@@ -65,3 +66,21 @@ def test_settings_errors_become_one_cli_error() -> None:
         worker_cli.load_settings(lambda: _Needs(port="not a port"))  # type: ignore[arg-type]
     assert isinstance(raised.value.__cause__, ValidationError)
     assert "port" in raised.value.message
+
+
+def test_metrics_host_from_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_METRICS_HOST", "0.0.0.0")  # a pod: Prometheus scrapes the pod IP
+    worker_cli.serve_metrics("joiner", 0, CollectorRegistry())
+    found = WORKER_METRICS.search(capsys.readouterr().err)
+    assert found is not None and found.group(1).startswith("http://0.0.0.0:"), found
+    port = int(found.group(1).split(":")[2].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:  # listening on every address
+        assert conn.getpeername()[1] == port
+
+
+def test_a_metrics_host_that_is_not_an_address_is_a_cli_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOOP_METRICS_HOST", "localhost:9100")
+    with pytest.raises(click.ClickException, match="DRIFTLOOP_METRICS_HOST='localhost:9100' is not an IP"):
+        worker_cli.serve_metrics("joiner", 0, CollectorRegistry())

@@ -69,8 +69,9 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "DRIFTLOOP_KAFKA_": KafkaSettings,
     "DRIFTLOOP_": StateSettings,
 }
-# Read by the images themselves, not by a settings class (docker/healthcheck.py).
-IMAGE_ENV = {"DRIFTLOOP_HEALTHCHECK_URL"}
+# Read by the images themselves (docker/healthcheck.py) or by the worker commands' shared CLI
+# (driftloop_feedback.worker_cli.metrics_host), not by a settings class.
+IMAGE_ENV = {"DRIFTLOOP_HEALTHCHECK_URL", "DRIFTLOOP_METRICS_HOST"}
 
 
 def render(path: Path) -> list[dict[str, Any]]:
