@@ -61,3 +61,21 @@ def test_a_plain_poll_keeps_every_row_in_order() -> None:
     )
     assert intake.rows.ids == [f"r{i}:0" for i in range(50)] and not intake.refused
     assert (intake.rows.X == X).all() and intake.rows.targets == y.tolist()
+
+
+def test_a_record_with_class_probabilities_is_read_by_decode_in_a_plain_poll() -> None:
+    """``probabilities``/``classes`` send a record through ``LabelledExample.decode``, which refuses
+    probabilities of another count than the classes; the other records stay plain."""
+    X, y = regression_rows(3, 4)
+    good = [e.encode() for e in examples(X, y)]
+    plain = orjson.loads(good[0])
+    mismatched = {**plain, "example_id": "probs", "probabilities": [0.2, 0.8], "classes": [1.0, 2.0, 3.0]}
+    values = [good[0], orjson.dumps(mismatched), good[1], good[2]]
+    intake = read_poll(
+        [record(i, v) for i, v in enumerate(values)],
+        LabelledDeduper(100),
+        Challenger(regressor_champion(), ReplayBuffer(10, 0.0)),
+    )
+    assert intake.rows.ids == ["r0:0", "r1:0", "r2:0"]
+    assert [(r.record.offset, r.reason) for r in intake.refused] == [(1, "undecodable")]
+    assert "2 probabilities for 3 classes" in intake.refused[0].detail

@@ -17,7 +17,8 @@ reason:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from itertools import repeat
+from operator import attrgetter, contains, itemgetter
 from typing import Any
 
 import numpy as np
@@ -232,7 +233,7 @@ def _columns(docs: list[Any]) -> list[list[Any]] | None:
     for wanted, column in zip(_CHECKED, columns, strict=True):
         if wanted is not None and not set(map(type, column)) <= wanted:
             return None
-    if any(["probabilities" in d or "classes" in d for d in docs]):
+    if any(map(contains, docs, repeat("probabilities"))) or any(map(contains, docs, repeat("classes"))):
         return None
     return columns[: len(_READ)]
 
