@@ -47,7 +47,7 @@ def deployment(request_log_topic: str) -> dict[str, Any]:
     ]
     logger = {
         "env": [
-            {"name": "LOGGER_KAFKA_BROKER", "value": "kafka-bootstrap.kafka:9092"},
+            {"name": "LOGGER_KAFKA_BROKER", "value": "plant-kafka-bootstrap.kafka:9092"},
             {"name": "LOGGER_KAFKA_TOPIC", "value": request_log_topic},
         ]
     }
