@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,12 @@ from driftloop_feedback.worker_cli import (
     serve_metrics,
     stop_on_signals,
 )
+
+if TYPE_CHECKING:
+    from driftloop_feedback.rollout.kube_backend import KubeSeldonBackend
+    from driftloop_feedback.rollout.kube_lease import KubeLease
+    from driftloop_feedback.rollout.lease import FileLease
+    from driftloop_feedback.rollout.local_backend import LocalControlBackend
 
 
 @click.group()
@@ -26,6 +33,29 @@ def _settings() -> object:
     return load_settings(RolloutSettings)
 
 
+def _backend_and_lease(
+    settings: object,
+) -> tuple[KubeSeldonBackend | LocalControlBackend, KubeLease | FileLease]:
+    """The traffic backend and the lease the settings choose: the local runtime's control API and a
+    lease file (default), or the SeldonDeployment and its coordination.k8s.io Lease (``kubernetes``)."""
+    from driftloop_feedback.rollout.kube_backend import KubeSeldonBackend, kube_client
+    from driftloop_feedback.rollout.kube_lease import KubeLease, lease_name_for
+    from driftloop_feedback.rollout.lease import FileLease
+    from driftloop_feedback.rollout.local_backend import LocalControlBackend
+    from driftloop_feedback.rollout.settings import RolloutSettings
+
+    assert isinstance(settings, RolloutSettings)
+    if settings.backend == "kubernetes":
+        client = kube_client(settings.kubeconfig, settings.kube_context)
+        lease_name = settings.lease_name or lease_name_for(settings.deployment)
+        lease = KubeLease(
+            client, settings.namespace, lease_name, settings.key, settings.lease_ttl_s, time.time
+        )
+        return KubeSeldonBackend(client), lease
+    lease_file = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, time.time)
+    return LocalControlBackend.from_run_dir(), lease_file
+
+
 def _metrics_url(settings: object) -> str:
     from driftloop_feedback.rollout.local_backend import local_run_dir, read_runtime_json
     from driftloop_feedback.rollout.settings import RolloutSettings
@@ -33,6 +63,10 @@ def _metrics_url(settings: object) -> str:
     assert isinstance(settings, RolloutSettings)
     if settings.metrics_url:
         return settings.metrics_url
+    if settings.backend == "kubernetes":
+        raise click.ClickException(
+            "DRIFTLOOP_ROLLOUT_METRICS_URL is required with the kubernetes backend (the ingress's /metrics)"
+        )
     data = read_runtime_json(local_run_dir())
     return f"http://{data['host']}:{int(data['port'])}/metrics"
 
@@ -55,8 +89,6 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     from driftloop.registry import MlflowRegistry
     from driftloop_feedback.rollout.controller import RolloutController
     from driftloop_feedback.rollout.errors import RolloutError
-    from driftloop_feedback.rollout.lease import FileLease
-    from driftloop_feedback.rollout.local_backend import LocalControlBackend
     from driftloop_feedback.rollout.ops import HttpOpsSource
     from driftloop_feedback.rollout.settings import RolloutSettings
     from driftloop_feedback.validate.settings import ValidationSettings
@@ -67,12 +99,11 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     validation = load_settings(ValidationSettings)
     stop = stop_on_signals()
     try:
-        backend = LocalControlBackend.from_run_dir()
         ops = HttpOpsSource(_metrics_url(settings), settings.deployment)
+        backend, lease = _backend_and_lease(settings)
     except RolloutError as exc:
         raise click.ClickException(str(exc)) from exc
     log = open_event_log()
-    lease = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, time.time)
     controller = RolloutController(
         settings, backend, MlflowRegistry.from_state(), log, lease, ops, validation
     )
@@ -108,16 +139,15 @@ def status(history: int) -> None:
     from driftloop.eventlog import open_event_log
     from driftloop_feedback.rollout.errors import RolloutError
     from driftloop_feedback.rollout.events import read_history
-    from driftloop_feedback.rollout.lease import FileLease
-    from driftloop_feedback.rollout.local_backend import LocalControlBackend
     from driftloop_feedback.rollout.settings import RolloutSettings
 
     settings = _settings()
     assert isinstance(settings, RolloutSettings)
     try:
-        backend = LocalControlBackend.from_run_dir()
+        backend, lease = _backend_and_lease(settings)
         try:
             state = backend.read(settings.namespace, settings.deployment)
+            record = lease.current()
         finally:
             backend.close()
     except RolloutError as exc:
@@ -126,7 +156,6 @@ def status(history: int) -> None:
     click.echo(f"{settings.key}: traffic {split}")
     for predictor, nodes in state.models.items():
         click.echo(f"  {predictor}: " + ", ".join(f"{n}={uri}" for n, uri in nodes.items()))
-    record = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, time.time).current()
     if record is None or record.expires_at < time.time():
         click.echo("lease: free (no controller running)")
     else:

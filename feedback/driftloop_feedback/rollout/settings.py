@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,20 @@ class RolloutSettings(BaseSettings):
     )
     metrics_url: str | None = Field(
         default=None, description="the ingress /metrics URL; default from the local runtime's run dir"
+    )
+
+    # where the traffic is changed (docs/rollout.md, "Kubernetes backend")
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="local: the local runtime's control API; kubernetes: the SeldonDeployment",
+    )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="kubernetes: kubeconfig; default the pod's service account, else $KUBECONFIG",
+    )
+    kube_context: str | None = Field(default=None, description="kubernetes: kubeconfig context")
+    lease_name: str | None = Field(
+        default=None, description="kubernetes: the Lease's name; default driftloop-rollout-<deployment>"
     )
 
     # topics, lease, polling
