@@ -56,6 +56,12 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, int | None]:
     return match.group("name"), match.group("alias"), int(version) if version else None
 
 
+def is_server_uri(tracking_uri: str) -> bool:
+    """True for an MLflow tracking server reached over HTTP(S), False for a local store (sqlite, file, a
+    database URI opened by the client itself)."""
+    return tracking_uri.split(":", 1)[0].lower() in {"http", "https"}
+
+
 class MlflowRegistry:
     """Register models and detector folders in MLflow, move aliases, resolve ``models:/`` URIs."""
 
@@ -66,7 +72,9 @@ class MlflowRegistry:
 
         self.tracking_uri = tracking_uri
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self._artifact_root = artifact_root
+        # A tracking server decides where artifacts go (``mlflow-artifacts:/`` when it serves them): a
+        # local folder named here would be one only this machine can read.
+        self._artifact_root = None if is_server_uri(tracking_uri) else artifact_root
         self._experiment = experiment
         self._experiment_id: str | None = None
 
@@ -241,8 +249,10 @@ class MlflowRegistry:
         """Load the sklearn model a ``models:/`` URI points at (reads the pickle in the MLflow folder)."""
         import mlflow.sklearn
 
-        ref = self.resolve(uri)
-        return mlflow.sklearn.load_model(ref.source)
+        # Downloaded with this registry's tracking URI first: ``load_model(source)`` would resolve a
+        # server's ``mlflow-artifacts:/`` source through the process-wide tracking URI instead.
+        with tempfile.TemporaryDirectory(prefix="driftloop-model-") as tmp:
+            return mlflow.sklearn.load_model(str(self.download(uri, Path(tmp))))
 
     # -- run artifacts of a version (appended for the drift monitor's references) ----------------------
     def log_run_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:

@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.kafka",
     "tests.fixtures.mlserver",
+    "tests.fixtures.mlflow_server",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
