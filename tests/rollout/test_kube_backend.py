@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -349,3 +350,30 @@ def test_the_backend_watches_the_deployment(world: World, cluster: Cluster) -> N
     changes.close()
     assert kind == "MODIFIED" and state.weight("canary") == 5
     assert CHAMPION == 1  # the registry's champion is the one the deployment serves at rest
+
+
+def test_rollout_status_reads_the_cluster_when_the_backend_setting_says_kubernetes(
+    world: World, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from driftloop_feedback.rollout.cli import rollout
+
+    world.clock.t = time.time()  # the command compares the Lease's renewTime with the wall clock
+    ctl, _ = kube_controller(world, cluster, "ctl-a")
+    ctl.tick(world.clock.t)
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "home"))
+    env = {
+        "DRIFTLOOP_ROLLOUT_BACKEND": "kubernetes",
+        "DRIFTLOOP_ROLLOUT_KUBECONFIG": str(cluster.controller_kubeconfig),
+        "DRIFTLOOP_ROLLOUT_NAMESPACE": cluster.namespace,
+    }
+    result = CliRunner().invoke(rollout, ["status"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{cluster.namespace}/{DEPLOYMENT}: traffic main=90, canary=10" in result.output
+    assert f"canary: bearing-outlier=models:/{MODEL}-outlier@champion, bearing-temp={CANDIDATE_URI}" in (
+        result.output
+    )
+    assert "lease: ctl-a (expires in" in result.output
+    env["DRIFTLOOP_ROLLOUT_KUBECONFIG"] = str(tmp_path / "missing.kubeconfig")
+    result = CliRunner().invoke(rollout, ["status"], env=env)
+    assert result.exit_code == 1 and "DRIFTLOOP_ROLLOUT_KUBECONFIG" in result.output
