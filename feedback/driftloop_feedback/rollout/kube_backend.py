@@ -40,16 +40,12 @@ FIELD_MANAGER = "driftloop-rollout"
 WriteHook = Callable[[str, str], None]
 
 
-def kube_client(
-    kubeconfig: Path | None = None, context: str | None = None, timeout_s: float = 30.0
-) -> Client:
+def kube_client(kubeconfig: Path | None = None, context: str | None = None) -> Client:
     """A lightkube client: ``kubeconfig`` (and ``context``) if given, else the pod's service account when
     running in a pod, else ``$KUBECONFIG`` / ``~/.kube/config``."""
-    import httpx2
-
     try:
         config = KubeConfig.from_file(kubeconfig) if kubeconfig is not None else KubeConfig.from_env()
-        return Client(config.get(context) if context else config, timeout=httpx2.Timeout(timeout_s))
+        return Client(config.get(context) if context else config)
     except Exception as exc:  # lightkube raises ConfigError, OSError or KeyError for a bad kubeconfig
         where = kubeconfig or "the pod's service account or $KUBECONFIG"
         raise BackendError(
