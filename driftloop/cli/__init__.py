@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "monitor": "driftloop_feedback.monitor.cli:monitor",
     "rollout": "driftloop_feedback.rollout.cli:rollout",
     "loop": "driftloop_feedback.loop.cli:loop",
-    "replay": "driftloop.replay.cli:replay",
+    "replay": "driftloop.cli.replay:replay",
 }
 
 

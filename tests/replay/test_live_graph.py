@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from driftloop_graphs.spec import Deployment
 
 from driftloop.cli import cli
-from driftloop.replay.live_graph import MODEL_NAME, NODE, worker_settings, write_serving
+from driftloop.cli.replay_graph import MODEL_NAME, NODE, worker_settings, write_serving
 from tests.replay.test_offline import drifting_plant
 
 

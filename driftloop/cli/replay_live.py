@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from driftloop.replay.live_graph import DEPLOYMENT, MODEL_NAME, NAMESPACE, worker_settings, write_serving
+from driftloop.cli.replay_graph import DEPLOYMENT, MODEL_NAME, NAMESPACE, worker_settings, write_serving
 from driftloop.replay.prequential import InitialModel, ReplayPlan, initial_model, score_sources
 from driftloop.replay.report import ReplayRun
 from driftloop.replay.table import ReplayTable

@@ -1,7 +1,7 @@
 """``driftloop replay DATA``: replay a plant's own telemetry with delayed ground truth.
 
 By default live: the initial model is trained and registered, then the rest of the rows run through the
-whole loop as in production (``driftloop.replay.live``). ``--offline`` runs the prequential evaluation in
+whole loop as in production (``driftloop.cli.replay_live``). ``--offline`` runs the prequential evaluation in
 this process (loop vs frozen vs baseline). Both print the summary table and write the same JSON report,
 with the HTML report beside it.
 """
@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from driftloop.cli.replay_html import write_html
 from driftloop.replay.delay import LabelDelay
 from driftloop.replay.errors import ReplayError
-from driftloop.replay.html import write_html
 from driftloop.replay.models import DEFAULT_MODEL, MODELS
 from driftloop.replay.offline import load, replay_offline
 from driftloop.replay.prequential import SOURCES, ReplayPlan
@@ -122,8 +122,8 @@ def _offline(console: Console, data: Path, table: Any, plan: ReplayPlan) -> Any:
 
 
 def _live(console: Console, data: Path, table: Any, plan: ReplayPlan, options: dict[str, Any]) -> Any:
+    from driftloop.cli.replay_live import LiveOptions, replay_live
     from driftloop.cli.train import quiet_third_party_logs
-    from driftloop.replay.live import LiveOptions, replay_live
     from driftloop.settings import StateSettings
 
     quiet_third_party_logs()
