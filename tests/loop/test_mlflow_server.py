@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from driftloop_feedback.learn.candidates import CANDIDATE_ID_TAG, Candidate, CandidateRegistrar
+from driftloop_feedback.monitor.registry_source import RegistryReferenceSource
 from driftloop_feedback.validate import ValidationSettings
 from driftloop_feedback.validate.validator import Row, Validator, publish_verdict
 from mlflow import MlflowClient
@@ -26,7 +27,6 @@ from driftloop.learning.training import TrainingSettings, split_by_time, train
 from driftloop.learning.v2_payload import features_request, output_values
 from driftloop.mlserver_env import server_env
 from driftloop.mlserver_process import MLServerProcess
-from driftloop.references import load_reference
 from driftloop.registry import MlflowRegistry
 from driftloop.settings import StateSettings
 from driftloop.telemetry import SimulatorSettings, simulate_fleet
@@ -109,9 +109,14 @@ def test_the_loop_runs_against_an_mlflow_server_on_postgresql(
         "drift-reference/reference.json",
         "drift-reference/reference.npy",
     ]
-    # the drift monitor reads that reference back through the server
-    reference = load_reference(registry, MODEL, ref.version)
+    # the drift monitor reads that reference (and its fallback, the registered drift detector) back
+    monitor_source = RegistryReferenceSource(registry, MODEL, f"{MODEL}-drift")
+    reference = monitor_source.reference(str(ref.version))
     np.testing.assert_array_equal(reference.data, validation.X[8:200])
+    assert tuple(reference.feature_names) == tuple(validation.feature_names)
+    detector, names, detector_uri = monitor_source.fallback(str(ref.version))
+    assert detector_uri == f"models:/{MODEL}-drift/{published.drift.version}"
+    assert names == tuple(result.feature_names)
     # registering the same candidate again (a restart) finds it instead of adding a version
     assert CandidateRegistrar(registry, MODEL, "challenger").register(candidate).version == ref.version
 
