@@ -5,6 +5,11 @@ from pathlib import Path
 
 import pytest
 
+# MLflow's telemetry (on outside CI) fetches its config in a thread; with no network that fails and the thread
+# pops _MLFLOW_TELEMETRY_SESSION_ID from os.environ while a REST call's `requests` iterates os.environ for
+# proxies: KeyError in MlflowClient calls (seen in tests/loop/test_mlflow_server.py). Set before any import.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 pytest_plugins = [
     "tests.fixtures.kube",
     "tests.fixtures.kafka",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 from driftloop_feedback.learn.candidates import CANDIDATE_ID_TAG, Candidate, CandidateRegistrar
 from driftloop_feedback.monitor.registry_source import RegistryReferenceSource
@@ -38,8 +39,11 @@ pytestmark = pytest.mark.integration
 MODEL = "pump-bearing-temp"
 
 
-def _local_stores(root: Path) -> list[Path]:
-    """Files a local MLflow store would leave: sqlite databases and anything in an artifact folder."""
+def _local_stores(root: Path, shallow: bool = False) -> list[Path]:
+    """Files a local MLflow store would leave: sqlite databases and anything in an artifact folder
+    (``shallow``: only MLflow's defaults directly in ``root``, as a client with no URI would create them)."""
+    if shallow:
+        return [p for p in (root / "mlflow.db", root / "mlruns", root / "mlartifacts") if p.exists()]
     found = [p for p in root.rglob("*") if p.is_file() and p.suffix in {".db", ".sqlite"}]
     found += [p for p in root.rglob("mlartifacts/**/*") if p.is_file()]
     found += [p for p in root.rglob("mlruns/**/*") if p.is_file()]
@@ -49,6 +53,7 @@ def _local_stores(root: Path) -> list[Path]:
 def test_the_loop_runs_against_an_mlflow_server_on_postgresql(
     mlflow_server: MlflowServer, tmp_path: Path
 ) -> None:
+    before = _local_stores(Path.cwd(), shallow=True)
     home = tmp_path / "home"
     state = StateSettings(home=home, mlflow_tracking_uri=mlflow_server.tracking_uri)
     registry = MlflowRegistry.from_state(state)
@@ -147,3 +152,10 @@ def test_the_loop_runs_against_an_mlflow_server_on_postgresql(
     assert other.get_alias(MODEL, "challenger").version == ref.version
     assert _local_stores(tmp_path) == []
     assert not (home / "mlflow.db").exists()
+    assert _local_stores(Path.cwd(), shallow=True) == before
+    # and the server kept it all in PostgreSQL
+    with psycopg.connect(mlflow_server.backend_store_uri) as db:
+        versions = db.execute("select name, version from model_versions").fetchall()
+        runs = db.execute("select count(*) from runs").fetchone()
+    assert (MODEL, ref.version) in versions and len(versions) == 4
+    assert runs is not None and runs[0] == 4
