@@ -13,6 +13,7 @@ BENCHMARKS: list[str] = [
     "drift",
     "replay",
     "loop",
+    "nab",
 ]
 
 if __name__ == "__main__":
