@@ -4,6 +4,7 @@ so ``driftloop --help`` stays fast (mlflow/alibi-detect imports cost seconds).""
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
@@ -51,4 +52,14 @@ def cli() -> None:
 
 
 def main() -> None:
+    quiet_mlflow_telemetry()
     cli()
+
+
+def quiet_mlflow_telemetry() -> None:
+    """MLflow >= 3.x sends usage telemetry from a thread unless told not to. Plants are often
+    air-gapped: every driftloop process (and the MLServers, workers and servers it starts, which inherit
+    the environment) turns it off unless the user set ``MLFLOW_DISABLE_TELEMETRY`` themselves. Without a
+    network its thread also removed an environment variable while a REST call was reading the
+    environment (a ``KeyError`` seen in this project's tests)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -113,3 +114,14 @@ def test_serve_before_training_says_to_train_first(driftloop_home: Path) -> None
     assert result.exit_code == 1
     assert "has alias 'champion'" in result.output and "driftloop train" in result.output
     assert not list((driftloop_home / "run").glob("mlserver-*"))  # MLServer was never started
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftloop.cli import quiet_mlflow_telemetry
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    quiet_mlflow_telemetry()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")
+    quiet_mlflow_telemetry()
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "false"
