@@ -4,44 +4,19 @@ sqlite MLflow. Rows scored and rows flagged on ``/metrics`` equal what the respo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
 from driftloop_feedback.rollout.ops import parse_ingress_metrics
 from driftloop_graphs.executor import outlier_verdict
-from driftloop_graphs.manifest import load_manifests
-from driftloop_graphs.runtime import LocalRuntime, RuntimeSettings
-from driftloop_graphs.spec import Deployment
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop.cli.serve import server_env
-from driftloop.eventlog import MemoryEventLog
 from driftloop.learning.v2_payload import features_request
 from tests.fixtures.mlserver import TrainedState
 from tests.graphs.runtime_thread import RuntimeThread
+from tests.rollout.test_local_runtime_rollout import pump_canary  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def pump_canary(trained_state: TrainedState, tmp_path: Path) -> Iterator[RuntimeThread]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DRIFTLOOP_HOME", str(trained_state.state.resolved_home()))
-    deployments = [
-        Deployment.from_doc(d) for d in load_manifests(REPO / "manifests/pump-bearing-temp-canary.yaml")
-    ]
-    settings = RuntimeSettings(
-        models_root=REPO / "models", run_dir=tmp_path / "run", mlserver_env=server_env(trained_state.state)
-    )
-    try:
-        with RuntimeThread(LocalRuntime(deployments, settings, MemoryEventLog())) as thread:
-            yield thread
-    finally:
-        mp.undo()
 
 
 def _rows(metrics_url: str) -> dict[tuple[str, str], float]:
@@ -57,7 +32,8 @@ def _rows(metrics_url: str) -> dict[tuple[str, str], float]:
 
 
 def test_rows_the_outlier_node_flagged_are_counted_per_predictor(
-    pump_canary: RuntimeThread, trained_state: TrainedState
+    pump_canary: RuntimeThread,  # noqa: F811
+    trained_state: TrainedState,
 ) -> None:
     rt = pump_canary.runtime
     base = rt.url(rt.deployments[0])
