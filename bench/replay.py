@@ -7,19 +7,23 @@ inputs alone, beside the frozen initial model, the
 last-class baseline recomputed on the same rows, and River's published figures (Last Class 0.8533,
 ARF 0.8766, Leveraging Bagging 0.8927; River's learners start from nothing and update on every label).
 The first ``TRAIN_FRACTION`` of the rows trains the initial model; the rest are scored. Goal: >= 0.893
-with inputs from ground truth already arrived. Also the replay's rate (rows/s).
+with inputs from ground truth already arrived. Also the replay's rate (rows/s), and what the served
+model's update cadence costs (``refresh_study``: the live loop serves a model that changes on promotion).
 
 ``DRIFTLOOP_BENCH_QUICK=1`` replays the first 10,000 rows only.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
+import numpy as np
+
 from driftloop.replay.delay import LabelDelay
 from driftloop.replay.offline import load, replay_offline
-from driftloop.replay.prequential import ReplayPlan
+from driftloop.replay.prequential import ReplayPlan, initial_model
 from driftloop.replay.report import ReplayRun
 from driftloop.replay.table import ColumnOptions
 
@@ -40,6 +44,34 @@ def replay(model: str, label_lags: int) -> ReplayRun:
         LabelDelay.parse("1"), model=model, train_fraction=TRAIN_FRACTION, label_lags=label_lags
     )
     return replay_offline(ELEC2, table, plan)
+
+
+REQUEST_ROWS = 10  # rows per V2 request in the live replay (driftloop/cli/replay_live.py)
+REFRESH_EVERY = (10, 100, 1_000, 10_000, None)  # labels learned between refreshes of the served copy
+
+
+def refresh_study() -> dict[int | None, float]:
+    """What the served model's update cadence costs on ELEC2: ``sgd`` + last known label learns every
+    label as it is revealed (in requests of ``REQUEST_ROWS`` rows, as the live replay sends them), but
+    the rows are predicted by a copy of it refreshed only every ``k`` labels (``None``: never, the
+    frozen model). ``k`` = 10 is the offline replay served request by request; the live loop's served
+    model changes on promotion only, thousands of labels apart (docs/benchmarks.md)."""
+    table = load(ELEC2, ColumnOptions(target="class"), names=NAMES)
+    n = 10_000 if QUICK else len(table)
+    plan = ReplayPlan(LabelDelay.parse("1"), model="sgd", train_fraction=TRAIN_FRACTION, label_lags=1)
+    out: dict[int | None, float] = {}
+    for every in REFRESH_EVERY:
+        init = initial_model(table, plan)
+        learner, classes = init.model, table.classes
+        served, learned_at_refresh, right = copy.deepcopy(learner), init.known, 0
+        for i in range(init.start, n, REQUEST_ROWS):
+            end = min(n, i + REQUEST_ROWS)
+            right += int(np.sum(served.predict(init.Z[i:end]) == table.y[i:end]))
+            learner.partial_fit(init.Z[i:end], table.y[i:end], classes=classes)  # revealed 1 row later
+            if every is not None and end - learned_at_refresh >= every:
+                served, learned_at_refresh = copy.deepcopy(learner), end
+        out[every] = right / (n - init.start)
+    return out
 
 
 def main() -> None:
@@ -72,6 +104,13 @@ def main() -> None:
     print(
         f"  goal >= {GOAL} with inputs from ground truth: {'met' if best >= GOAL else 'NOT met'} ({best:.4f})"
     )
+    print(
+        f"served-model refresh (sgd + last known label learning every label in requests of {REQUEST_ROWS} "
+        "rows; rows predicted by a copy refreshed every k labels):"
+    )
+    for every, accuracy in refresh_study().items():
+        label = "never (frozen)" if every is None else f"every {every:,} labels"
+        print(f"  {label:44s} {accuracy:8.4f}  x{accuracy / baseline:.4f}")
 
 
 if __name__ == "__main__":
