@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from driftloop_feedback.rollout.kube_lease import KubeLease
     from driftloop_feedback.rollout.lease import FileLease
     from driftloop_feedback.rollout.local_backend import LocalControlBackend
+    from driftloop_feedback.rollout.ops import HttpOpsSource
+    from driftloop_feedback.rollout.prometheus_ops import PrometheusOpsSource
 
 
 @click.group()
@@ -65,10 +67,27 @@ def _metrics_url(settings: object) -> str:
         return settings.metrics_url
     if settings.backend == "kubernetes":
         raise click.ClickException(
-            "DRIFTLOOP_ROLLOUT_METRICS_URL is required with the kubernetes backend (the ingress's /metrics)"
+            "with the kubernetes backend the ops gate needs DRIFTLOOP_ROLLOUT_PROMETHEUS_URL (Seldon's "
+            "executor metrics in Prometheus) or DRIFTLOOP_ROLLOUT_METRICS_URL (an ingress's /metrics)"
         )
     data = read_runtime_json(local_run_dir())
     return f"http://{data['host']}:{int(data['port'])}/metrics"
+
+
+def _ops_source(settings: object) -> HttpOpsSource | PrometheusOpsSource:
+    """Where the ops gate's figures come from (``DRIFTLOOP_ROLLOUT_OPS_SOURCE``): the ingress's /metrics,
+    or Seldon's executor histogram in Prometheus (docs/rollout.md, "Operations on a cluster")."""
+    from driftloop_feedback.rollout.ops import HttpOpsSource
+    from driftloop_feedback.rollout.prometheus_ops import PrometheusOpsSource
+    from driftloop_feedback.rollout.settings import RolloutSettings
+
+    assert isinstance(settings, RolloutSettings)
+    if settings.resolved_ops_source() == "prometheus":
+        assert settings.prometheus_url is not None  # RolloutSettings refuses prometheus without a URL
+        return PrometheusOpsSource(
+            settings.prometheus_url, settings.deployment, extra_selector=settings.prometheus_selector
+        )
+    return HttpOpsSource(_metrics_url(settings), settings.deployment)
 
 
 @rollout.command()
@@ -89,7 +108,6 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     from driftloop.registry import MlflowRegistry
     from driftloop_feedback.rollout.controller import RolloutController
     from driftloop_feedback.rollout.errors import RolloutError
-    from driftloop_feedback.rollout.ops import HttpOpsSource
     from driftloop_feedback.rollout.settings import RolloutSettings
     from driftloop_feedback.validate.settings import ValidationSettings
 
@@ -99,7 +117,7 @@ def run(metrics_port: int | None, tick_s: float) -> None:
     validation = load_settings(ValidationSettings)
     stop = stop_on_signals()
     try:
-        ops = HttpOpsSource(_metrics_url(settings), settings.deployment)
+        ops = _ops_source(settings)
         backend, lease = _backend_and_lease(settings)
     except RolloutError as exc:
         raise click.ClickException(str(exc)) from exc

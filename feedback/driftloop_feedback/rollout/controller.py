@@ -353,10 +353,12 @@ class RolloutController:
             after = self.ops.snapshot()
         except BackendError as exc:
             self.metrics.failures.labels("metrics").inc()
-            log.warning("rollout: no ingress metrics this interval (%s): no ops verdict", exc)
-            return None
+            log.warning("rollout: no ops metrics this interval (%s): no ops verdict", exc)
+            return OpsCheck.no_figures(f"no ops verdict: metrics unavailable ({exc})")
         before, rollout.ops_before = rollout.ops_before, after
-        return compare(before, after, self.settings) if before is not None else None
+        if before is None:
+            return OpsCheck.no_figures("no ops verdict: no metrics at the interval's start")
+        return compare(before, after, self.settings)
 
     def _champion_now(self) -> int | None:
         try:

@@ -116,6 +116,12 @@ class OpsCheck:
     enough_data: bool
     breach: str | None
     outliers: OutlierRateTest | None = None  # None: no outlier metrics on either predictor
+    unavailable: str | None = None  # why there were no figures at all this interval (``no_figures``)
+
+    @classmethod
+    def no_figures(cls, reason: str) -> OpsCheck:
+        """No ops verdict because the metrics could not be read (``reason``): not a failure."""
+        return cls(0.0, 0.0, None, None, None, None, False, None, None, reason)
 
     def as_dict(self) -> dict[str, object]:
         def finite(x: float | None) -> float | str | None:
@@ -135,6 +141,7 @@ class OpsCheck:
             "canary_outlier_rate": self.outliers.canary_rate if self.outliers else None,
             "main_outlier_rate": self.outliers.main_rate if self.outliers else None,
             "outlier_test": self.outliers.as_dict() if self.outliers else None,
+            "unavailable": self.unavailable,
         }
 
 

@@ -73,6 +73,18 @@ class RolloutSettings(BaseSettings):
     metrics_url: str | None = Field(
         default=None, description="the ingress /metrics URL; default from the local runtime's run dir"
     )
+    ops_source: Literal["ingress", "prometheus"] | None = Field(
+        default=None,
+        description="ingress: scrape the local ingress's /metrics; prometheus: query Seldon's executor "
+        "histogram in Prometheus; default prometheus with the kubernetes backend and a prometheus_url",
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        description="prometheus: the server's base URL, e.g. http://prometheus-operated.monitoring:9090",
+    )
+    prometheus_selector: str = Field(
+        default="", description='prometheus: extra label matchers for the query, e.g. namespace="plant"'
+    )
 
     # where the traffic is changed (docs/rollout.md, "Kubernetes backend")
     backend: Literal["local", "kubernetes"] = Field(
@@ -120,7 +132,18 @@ class RolloutSettings(BaseSettings):
             )
         if self.main_predictor == self.canary_predictor:
             raise ValueError("main_predictor and canary_predictor must be different predictors")
+        if self.ops_source == "prometheus" and not self.prometheus_url:
+            raise ValueError(
+                "ops_source=prometheus needs the server's URL: set DRIFTLOOP_ROLLOUT_PROMETHEUS_URL "
+                "(e.g. http://prometheus-operated.monitoring:9090)"
+            )
         return self
+
+    def resolved_ops_source(self) -> Literal["ingress", "prometheus"]:
+        """``ops_source``, else prometheus with the kubernetes backend when a Prometheus URL is set."""
+        if self.ops_source is not None:
+            return self.ops_source
+        return "prometheus" if self.backend == "kubernetes" and self.prometheus_url else "ingress"
 
     def weights(self) -> list[int]:
         """The canary weight of each step, the last one being the maximum."""
