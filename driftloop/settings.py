@@ -8,6 +8,7 @@ embedded event log, trained detector artifacts and run-time files (PIDs, ports, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,12 @@ class StateSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(
         default=None, description="Kafka bootstrap servers; when unset the embedded event log is used"
     )
+    state_store: Literal["directory", "log"] = Field(
+        default="directory",
+        description="where workers keep their state (driftloop.statestore): a local folder, or a "
+        "compacted Kafka topic any replica on any node restores from (needs Kafka)",
+    )
+    state_topic: str = Field(default="driftloop.state", description="the log state store's topic")
 
     def resolved_home(self) -> Path:
         home = self.home.expanduser().resolve()

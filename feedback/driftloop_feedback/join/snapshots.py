@@ -1,8 +1,10 @@
-"""Durable join-state snapshots, one file per (stage, shard), written atomically (temp file, fsync,
-rename, fsync of the directory): a reader sees the previous snapshot or the new one, never half of one.
+"""Durable join-state snapshots, one per (stage, shard), each replaced atomically in a state store
+(``driftloop.statestore``): a reader sees the previous snapshot or the new one, never half of one.
 
-Members of one consumer group must share the directory (one machine, or a shared volume), because a
-shard's snapshot is loaded by whichever member the group assigns that partition to.
+A shard's snapshot is loaded by whichever member the group assigns that partition to, so the members
+of one consumer group must reach the same store: with ``DRIFTLOOP_STATE_STORE=directory`` (default)
+they share the folder (one machine, or a shared volume); with ``log`` the snapshots are keys of a
+compacted Kafka topic that every replica on every node reads.
 
 A snapshot records its ``StateSource``: the log (``EventLog.identity()``), the stage's consumer group,
 input topics and their partition count, and the shard's partition. Its offsets mean something only
@@ -12,7 +14,6 @@ there; the stage compares the source before it applies them (``JoinStage``). For
 
 from __future__ import annotations
 
-import os
 import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -21,9 +22,9 @@ from typing import Any
 
 from driftloop_feedback.errors import SnapshotError
 
-from driftloop.durable import replace_many_durably
 from driftloop.eventlog import TopicPartition
 from driftloop.eventlog.state_source import source_problem as shared_source_problem
+from driftloop.statestore import DirectoryStore, StateStore, StateStoreError
 
 FORMAT = 2  # 2: with "source"; 1: without (read, never written)
 READABLE_FORMATS = (1, 2)
@@ -69,12 +70,18 @@ class StateSource:
 
 
 class SnapshotStore:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+    """The stage snapshots of one consumer group in a state store (``driftloop.statestore``): files
+    ``<stage>-<shard>.snapshot`` in the group's folder, or those keys in the changelog topic."""
 
-    def path(self, stage: str, shard: int) -> Path:
-        return self.directory / f"{stage}-{shard:04d}.snapshot"
+    def __init__(self, store: StateStore | Path) -> None:
+        self.store: StateStore = DirectoryStore(store) if isinstance(store, Path) else store
+
+    @staticmethod
+    def key(stage: str, shard: int) -> str:
+        return f"{stage}-{shard:04d}.snapshot"
+
+    def where(self, stage: str, shard: int) -> str:
+        return self.store.where(self.key(stage, shard))
 
     def save(self, stage: str, shard: int, payload: dict[str, Any]) -> None:
         self.write(stage, {shard: self.encode(payload)})
@@ -85,48 +92,51 @@ class SnapshotStore:
 
     def write(self, stage: str, encoded: dict[int, bytes]) -> None:
         """Replace the snapshots of these shards (shard -> ``encode``d bytes), each atomically; all are
-        durable when this returns (the directory is synced once, after the last rename)."""
+        durable when this returns."""
         if not encoded:
             return
-        files = {self.path(stage, shard): data for shard, data in encoded.items()}
         try:
-            replace_many_durably(files, self.directory)
-        except OSError as exc:
-            raise SnapshotError(
-                f"cannot write joiner snapshot {exc.filename}: {exc}; check disk space"
-            ) from exc
+            self.store.write_many({self.key(stage, shard): data for shard, data in encoded.items()})
+        except StateStoreError as exc:
+            raise SnapshotError(f"cannot write joiner snapshots: {exc}") from exc
 
     def load(self, stage: str, shard: int) -> dict[str, Any] | None:
-        target = self.path(stage, shard)
-        if not target.exists():
+        where = self.where(stage, shard)
+        try:
+            data = self.store.read(self.key(stage, shard))
+        except StateStoreError as exc:
+            raise SnapshotError(f"cannot read joiner snapshot {where}: {exc}") from exc
+        if data is None:
             return None
         try:
-            with open(target, "rb") as fh:
-                payload: dict[str, Any] = pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            payload: dict[str, Any] = pickle.loads(data)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
             raise SnapshotError(
-                f"joiner snapshot {target} is unreadable ({exc}); move it away to rebuild this shard "
+                f"joiner snapshot {where} is unreadable ({exc}); move it away to rebuild this shard "
                 "from the committed offsets (predictions pending in it would then be lost)"
             ) from exc
-        if payload.get("format") not in READABLE_FORMATS:
+        if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
+            found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
             raise SnapshotError(
-                f"joiner snapshot {target} has format {payload.get('format')}, want one of "
+                f"joiner snapshot {where} has format {found}, want one of "
                 f"{READABLE_FORMATS}; it was written by another driftloop version: run that one, or "
                 "move the snapshot away to rebuild this shard from the committed offsets"
             )
         payload.setdefault("source", None)
         return payload
 
-    def discard(self, stage: str, shard: int) -> Path:
+    def discard(self, stage: str, shard: int) -> str:
         """Move a shard's snapshot aside (to ``<name>.discarded``, replacing an older one there); the
         shard then starts empty. Return where it went."""
-        target = self.path(stage, shard)
-        aside = target.with_name(target.name + ".discarded")
         try:
-            os.replace(target, aside)
-        except OSError as exc:
-            raise SnapshotError(f"cannot move joiner snapshot {target} aside: {exc}") from exc
-        return aside
+            return self.store.discard(self.key(stage, shard))
+        except StateStoreError as exc:
+            raise SnapshotError(
+                f"cannot move joiner snapshot {self.where(stage, shard)} aside: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def source_problem(

@@ -61,6 +61,7 @@ from driftloop.eventlog import (
 )
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
+from driftloop.statestore import open_state_store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -114,6 +115,9 @@ class JoinStage:
         self.producer: Producer = _IdleProducer()
         self._log = log_
         # What the snapshots are bound to (``source``): asked once, as asking costs a request to Kafka.
+        # DRIFTLOOP_STATE_STORE: the group's folder, or its keys in the compacted state topic.
+        state_dir = (s.state_dir or default_state_dir()) / s.group_id
+        self.snapshots = SnapshotStore(open_state_store(log_, state_dir, f"joiner/{s.group_id}"))
         self._log_identity = ""
         self._partition_count = 0
         if self.active:
@@ -121,7 +125,6 @@ class JoinStage:
             self._partition_count = log_.partitions_for(self.topics[0])
             self.consumer = log_.consumer(self.group_id, self.topics)
             self.producer = log_.producer()
-        self.snapshots = SnapshotStore((s.state_dir or default_state_dir()) / s.group_id)
         self.shards: dict[int, JoinShard] = {}
         self.next_offsets: dict[TopicPartition, int] = {}
         self.dirty: set[int] = set()
@@ -229,6 +232,7 @@ class JoinStage:
         if self.active:
             self.consumer.close()
             self.producer.close()
+        self.snapshots.close()
 
     # -- internals -----------------------------------------------------------------------------
     def _sync_assignment(self, records: list[Record]) -> list[Record]:
@@ -290,7 +294,7 @@ class JoinStage:
             return ends[tp.topic].get(tp.partition, 0)
 
         problem = source_problem(saved, expected, end_offset, self.consumer.committed)
-        path = self.snapshots.path(self.name, p)
+        path = self.snapshots.where(self.name, p)
         if problem is None:
             if saved["source"] is None:  # vouched for by this log: bound to it at the next checkpoint
                 self.dirty.add(p)
