@@ -10,7 +10,7 @@ Namespace is never finalised after a delete, a ServiceAccount gets no token Secr
 
 Example::
 
-    with FullKubeAPIServer() as server:            # Seldon's and KEDA's CRDs installed
+    with FullKubeAPIServer() as server:            # Seldon's, KEDA's and Strimzi's CRDs installed
         server.create_namespace("plant")
         token = server.service_account_token("plant", "rollout")   # the ServiceAccount must exist
         env = server.kubectl_env(server.token_kubeconfig(token, "rollout"))
@@ -39,6 +39,13 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # Only a range to allocate Services' cluster IPs from: nothing routes to it.
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 KEDA_CRDS = ("keda-scaledobject-crd.yaml", "keda-triggerauthentication-crd.yaml")
+# Strimzi's CRD generator and API classes (Maven Central) that .ci/setup.d/strimzi-crds.sh runs to write
+# the KafkaTopic CRD into the cache dir named by this file's hash.
+STRIMZI_CRD_POM = CRD_DIR / "strimzi-crd-generator-pom.xml"
+STRIMZI_SETUP_HINT = (
+    "run `bash .ci/setup.d/strimzi-crds.sh` (or `make setup`): it generates it with Strimzi's CRD generator "
+    "from Maven Central"
+)
 
 
 def full_apiserver_binary_name() -> str:
@@ -62,10 +69,36 @@ def find_full_apiserver() -> Path:
     return binary
 
 
+def strimzi_crd_path() -> Path:
+    """Where ``.ci/setup.d/strimzi-crds.sh`` writes Strimzi's KafkaTopic CRD:
+    ``$DRIFTLOOP_STRIMZI_CRDS/kafkatopic-crd.yaml``, else under
+    ``~/.cache/driftloop/strimzi-crds/<first 16 hex of the pom's sha256>/``."""
+    override = os.environ.get("DRIFTLOOP_STRIMZI_CRDS")
+    if override:
+        return Path(override) / "kafkatopic-crd.yaml"
+    key = hashlib.sha256(STRIMZI_CRD_POM.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "driftloop" / "strimzi-crds" / key / "kafkatopic-crd.yaml"
+
+
+def strimzi_kafkatopic_crd() -> dict[str, Any]:
+    """Strimzi's KafkaTopic CRD, written by Strimzi's own CRD generator from its pinned API classes (as
+    Strimzi's build writes the CRD its release installs)."""
+    path = strimzi_crd_path()
+    if not path.is_file():
+        raise KubeError(f"Strimzi's KafkaTopic CRD {path} is not generated: {STRIMZI_SETUP_HINT}")
+    return load_crd_file(path)
+
+
 def default_crds() -> tuple[dict[str, Any], ...]:
-    """Seldon's SeldonDeployment CRD as its release installs it, and KEDA's ScaledObject and
-    TriggerAuthentication CRDs as KEDA v2.18.0 ships them (``crds/SOURCES.md``)."""
-    return (installed_seldon_crd(), *(load_crd_file(CRD_DIR / name) for name in KEDA_CRDS))
+    """Seldon's SeldonDeployment CRD as its release installs it, KEDA's ScaledObject and
+    TriggerAuthentication CRDs as KEDA v2.18.0 ships them (``crds/SOURCES.md``) and Strimzi's KafkaTopic
+    CRD as Strimzi's CRD generator writes it (``strimzi_kafkatopic_crd``)."""
+    return (
+        installed_seldon_crd(),
+        *(load_crd_file(CRD_DIR / name) for name in KEDA_CRDS),
+        strimzi_kafkatopic_crd(),
+    )
 
 
 class FullKubeAPIServer(LocalKubeAPIServer):

@@ -464,43 +464,44 @@ _ADOPTED = re.compile(
 )
 
 
+def stored_kafka_topics(server: FullKubeAPIServer, kubectl: str) -> dict[str, dict[str, Any]]:
+    result = kubectl_run(server, kubectl, "get", "-n", "kafka", "kafkatopics.kafka.strimzi.io", "-o", "yaml")
+    assert result.returncode == 0, result.stderr
+    return {item["metadata"]["name"]: item for item in yaml.safe_load(result.stdout)["items"]}
+
+
 @pytest.mark.integration
 def test_kubectl_apply_k_of_each_overlay_is_accepted_by_a_full_api_server(
     full_apiserver: FullKubeAPIServer, kubectl: str
 ) -> None:
     """dev, then prod over it (an upgrade), with plain ``kubectl apply -k`` as docs/kubernetes.md says.
-    Every object is schema-checked by the real server (built-in kinds, Seldon's and KEDA's CRDs). Strimzi's
-    KafkaTopic CRD is not vendored (no registry here ships it: driftloop/kube/crds/SOURCES.md), so where the
-    server does not serve it the only errors allowed are kubectl's "no matches for kind KafkaTopic"."""
+    Every object is schema-checked by the real server: built-in kinds, Seldon's and KEDA's CRDs, and
+    Strimzi's KafkaTopic CRD as Strimzi's generator writes it (.ci/setup.d/strimzi-crds.sh)."""
     full_apiserver.create_namespace("kafka")  # Strimzi's namespace: the Kafka install creates it
-    strimzi = kubectl_run(
-        full_apiserver, kubectl, "api-resources", "--api-group=kafka.strimzi.io", "-o", "name"
-    )
-    serves_kafka_topics = "kafkatopics.kafka.strimzi.io" in strimzi.stdout
     for name in OVERLAYS:
         docs = render(MANIFESTS / "overlays" / name)
         result = kubectl_run(full_apiserver, kubectl, "apply", "-k", str(MANIFESTS / "overlays" / name))
         applied = {(m["kind"].split(".")[0], m["name"]) for m in APPLIED.finditer(result.stdout)}
-        expected = {
-            (d["kind"].lower(), d["metadata"]["name"])
-            for d in docs
-            if serves_kafka_topics or d["kind"] != "KafkaTopic"
-        }
+        expected = {(d["kind"].lower(), d["metadata"]["name"]) for d in docs}
         assert applied == expected, f"{name}:\n{result.stdout}\n{result.stderr}"
-        if serves_kafka_topics:
-            assert result.returncode == 0, result.stderr
-        else:
-            refused = re.findall(r'resource mapping not found for name: "([\w.-]+)"', result.stderr)
-            assert sorted(refused) == sorted(d["metadata"]["name"] for d in of_kind(docs, "KafkaTopic"))
-            other = [
-                line
-                for line in result.stderr.splitlines()
-                if line
-                and 'no matches for kind "KafkaTopic"' not in line
-                and line != "ensure CRDs are installed first"
-                and not _ADOPTED.match(line)
-            ]
-            assert other == [], result.stderr
+        assert result.returncode == 0, result.stderr
+        other = [line for line in result.stderr.splitlines() if line and not _ADOPTED.match(line)]
+        assert other == [], result.stderr
+        # The KafkaTopics are stored as rendered: partitions, replicas, retention, cleanup policy.
+        topics = stored_kafka_topics(full_apiserver, kubectl)
+        for topic in of_kind(docs, "KafkaTopic"):
+            kept = topics[topic["metadata"]["name"]]
+            assert kept["apiVersion"] == topic["apiVersion"] == "kafka.strimzi.io/v1"
+            assert kept["spec"] == topic["spec"], topic["metadata"]["name"]
+            assert kept["metadata"]["labels"]["strimzi.io/cluster"] == "plant"
+            assert kept["spec"]["partitions"] == topic["spec"]["partitions"] >= 1
+            assert kept["spec"]["config"]["retention.ms"] == topic["spec"]["config"]["retention.ms"] > 0
+            assert kept["spec"]["config"]["cleanup.policy"] == topic["spec"]["config"]["cleanup.policy"]
+        joiner_topics = [
+            d for d in of_kind(docs, "KafkaTopic") if "driftloop.io/partitioning" in d["metadata"]["labels"]
+        ]
+        partitions = {topics[d["metadata"]["name"]]["spec"]["partitions"] for d in joiner_topics}
+        assert partitions == {{"dev": 3, "prod": 12}[name]}  # the overlays' count (docs/kubernetes.md)
         # Stored as rendered: the split at rest and the overlay's KEDA ceiling.
         stored = kubectl_run(full_apiserver, kubectl, "get", "-n", "plant", "sdep,scaledobject", "-o", "yaml")
         assert stored.returncode == 0, stored.stderr
@@ -552,3 +553,75 @@ def test_kubectl_apply_k_of_each_overlay_is_accepted_by_a_full_api_server(
             time.sleep(0.2)
         for call in allowed + refused:
             assert may(*call) is (call in allowed), call
+
+
+def _base_topic() -> dict[str, Any]:
+    topics = of_kind(render(MANIFESTS / "base" / "kafka"), "KafkaTopic")
+    return next(t for t in topics if t["spec"]["topicName"] == "seldon")
+
+
+def _broken(change: str, topic: dict[str, Any]) -> None:
+    spec = topic["spec"]
+    if change == "partitions a string":
+        spec["partitions"] = "6"
+    elif change == "no partitions left":
+        spec["partitions"] = 0
+    elif change == "replicas beyond Kafka's maximum":
+        spec["replicas"] = 40000
+    elif change == "config a list":
+        spec["config"] = ["retention.ms=604800000"]
+    elif change == "a typo in spec":
+        spec["partiton"] = spec.pop("partitions")
+    elif change == "no spec":
+        del topic["spec"]
+    elif change == "the version Strimzi 1.x no longer serves":
+        topic["apiVersion"] = "kafka.strimzi.io/v1beta2"
+
+
+# What the server says for each broken KafkaTopic (Strimzi's schema, kubectl's Strict field validation).
+BROKEN_TOPICS = {
+    "partitions a string": "spec.partitions in body must be of type integer",
+    "no partitions left": "spec.partitions in body should be greater than or equal to 1",
+    "replicas beyond Kafka's maximum": "spec.replicas in body should be less than or equal to 32767",
+    "config a list": "spec.config in body must be of type object",
+    "a typo in spec": 'unknown field "spec.partiton"',
+    "no spec": "spec: Required value",
+    "the version Strimzi 1.x no longer serves": 'kind "KafkaTopic" in version "kafka.strimzi.io/v1beta2"',
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("change", list(BROKEN_TOPICS))
+def test_a_broken_kafka_topic_is_refused_by_strimzis_schema(
+    full_apiserver: FullKubeAPIServer, kubectl: str, change: str
+) -> None:
+    full_apiserver.create_namespace("kafka")
+    topic = _base_topic()
+    name = "broken-" + re.sub(r"[^a-z0-9]+", "-", change.lower()).strip("-")
+    topic["metadata"]["name"] = name
+
+    def apply(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl, "apply", "-f", "-"],
+            input=yaml.safe_dump(doc),
+            env=full_apiserver.kubectl_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    _broken(change, topic)
+    refused = apply(topic)
+    assert refused.returncode != 0, refused.stdout
+    assert BROKEN_TOPICS[change] in refused.stderr, refused.stderr
+    assert name not in stored_kafka_topics(full_apiserver, kubectl)
+    # The same topic unbroken is accepted: the refusal was the change's.
+    valid = _base_topic()
+    valid["metadata"]["name"] = name
+    accepted = apply(valid)
+    assert accepted.returncode == 0, accepted.stderr
+    assert stored_kafka_topics(full_apiserver, kubectl)[name]["spec"] == valid["spec"]
+    deleted = kubectl_run(
+        full_apiserver, kubectl, "delete", "-n", "kafka", "kafkatopic", name, "--wait=false"
+    )
+    assert deleted.returncode == 0, deleted.stderr
