@@ -29,7 +29,8 @@ from driftloop_feedback.join.pipeline import Joiner, settle_heap
 from driftloop_feedback.join.rules import JoinRules
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.shard import JoinShard
-from driftloop_feedback.records import LabelledExample, PredictionRow, TruthRecord
+from driftloop_feedback.labelled_batch import decode_labelled
+from driftloop_feedback.records import PredictionRow, TruthRecord
 
 from driftloop.eventlog.broker import LocalKafkaBroker
 from driftloop.eventlog.kafka import KafkaEventLog
@@ -206,7 +207,8 @@ def bench_latency(bootstrap: str, workdir: Path, rate: int = 1000, seconds: floa
             consumer = log.consumer(f"lat-{suffix}", [s.labelled_topic])
             while not stop.is_set() and len(latencies) < total:
                 for record in consumer.poll(0.2, 5000):
-                    latencies.append(time.time() - LabelledExample.decode(record.value).truth_time)
+                    now = time.time()
+                    latencies.extend(now - e.truth_time for e in decode_labelled(record.value))
             consumer.close()
         except BaseException as exc:  # reported below
             errors.append(exc)

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from driftloop_feedback.records import LabelledExample, TruthRecord, decode_feedback
+from driftloop_feedback.labelled_batch import decode_labelled
+from driftloop_feedback.records import TruthRecord, decode_feedback
 
 from driftloop.eventlog import open_event_log
 from driftloop.eventlog.base import EventLog, Record
@@ -89,7 +90,7 @@ def analyse(home: Path, change_at: float | None = None) -> dict[str, Any]:
     winner = next((d["candidate"] for d in decisions if d["decision"] == "promoted"), None)
     canaried_ms = min((r.timestamp_ms for r, d in zip(rollouts, decisions, strict=True)
                        if d["decision"] == "started" and d["candidate"] == winner), default=None)  # fmt: skip
-    examples = [(r.timestamp_ms, LabelledExample.decode(r.value)) for r in labelled]
+    examples = [(r.timestamp_ms, e) for r in labelled for e in decode_labelled(r.value)]
     after_change = sorted(ms for ms, e in examples if e.event_time >= change_at)
     to_promotion = [ms for ms in after_change if promoted_ms is not None and ms <= promoted_ms]
     received: dict[tuple[str, int], float] = {}

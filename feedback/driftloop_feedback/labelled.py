@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from driftloop_feedback.labelled_batch import decode_labelled
 from driftloop_feedback.records import LabelledExample
 
 
@@ -27,11 +28,13 @@ class LabelledDeduper:
         self._seen: OrderedDict[str, None] = OrderedDict()
 
     def feed(self, values: Iterable[bytes]) -> Iterator[LabelledExample]:
-        """Decoded examples, skipping any ``example_id`` seen within the window (counted)."""
+        """Decoded examples (each record read by ``decode_labelled``: one JSON example or a batch
+        record), skipping any ``example_id`` seen within the window (counted)."""
         for value in values:
-            example = LabelledExample.decode(value)
-            if self.first_seen((example.example_id,))[0]:
-                yield example
+            examples = decode_labelled(value)
+            for example, fresh in zip(examples, self.first_seen(e.example_id for e in examples), strict=True):
+                if fresh:
+                    yield example
 
     def first_seen(self, example_ids: Iterable[str]) -> list[bool]:
         """For each id in order, whether it is new within the window (then remembered; else counted as

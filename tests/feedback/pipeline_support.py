@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driftloop_feedback.labelled_batch import decode_labelled
 from driftloop_feedback.records import LabelledExample, TruthRecord
 
 from driftloop.eventlog import EventLog
@@ -158,11 +159,11 @@ class LabelledReader:
         deadline = time.monotonic() + timeout_s
         while not done() and time.monotonic() < deadline:
             for record in self.consumer.poll(timeout_s=0.5, max_records=5000):
-                self.raw += 1
-                example = LabelledExample.decode(record.value)
-                previous = self.examples.setdefault(example.example_id, example)
-                if previous != example:
-                    self.conflicts.append(example.example_id)
+                for example in decode_labelled(record.value):
+                    self.raw += 1
+                    previous = self.examples.setdefault(example.example_id, example)
+                    if previous != example:
+                        self.conflicts.append(example.example_id)
 
     def close(self) -> None:
         self.consumer.close()

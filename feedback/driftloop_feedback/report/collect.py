@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from driftloop.eventlog import EventLog, EventLogError, Record
 from driftloop_feedback.labelled import LabelledDeduper
+from driftloop_feedback.labelled_batch import decode_labelled
 from driftloop_feedback.monitor.verdict import DriftVerdict
-from driftloop_feedback.records import LabelledExample, UndecodableRecord
+from driftloop_feedback.records import UndecodableRecord
 from driftloop_feedback.report.candidates import CandidateSource, read_candidates
 from driftloop_feedback.report.errors import ReportError
 from driftloop_feedback.report.records import LoggedExample, LoopRecords
@@ -84,12 +85,13 @@ def collect(
     deduper = LabelledDeduper(dedupe_window)
     for record in read_to_end(event_log, topics.labelled, timeout_s=timeout_s):
         try:
-            example = LabelledExample.decode(record.value)
+            examples = decode_labelled(record.value)
         except UndecodableRecord as exc:
             _skip(records, topics.labelled, exc)
             continue
-        if deduper.first_seen((example.example_id,))[0]:
-            records.examples.append(LoggedExample(example, record.timestamp_ms / 1000.0))
+        for example, fresh in zip(examples, deduper.first_seen(e.example_id for e in examples), strict=True):
+            if fresh:
+                records.examples.append(LoggedExample(example, record.timestamp_ms / 1000.0))
     records.duplicates = deduper.duplicates
     for record in read_to_end(event_log, topics.drift, timeout_s=timeout_s):
         try:

@@ -479,21 +479,22 @@ class ValidatorWorker:
             self._skip("undecodable")
             log.warning("validator: labelled record %s@%d undecodable: %s", record.tp, record.offset, exc)
             return
-        if not examples:
+        if state.deduper.duplicates > before:
             self._skip("duplicate", state.deduper.duplicates - before)
-            return
-        example = examples[0]
         run = state.run
-        if run is None:
-            self._skip("idle")
-        elif run.window.trained_on(record.tp, record.offset, example.event_time):
-            self._skip("trained_on")
-        elif not _usable_features(example.features, getattr(run.validator.champion, "n_features_in_", None)):
-            self._skip("features")
-        elif not _usable_truth(run.validator, example.truth):
-            self._skip("truth")
-        else:
-            self._rows.append(example)
+        for example in examples:  # one, or the examples of a batch record (``labelled_batch``)
+            if run is None:
+                self._skip("idle")
+            elif run.window.trained_on(record.tp, record.offset, example.event_time):
+                self._skip("trained_on")
+            elif not _usable_features(
+                example.features, getattr(run.validator.champion, "n_features_in_", None)
+            ):
+                self._skip("features")
+            elif not _usable_truth(run.validator, example.truth):
+                self._skip("truth")
+            else:
+                self._rows.append(example)
 
     def _skip(self, reason: str, count: int = 1) -> None:
         self.metrics.skipped.labels(reason).inc(count)
