@@ -34,7 +34,8 @@ from pydantic_settings import BaseSettings
 
 from driftloop.cli import cli
 from driftloop.eventlog.settings import KafkaSettings
-from driftloop.kube.full_apiserver import FullKubeAPIServer
+from driftloop.kube.errors import KubeError
+from driftloop.kube.full_apiserver import FullKubeAPIServer, default_crds, strimzi_crd_path
 from driftloop.settings import StateSettings
 from tests.conftest import REPO_ROOT
 
@@ -625,3 +626,18 @@ def test_a_broken_kafka_topic_is_refused_by_strimzis_schema(
         full_apiserver, kubectl, "delete", "-n", "kafka", "kafkatopic", name, "--wait=false"
     )
     assert deleted.returncode == 0, deleted.stderr
+
+
+def test_without_the_generated_strimzi_crd_the_server_names_the_setup_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_STRIMZI_CRDS", str(tmp_path))
+    assert strimzi_crd_path() == tmp_path / "kafkatopic-crd.yaml"
+    with pytest.raises(
+        KubeError, match=r"kafkatopic-crd\.yaml is not generated: run `bash \.ci/setup\.d/strimzi-crds\.sh`"
+    ):
+        default_crds()
+    monkeypatch.delenv("DRIFTLOOP_STRIMZI_CRDS")
+    crds = {crd["metadata"]["name"]: crd for crd in default_crds()}
+    (version,) = crds["kafkatopics.kafka.strimzi.io"]["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
