@@ -47,6 +47,12 @@ class MonitorMetrics:
             ["predictor", "model_version"],
             registry=r,
         )
+        self.alarms = Counter(
+            "driftloop_monitor_alarms",
+            "alarms raised, by kind (outlier_rate)",
+            ["predictor", "model_version", "kind"],
+            registry=r,
+        )
         self.skipped = Counter(
             "driftloop_monitor_events_skipped",
             "request-log events not used, by reason",

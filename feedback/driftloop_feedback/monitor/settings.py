@@ -9,8 +9,14 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftloop.seldon_log import DEFAULT_TOPIC
+from driftloop_feedback.monitor.alarms import OutlierRateTest
 
 DRIFT_TOPIC = "driftloop.drift"
+ALARM_TOPIC = "driftloop.alarms"
+# The share of rows the outlier node flags when nothing has changed, with the trainer's defaults
+# (TrainingSettings: threshold quantile 0.995 of the reference scores after the 2% most unusual reference
+# rows are left out, which are then flagged): 0.02 + 0.98 x 0.005 = 0.0249, rounded up.
+TRAINER_OUTLIER_BASE_RATE = 0.025
 
 
 class MonitorSettings(BaseSettings):
@@ -24,6 +30,7 @@ class MonitorSettings(BaseSettings):
     )
     request_log_topic: str = Field(default=DEFAULT_TOPIC, description="Seldon's request-log topic")
     drift_topic: str = Field(default=DRIFT_TOPIC, description="where drift events are written")
+    alarm_topic: str = Field(default=ALARM_TOPIC, description="where alarm events are written")
     model_node: str = Field(default="bearing-temp", description="graph node (modelid) of the model")
     features_tensor: str = "features"
     outlier_flag_tensor: str = "outlier_flag"
@@ -45,6 +52,21 @@ class MonitorSettings(BaseSettings):
         default="bonferroni", description="multiple-testing correction across features"
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="false-alarm rate per window")
+
+    outlier_alarm_alpha: float = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="false-alarm probability per window of the outlier-rate alarm (binomial test on the "
+        "window's count of flagged rows)",
+    )
+    outlier_base_rate: float = Field(
+        default=TRAINER_OUTLIER_BASE_RATE,
+        gt=0,
+        lt=1,
+        description="share of rows the outlier node flags when nothing has changed (the trainer's "
+        "defaults: 0.025); the outlier-rate alarm's null hypothesis",
+    )
 
     window_rows: int = Field(default=500, ge=2, description="a window closes at this many rows ...")
     window_s: float = Field(default=60.0, gt=0, description="... or when it is this old, whichever first")
@@ -71,6 +93,9 @@ class MonitorSettings(BaseSettings):
                 f"min_rows ({self.min_rows}) exceeds window_rows ({self.window_rows}): no window could decide"
             )
         return self
+
+    def outlier_test(self) -> OutlierRateTest:
+        return OutlierRateTest(self.outlier_base_rate, self.outlier_alarm_alpha, self.window_rows)
 
     @property
     def detector_kind(self) -> str:

@@ -3,6 +3,10 @@
 Verdicts: ``drift`` / ``no_drift`` (the test decided), ``too_few_rows`` (the window closed on time
 with fewer than ``min_rows`` rows), ``no_reference`` (neither the version's reference nor a fallback
 detector: ``reason`` says why), ``error`` (the window's rows do not fit the detector).
+
+Whatever the verdict, the event also states the outlier-rate test of the window (``alarms.py``): the
+flagged count, the rows with flags, the critical count for those rows, the one-sided binomial p-value,
+the base rate and alpha, and whether the window raised the outlier-rate alarm (``outlier_alarm``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import orjson
 
+from driftloop_feedback.monitor.alarms import BINOMIAL, OutlierRateTest, binomial_p_value
 from driftloop_feedback.monitor.references import NoDetector, VersionDetectors, select_columns
 from driftloop_feedback.monitor.windows import ClosedWindow
 
@@ -27,6 +32,7 @@ class TestSpec:
     correction: str
     alpha: float
     min_rows: int
+    outlier: OutlierRateTest | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,14 @@ class DriftVerdict:
     reference_rows: int | None = None
     p_values: dict[str, float | None] = field(default_factory=dict)
     distances: dict[str, float | None] = field(default_factory=dict)
+    outliers: int | None = None  # flagged rows
+    flagged_rows: int | None = None  # rows whose call carried outlier flags
+    outlier_test: str | None = None  # binomial; None: no outlier flags in the window, or no test
+    outlier_alpha: float | None = None
+    outlier_base_rate: float | None = None
+    outlier_critical: int | None = None  # for flagged_rows rows
+    outlier_p_value: float | None = None
+    outlier_alarm: bool | None = None  # the window raised the outlier-rate alarm
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -62,6 +76,21 @@ class DriftVerdict:
 
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
+
+
+def _outlier_fields(window: ClosedWindow, test: OutlierRateTest | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"outliers": window.outliers, "flagged_rows": window.flagged_rows}
+    if test is None or window.flagged_rows == 0:
+        return fields
+    n = window.flagged_rows
+    return fields | {
+        "outlier_test": BINOMIAL,
+        "outlier_alpha": test.alpha,
+        "outlier_base_rate": test.base_rate,
+        "outlier_critical": test.critical(n),
+        "outlier_p_value": binomial_p_value(window.outliers, n, test.base_rate),
+        "outlier_alarm": window.alarm_rows is not None,
+    }
 
 
 def judge(window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec) -> DriftVerdict:
@@ -78,6 +107,7 @@ def judge(window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec) -> 
         "correction": spec.correction,
         "alpha": spec.alpha,
         "outlier_rate": window.outlier_rate,
+        **_outlier_fields(window, spec.outlier),
     }
     if window.rows < spec.min_rows:
         reason = f"{window.rows} rows < min_rows {spec.min_rows}"

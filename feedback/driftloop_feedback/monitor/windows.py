@@ -5,6 +5,10 @@ One open window per (predictor, model version). A window closes when it holds ``
 arrives whose log time is ``window_s`` or more after the window's first row (a replayed backlog is
 windowed by the time its rows were logged), or when the processing clock says the window has been open
 ``window_s`` (little traffic still gets a verdict). The clock is injected.
+
+With an ``OutlierRateTest``, the book also raises the outlier-rate alarm (``alarms.py``) at the row where
+a window's flagged count reaches the full window's critical count, or at close with the critical count
+of the rows it closed with; raised alarms wait in ``take_alarms()``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from driftloop_feedback.monitor.alarms import BINOMIAL, OUTLIER_RATE, Alarm, OutlierRateTest, binomial_p_value
 from driftloop_feedback.monitor.pairing import ModelCall
 
 WindowKey = tuple[str, str]  # (predictor, model version)
@@ -32,6 +37,7 @@ class OpenWindow:
     rows: int = 0
     outliers: int = 0
     flagged_rows: int = 0  # rows whose call carried outlier flags
+    alarm_rows: int | None = None  # flagged rows when the outlier-rate alarm was raised (once a window)
 
     @property
     def n_features(self) -> int:
@@ -51,6 +57,7 @@ class ClosedWindow:
     outliers: int
     flagged_rows: int
     closed_on: str
+    alarm_rows: int | None = None  # flagged rows when the outlier-rate alarm was raised; None: not raised
 
     @property
     def rows(self) -> int:
@@ -69,10 +76,14 @@ class ClosedWindow:
 class WindowBook:
     """The open windows of every (predictor, model version), and how many each key has closed."""
 
-    def __init__(self, *, window_rows: int, window_s: float) -> None:
+    def __init__(
+        self, *, window_rows: int, window_s: float, outlier_test: OutlierRateTest | None = None
+    ) -> None:
         self.window_rows = window_rows
         self.window_s = window_s
+        self.outlier_test = outlier_test
         self.open: dict[WindowKey, OpenWindow] = {}
+        self.raised: list[Alarm] = []  # alarms not yet taken
         self.next_seq: dict[WindowKey, int] = {}
         self.mismatched_rows = 0  # rows whose feature count differs from their window's
 
@@ -97,13 +108,69 @@ class WindowBook:
             window.rows += take
             window.last_ms = max(window.last_ms, call.event_ms)
             if flags is not None:
-                window.outliers += int(flags[start : start + take].sum())
+                chunk = np.asarray(flags[start : start + take], dtype=bool)
+                before = window.outliers
+                window.outliers += int(chunk.sum())
                 window.flagged_rows += take
+                self._check_crossing(key, window, chunk, before, call.event_ms, now)
             start += take
             if window.rows >= self.window_rows:
                 closed.append(self._close(key, now, CLOSED_ON_ROWS))
                 window = None
         return closed
+
+    def _check_crossing(
+        self, key: WindowKey, w: OpenWindow, chunk: np.ndarray, before: int, event_ms: int, now: float
+    ) -> None:
+        """Raise the alarm at the row where the count reaches the full window's critical count."""
+        test = self.outlier_test
+        if test is None or w.alarm_rows is not None:
+            return
+        critical = test.full_window_critical
+        if w.outliers < critical:
+            return
+        at = int(np.argmax(before + np.cumsum(chunk) >= critical))  # the row that reached it
+        rows = w.flagged_rows - len(chunk) + at + 1
+        w.alarm_rows = rows
+        self._raise(key, w, critical, rows, test.window_rows, critical, event_ms, now)
+
+    def _raise(
+        self,
+        key: WindowKey,
+        w: OpenWindow,
+        count: int,
+        rows: int,
+        tested_rows: int,
+        critical: int,
+        at_ms: int,
+        now: float,
+    ) -> None:
+        test = self.outlier_test
+        assert test is not None
+        window_id = f"{key[0]}/{key[1]}/{w.seq}"
+        alarm = Alarm(
+            alarm_id=f"{window_id}/{OUTLIER_RATE}",
+            kind=OUTLIER_RATE,
+            window_id=window_id,
+            predictor=key[0],
+            model_version=key[1],
+            test=BINOMIAL,
+            alpha=test.alpha,
+            base_rate=test.base_rate,
+            count=count,
+            rows=rows,
+            tested_rows=tested_rows,
+            critical_count=critical,
+            p_value=binomial_p_value(count, tested_rows, test.base_rate),
+            at_ms=at_ms,
+            raised_at=now,
+        )
+        self.raised.append(alarm)
+
+    def take_alarms(self) -> list[Alarm]:
+        """The alarms raised since the last call, in the order raised."""
+        taken, self.raised = self.raised, []
+        return taken
 
     def tick(self, now: float) -> list[ClosedWindow]:
         """Close every window open for ``window_s`` or longer on the processing clock."""
@@ -119,6 +186,12 @@ class WindowBook:
     def _close(self, key: WindowKey, now: float, why: str) -> ClosedWindow:
         w = self.open.pop(key)
         features = np.concatenate(w.chunks) if w.chunks else np.empty((0, 0))
+        test = self.outlier_test
+        if test is not None and w.alarm_rows is None and w.flagged_rows > 0:
+            critical = test.critical(w.flagged_rows)  # the rows it closed with: no larger than a full one's
+            if w.outliers >= critical:
+                w.alarm_rows = w.flagged_rows
+                self._raise(key, w, w.outliers, w.flagged_rows, w.flagged_rows, critical, w.last_ms, now)
         return ClosedWindow(
             predictor=key[0],
             model_version=key[1],
@@ -131,6 +204,7 @@ class WindowBook:
             outliers=w.outliers,
             flagged_rows=w.flagged_rows,
             closed_on=why,
+            alarm_rows=w.alarm_rows,
         )
 
     @property

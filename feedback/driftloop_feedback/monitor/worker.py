@@ -24,6 +24,7 @@ from driftloop.eventlog.state_source import (
 )
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
+from driftloop_feedback.monitor.alarms import Alarm
 from driftloop_feedback.monitor.errors import MonitorStateSourceError
 from driftloop_feedback.monitor.metrics import MonitorMetrics
 from driftloop_feedback.monitor.pairing import CallPairer, UnusablePayload
@@ -67,6 +68,7 @@ class DriftMonitor:
         self.clock = clock
         self.metrics = metrics or MonitorMetrics()
         event_log.create_topic(settings.drift_topic, 1)
+        event_log.create_topic(settings.alarm_topic, 1)
         self.log = event_log
         self.source = StateSource(event_log.identity(), settings.group_id, (settings.request_log_topic,))
         self.consumer = event_log.consumer(settings.group_id, [settings.request_log_topic])
@@ -79,7 +81,9 @@ class DriftMonitor:
             max_pending=settings.max_pending,
             dedupe_memory=settings.dedupe_memory,
         )
-        self.windows = WindowBook(window_rows=settings.window_rows, window_s=settings.window_s)
+        self.windows = WindowBook(
+            window_rows=settings.window_rows, window_s=settings.window_s, outlier_test=settings.outlier_test()
+        )
         self.detectors = VersionDetectors(
             references,
             kind=settings.detector_kind,
@@ -88,7 +92,13 @@ class DriftMonitor:
             retry_s=settings.reference_retry_s,
             clock=clock,
         )
-        self.spec = TestSpec(settings.detector_kind, settings.correction, settings.alpha, settings.min_rows)
+        self.spec = TestSpec(
+            settings.detector_kind,
+            settings.correction,
+            settings.alpha,
+            settings.min_rows,
+            settings.outlier_test(),
+        )
         self.state = StateFile(state_dir)
         self.next_offsets: dict[TopicPartition, int] = {}
         self.skipped: Counter[str] = Counter()
@@ -173,6 +183,8 @@ class DriftMonitor:
                 closed.extend(self.windows.add(call, now))
         self.pairer.expire(now)
         closed.extend(self.windows.tick(now))
+        for alarm in self.windows.take_alarms():
+            self._emit_alarm(alarm)
         judged = [self._emit(w) for w in closed]
         self._export_counts()
         if now - self._last_checkpoint >= self.settings.checkpoint_interval_s:
@@ -188,6 +200,21 @@ class DriftMonitor:
         if verdict.is_drift:
             log.info("monitor: drift in %s (%d rows)", verdict.window_id, verdict.rows)
         return JudgedWindow(window, verdict)
+
+    def _emit_alarm(self, alarm: Alarm) -> None:
+        self.producer.send(self.settings.alarm_topic, alarm.to_json(), key=alarm.predictor.encode() or None)
+        self.metrics.alarms.labels(alarm.predictor, alarm.model_version, alarm.kind).inc()
+        log.info(
+            "monitor: %s alarm in %s: %d of %d rows flagged (critical %d for %d rows, p=%.2g, alpha %g)",
+            alarm.kind,
+            alarm.window_id,
+            alarm.count,
+            alarm.rows,
+            alarm.critical_count,
+            alarm.tested_rows,
+            alarm.p_value,
+            alarm.alpha,
+        )
 
     def _export_counts(self) -> None:
         """Bring the Prometheus counters up to the pairer's and windows' own counts."""
