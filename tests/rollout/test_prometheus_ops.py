@@ -259,3 +259,22 @@ def test_no_prometheus_is_no_ops_verdict_counted_and_said_in_the_events(world: W
     )
     assert ctl.metrics.failures.labels("metrics")._value.get() >= 2  # the step's start and its check
     assert ctl.metrics.checks.labels("failed")._value.get() == 0
+
+
+def test_the_cli_builds_the_source_the_settings_choose() -> None:
+    import click
+    from driftloop_feedback.rollout.cli import _ops_source
+    from driftloop_feedback.rollout.ops import HttpOpsSource
+
+    url = "http://prometheus-operated.monitoring:9090"
+    source = _ops_source(
+        RolloutSettings(backend="kubernetes", prometheus_url=url, prometheus_selector='namespace="plant"')
+    )
+    assert isinstance(source, PrometheusOpsSource) and source.url == url
+    assert source.query.endswith(', namespace="plant"}')
+    source.close()
+    ingress = _ops_source(RolloutSettings(backend="kubernetes", metrics_url="http://ingress:8080/metrics"))
+    assert isinstance(ingress, HttpOpsSource)
+    ingress.close()
+    with pytest.raises(click.ClickException, match="DRIFTLOOP_ROLLOUT_PROMETHEUS_URL"):
+        _ops_source(RolloutSettings(backend="kubernetes"))
