@@ -122,7 +122,7 @@ def end_offsets_of(log_end_offsets: Callable[[str], dict[int, int]]) -> Callable
     return end_offset
 
 
-def refusal(what: str, path: Path, problem: str, reset_variable: str, state_variable: str) -> str:
+def refusal(what: str, path: Path | str, problem: str, reset_variable: str, state_variable: str) -> str:
     """The message of a worker that refuses state taken elsewhere: both sources, and the ways out."""
     return (
         f"{what} {path} does not belong to the log this worker reads: {problem}. Its offsets mean "

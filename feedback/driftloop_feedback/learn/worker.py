@@ -32,7 +32,8 @@ from typing import Any, Protocol
 import orjson
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
-from driftloop.eventlog.state_source import StateSource, end_offsets_of, move_aside, refusal, source_problem
+from driftloop.eventlog.state_source import StateSource, end_offsets_of, refusal, source_problem
+from driftloop.statestore import open_state_store
 from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.learn.candidates import (
     Candidate,
@@ -80,7 +81,12 @@ class TrainerWorker:
         self.settings = settings
         self.clock = clock
         self.metrics = metrics or TrainerMetrics()
-        self.store = CheckpointStore(settings.checkpoint_dir(), settings.model_name)
+        # DRIFTLOOP_STATE_STORE: <state_dir>/<model>.checkpoint, or that key in the compacted state topic
+        self.store = CheckpointStore(
+            settings.checkpoint_dir(),
+            settings.model_name,
+            open_state_store(log_, settings.checkpoint_dir(), f"trainer/{settings.group_id}"),
+        )
         self.registrar = CandidateRegistrar(registry, settings.model_name, settings.challenger_alias)
         self.state: TrainerState | None = None
         self.consumer: Consumer | None = None
@@ -176,7 +182,7 @@ class TrainerWorker:
             assert self.state is not None
             log.info(
                 "trainer: resumed from %s (champion v%d, %d examples learned, %d candidates pending)",
-                self.store.path,
+                self.store.where(),
                 self.state.champion.version,
                 self.state.challenger.learned,
                 len(self.state.pending),
@@ -250,18 +256,18 @@ class TrainerWorker:
                 raise CheckpointSourceError(
                     refusal(
                         "trainer checkpoint",
-                        self.store.path,
+                        self.store.where(),
                         f"its {kind} offsets: {problem}",
                         "DRIFTLOOP_TRAINER_RESET_STATE",
                         "DRIFTLOOP_TRAINER_STATE_DIR",
                     )
                 )
-            aside = move_aside(self.store.path)
+            aside = self.store.discard()
             log.warning(
                 "trainer: DRIFTLOOP_TRAINER_RESET_STATE: checkpoint %s moved to %s (its challenger and "
                 "pending candidates are dropped); starting from the champion and the committed offsets "
                 "of %s: its %s offsets: %s",
-                self.store.path,
+                self.store.where(),
                 aside,
                 source.log,
                 kind,
@@ -269,7 +275,7 @@ class TrainerWorker:
             )
             return False
         if recorded is None:
-            log.warning("trainer: checkpoint %s had no source; adopted for %s", self.store.path, sources)
+            log.warning("trainer: checkpoint %s had no source; adopted for %s", self.store.where(), sources)
         state.sources = {kind: source.as_dict() for kind, source in sources.items()}
         return True
 
