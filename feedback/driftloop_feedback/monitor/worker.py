@@ -18,12 +18,12 @@ from driftloop.eventlog import CommitFailedError, EventLog, TopicPartition
 from driftloop.eventlog.state_source import (
     StateSource,
     end_offsets_of,
-    move_aside,
     refusal,
     source_problem,
 )
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
+from driftloop.statestore import open_state_store
 from driftloop_feedback.monitor.alarms import Alarm
 from driftloop_feedback.monitor.errors import MonitorStateSourceError
 from driftloop_feedback.monitor.metrics import MonitorMetrics
@@ -99,7 +99,10 @@ class DriftMonitor:
             settings.min_rows,
             settings.outlier_test(),
         )
-        self.state = StateFile(state_dir)
+        # DRIFTLOOP_STATE_STORE: <state_dir>/monitor.snapshot, or that key in the compacted state topic
+        self.state = StateFile(
+            state_dir, open_state_store(event_log, state_dir, f"monitor/{settings.group_id}")
+        )
         self.next_offsets: dict[TopicPartition, int] = {}
         self.skipped: Counter[str] = Counter()
         self.records_read = 0
@@ -127,24 +130,26 @@ class DriftMonitor:
                 raise MonitorStateSourceError(
                     refusal(
                         "monitor state",
-                        self.state.path,
+                        self.state.where(),
                         problem,
                         "DRIFTLOOP_MONITOR_RESET_STATE",
                         "DRIFTLOOP_MONITOR_STATE_DIR",
                     )
                 )
-            aside = move_aside(self.state.path)
+            aside = self.state.discard()
             log.warning(
                 "monitor: DRIFTLOOP_MONITOR_RESET_STATE: state %s moved to %s (its open windows are "
                 "dropped); reading from the committed offsets of %s: %s",
-                self.state.path,
+                self.state.where(),
                 aside,
                 self.source.log,
                 problem,
             )
             return
         if saved["source"] is None:
-            log.warning("monitor: state %s had no source; adopted for %s", self.state.path, self.source.log)
+            log.warning(
+                "monitor: state %s had no source; adopted for %s", self.state.where(), self.source.log
+            )
         self.pairer.restore(saved["pairer"])
         self.windows.restore(saved["windows"])
         self.next_offsets = dict(saved["offsets"])
@@ -262,3 +267,4 @@ class DriftMonitor:
     def close(self) -> None:
         self.consumer.close()
         self.producer.close()
+        self.state.close()
