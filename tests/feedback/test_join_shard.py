@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from driftloop_feedback.join.rules import JoinRules
 from driftloop_feedback.join.shard import JoinShard
+from driftloop_feedback.labelled_batch import decode_labelled, is_batch
 from driftloop_feedback.records import LabelledExample, Reading, TruthRecord
 
 from tests.feedback.helpers import chain_events
@@ -133,22 +134,25 @@ def test_snapshot_restore_keeps_pending_and_dedupe_state() -> None:
 
 def _expected(
     example_id: str, truth: float, truth_time: float, features: tuple[float, ...], pred: float
-) -> bytes:
+) -> LabelledExample:
     rid, row = example_id.rsplit(":", 1)
     return LabelledExample(
         example_id, rid, int(row), features, pred, truth, "default", "3", 7.0, truth_time, "request"
-    ).encode()
+    )
 
 
-def test_labelled_records_are_byte_identical_to_labelled_example_encode_in_either_order() -> None:
+def test_labelled_records_are_one_batch_record_of_the_examples_in_either_order() -> None:
     shard = JoinShard(JoinRules(mode="request"))
     shard.on_truth(TruthRecord("r9", 0, 1.5, 3.0), logged_at=3.0)  # truth first: waits in `truths`
     feed(shard, chain_events("r9", [[1.0, 2.0], [3.0, 4.0]], [10.0, 20.0]), at=7.0)
     shard.on_truth(TruthRecord("r9", 1, 2.5, 8.0), logged_at=8.0)  # prediction first: waits in the store
-    assert shard.drain_encoded() == [
-        (b"r9", _expected("r9:0", 1.5, 3.0, (1.0, 2.0), 10.0)),
-        (b"r9", _expected("r9:1", 2.5, 8.0, (3.0, 4.0), 20.0)),
+    ((key, value),) = shard.drain_encoded()
+    assert key is None and is_batch(value)
+    assert decode_labelled(value) == [
+        _expected("r9:0", 1.5, 3.0, (1.0, 2.0), 10.0),
+        _expected("r9:1", 2.5, 8.0, (3.0, 4.0), 20.0),
     ]
+    assert shard.drain_encoded() == []
 
 
 def test_truths_restored_from_a_snapshot_without_their_hash_still_join_once() -> None:

@@ -16,7 +16,8 @@ import pytest
 from driftloop_feedback.join.pipeline import Joiner
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.join.snapshots import SnapshotSourceError, StateSource, source_problem
-from driftloop_feedback.records import LabelledExample, TruthRecord
+from driftloop_feedback.labelled_batch import decode_labelled
+from driftloop_feedback.records import TruthRecord
 from prometheus_client import generate_latest
 
 from driftloop.eventlog import EventLog, MemoryEventLog, TopicPartition
@@ -54,7 +55,7 @@ def log_calls(log: EventLog, s: JoinerSettings, start: int, n: int) -> set[str]:
 
 def labelled_ids(log: EventLog, s: JoinerSettings) -> list[str]:
     consumer = log.consumer("check", [s.labelled_topic])
-    out = [LabelledExample.decode(r.value).example_id for r in consumer.poll(0, 100_000)]
+    out = [e.example_id for r in consumer.poll(0, 100_000) for e in decode_labelled(r.value)]
     consumer.close()
     return out
 

@@ -11,6 +11,7 @@ from driftloop_feedback.errors import TopologyError
 from driftloop_feedback.join.pipeline import Joiner
 from driftloop_feedback.join.settings import JoinerSettings
 from driftloop_feedback.labelled import LabelledDeduper
+from driftloop_feedback.labelled_batch import decode_labelled, encode_examples
 from driftloop_feedback.records import LabelledExample, TruthRecord
 from prometheus_client import generate_latest
 
@@ -47,7 +48,7 @@ def log_calls(log: MemoryEventLog, s: JoinerSettings, start: int, n: int, truth:
 
 def labelled(log: MemoryEventLog, s: JoinerSettings) -> list[LabelledExample]:
     consumer = log.consumer("check", [s.labelled_topic])
-    out = [LabelledExample.decode(r.value) for r in consumer.poll(0, 100_000)]
+    out = [e for r in consumer.poll(0, 100_000) for e in decode_labelled(r.value)]
     consumer.close()
     return out
 
@@ -96,7 +97,7 @@ def test_restart_without_checkpoint_replays_from_snapshot_same_examples(tmp_path
     assert set(by_id) == expected
     assert len(examples) == 60  # the 20 after the snapshot were emitted twice: at-least-once on the topic
     dedupe = LabelledDeduper()
-    trainer_view = list(dedupe.feed(e.encode() for e in examples))
+    trainer_view = list(dedupe.feed(encode_examples(examples, max_rows=7)))
     assert sorted(e.example_id for e in trainer_view) == sorted(expected) and dedupe.duplicates == 20
     second.close()
 

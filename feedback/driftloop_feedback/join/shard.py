@@ -19,7 +19,6 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from driftloop_feedback.join.assembler import (
     AssembledRequest,
     PredictionAssembler,
@@ -38,51 +37,18 @@ from driftloop_feedback.join.store import (
     example_hashes,
     key_hash,
 )
+from driftloop_feedback.labelled_batch import decode_labelled, encode_tuples
 from driftloop_feedback.records import LabelledExample, PredictionRow, Reading, TruthRecord
 
 from driftloop.seldon_log import LogEvent
 
-__all__ = ["EXPIRED", "JOINED", "JoinShard", "TruthItem", "encode_example"]
+__all__ = ["EXPIRED", "JOINED", "JoinShard", "TruthItem"]
 
 Row = PredictionRow | PendingPrediction  # a prediction as it arrived, or as stored while pending
 TruthItem = tuple[str, int, float, float, float]  # request_id, row, truth, received_at, logged_at
-_dumps = orjson.dumps
 ASSEMBLED = JOINED  # a request id's status in ``done_requests``
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
-
-
-def encode_example(
-    example_id: str,
-    request_id: str,
-    row: int,
-    features: Any,
-    prediction: float,
-    truth: float,
-    endpoint: str,
-    model_version: str,
-    event_time: float,
-    truth_time: float,
-    joined_by: str,
-    asset_id: str | None,
-) -> bytes:
-    """``LabelledExample(...).encode()``, byte for byte, without the object (a third of the cost)."""
-    return _dumps(
-        {
-            "example_id": example_id,
-            "request_id": request_id,
-            "row": row,
-            "features": features,
-            "prediction": prediction,
-            "truth": truth,
-            "endpoint": endpoint,
-            "model_version": model_version,
-            "event_time": event_time,
-            "truth_time": truth_time,
-            "joined_by": joined_by,
-            "asset_id": asset_id,
-        }
-    )
 
 
 class JoinShard:
@@ -101,7 +67,7 @@ class JoinShard:
         self.done_requests = ResolvedKeys()
         self.counters = JoinCounters()
         self.now = float("-inf")
-        self._labelled: list[tuple[bytes, bytes]] = []  # (key, value) of each labelled example
+        self._labelled: list[tuple[Any, ...]] = []  # the fields of each labelled example made
         self._forwarded: list[PredictionRow] = []
 
     # -- items ---------------------------------------------------------------------------------
@@ -178,7 +144,6 @@ class JoinShard:
         status, labelled = resolved.status, self._labelled
         joined_keys: list[int] = []  # resolved in this call, marked below in one go (same order and time)
         joined_at: list[float] = []
-        dumps = _dumps
         now = self.now
         duplicate = late = 0
         ids = [f"{request_id}:{row}" for request_id, row, *_ in items]
@@ -197,24 +162,23 @@ class JoinShard:
                 status[h] = JOINED  # visible at once: a resent truth later in this run is a duplicate
                 joined_keys.append(h)
                 joined_at.append(now)
-                # encode_example, inline (the same dict, so the same bytes)
-                value = dumps(
-                    {
-                        "example_id": example_id,
-                        "request_id": request_id,
-                        "row": row,
-                        "features": pending[2],
-                        "prediction": pending[3],
-                        "truth": truth,
-                        "endpoint": pending[7],
-                        "model_version": pending[8],
-                        "event_time": pending[4],
-                        "truth_time": received_at,
-                        "joined_by": "request",
-                        "asset_id": pending[9],
-                    }
+                # the example's fields (``LabelledExample`` order), encoded a batch at a time when drained
+                labelled.append(
+                    (
+                        example_id,
+                        request_id,
+                        row,
+                        pending[2],
+                        pending[3],
+                        truth,
+                        pending[7],
+                        pending[8],
+                        pending[4],
+                        received_at,
+                        "request",
+                        pending[9],
+                    )
                 )
-                labelled.append((request_id.encode(), value))
                 continue
             was = status.get(h)
             if was == JOINED or example_id in truths:
@@ -275,10 +239,16 @@ class JoinShard:
 
     # -- outputs and snapshots -------------------------------------------------------------------
     def drain_labelled(self) -> list[LabelledExample]:
-        return [LabelledExample.decode(value) for _, value in self.drain_encoded()]
+        return [e for _, value in self.drain_encoded() for e in decode_labelled(value)]
 
-    def drain_encoded(self) -> list[tuple[bytes, bytes]]:
-        """The labelled examples made since the last drain, encoded: (Kafka key, value) each."""
+    def drain_encoded(self) -> list[tuple[bytes | None, bytes]]:
+        """The labelled examples made since the last drain, as batch records (``labelled_batch``, in
+        the order made, each under its size cap): (Kafka key, value) each. A batch record has no key:
+        it holds many request ids."""
+        return [(None, value) for value in encode_tuples(self.drain_fields())]
+
+    def drain_fields(self) -> list[tuple[Any, ...]]:
+        """The labelled examples made since the last drain, as tuples of ``LabelledExample``'s fields."""
         out, self._labelled = self._labelled, []
         return out
 
@@ -366,12 +336,11 @@ class JoinShard:
         if logged_at > self.now:
             self.now = logged_at
         rid, endpoint, version = req.request_id, req.endpoint, req.model_version
-        key = rid.encode()
         predictions, times = req.predictions, req.event_times
         n_times = len(times)
         truths, status, store = self.truths, self.resolved.status, self.store
         labelled = self._labelled
-        blake2b, from_bytes, dumps = _blake2b, _from_bytes, _dumps
+        blake2b, from_bytes = _blake2b, _from_bytes
         # Rows of one request have distinct ids: only rows stored before this call can repeat them.
         find = store.find if len(store) else None
         # The store's index, read inline: a row whose first index slot is empty is not pending (the
@@ -408,24 +377,23 @@ class JoinShard:
                 waiting_keys.append(h)
                 continue
             joined.append(h)
-            # encode_example, inline (the same dict, so the same bytes)
-            value = dumps(
-                {
-                    "example_id": example_id,
-                    "request_id": rid,
-                    "row": i,
-                    "features": features,
-                    "prediction": predictions[i],
-                    "truth": truth[0],
-                    "endpoint": endpoint,
-                    "model_version": version,
-                    "event_time": times[i] if i < n_times else logged_at,
-                    "truth_time": truth[1],
-                    "joined_by": "request",
-                    "asset_id": None,
-                }
+            # the example's fields (``LabelledExample`` order), encoded a batch at a time when drained
+            labelled.append(
+                (
+                    example_id,
+                    rid,
+                    i,
+                    features,
+                    predictions[i],
+                    truth[0],
+                    endpoint,
+                    version,
+                    times[i] if i < n_times else logged_at,
+                    truth[1],
+                    "request",
+                    None,
+                )
             )
-            labelled.append((key, value))
         if joined:
             self.resolved.mark_many(joined, JOINED, self.now)
             self.counters.joined += len(joined)
@@ -475,21 +443,22 @@ class JoinShard:
             h = key_hash(row.request_id, row.row)
         self.resolved.mark(h, JOINED, self.now)
         self.counters.joined += 1
-        value = encode_example(
-            example_id or f"{row.request_id}:{row.row}",
-            row.request_id,
-            row.row,
-            row.features,
-            row.prediction,
-            truth,
-            row.endpoint,
-            row.model_version,
-            row.event_time,
-            truth_time,
-            joined_by,
-            row.asset_id,
+        self._labelled.append(
+            (
+                example_id or f"{row.request_id}:{row.row}",
+                row.request_id,
+                row.row,
+                row.features,
+                row.prediction,
+                truth,
+                row.endpoint,
+                row.model_version,
+                row.event_time,
+                truth_time,
+                joined_by,
+                row.asset_id,
+            )
         )
-        self._labelled.append((row.request_id.encode(), value))
 
     def _mark(self, h: int, status: int) -> None:
         self.resolved.mark(h, status, self.now)

@@ -37,6 +37,7 @@ from driftloop_feedback.join.snapshots import (
     StateSource,
     source_problem,
 )
+from driftloop_feedback.labelled_batch import encode_tuples
 from driftloop_feedback.records import (
     TRUTH_PREFIX,
     PredictionRow,
@@ -442,12 +443,14 @@ class JoinStage:
         s = self.settings
         send = self.producer.send
         for p, shard in self.shards.items():
-            examples = shard.drain_encoded()  # (key, value) pairs
-            if examples and self._labelled_on_shard:
+            examples = shard.drain_fields()
+            # batch records (``labelled_batch``: columnar, capped in rows and bytes), without a key
+            records: list[tuple[bytes | None, bytes]] = [(None, v) for v in encode_tuples(examples)]
+            if records and self._labelled_on_shard:
                 # One bulk call per shard: the shard's examples belong on the shard's own partition.
-                send_many(self.producer, s.labelled_topic, examples, partition=p)
+                send_many(self.producer, s.labelled_topic, records, partition=p)
             else:
-                for key, value in examples:
+                for key, value in records:
                     send(s.labelled_topic, value, key=key)
             self.in_flight += len(examples)
             for row in shard.drain_forwarded():
