@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
@@ -26,11 +26,15 @@ _names = itertools.count()
 class Cluster:
     exporter: ExecutorExporter
     prometheus: PrometheusServer
+    sources: list[PrometheusOpsSource] = field(default_factory=list)
 
     def source(self, deployment: str) -> PrometheusOpsSource:
-        return PrometheusOpsSource(
+        """A source of the module's Prometheus (closed with the module's fixture)."""
+        source = PrometheusOpsSource(
             self.prometheus.url, deployment, extra_selector=f'namespace="{NAMESPACE}"', timeout_s=5.0
         )
+        self.sources.append(source)
+        return source
 
     def scraped(self, deployment: str) -> None:
         """Wait until Prometheus holds the exporter's current request count of ``deployment``."""
@@ -55,10 +59,13 @@ def cluster() -> Iterator[Cluster]:
     exporter = ExecutorExporter()
     exporter.start()
     prometheus = PrometheusServer([exporter.target], target_labels={"namespace": NAMESPACE})
+    cluster = Cluster(exporter, prometheus)
     try:
         prometheus.start()
-        yield Cluster(exporter, prometheus)
+        yield cluster
     finally:
+        for source in cluster.sources:
+            source.close()
         prometheus.stop()
         exporter.stop()
 
