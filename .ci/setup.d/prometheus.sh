@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prometheus server for driftloop's rollout tests (tests/fixtures/prometheus_server.py), no Docker, no binary
 # downloads: github.com/prometheus/prometheus/cmd/prometheus at a pinned module version, built with Go into a
-# cached bin dir under a name carrying that version, only when that binary is absent (cold: a few minutes on
-# 2 cores; Go's module and build caches live in ~/go/pkg/mod and ~/.cache/go-build).
+# cached bin dir under a name carrying that version, only when that binary is absent (cold: 19 min wall,
+# 6 min CPU, on the shared 2-core machine, most of it fetching modules; Go's module and build caches live in
+# ~/go/pkg/mod and ~/.cache/go-build, from which a rebuild is quick).
 #   - Module tag v0.315.1 is Prometheus 3.15.1 (module tags v0.3xx.y are releases 3.xx.y).
 #   - Built with the `remove_all_sd` tag: every service-discovery plugin (Kubernetes, AWS, Azure, Consul, ...)
 #     is left out; static_configs, all the tests use, are part of the core. Without `builtinassets` the web
