@@ -65,7 +65,9 @@ class World:
         s = self.settings(**overrides)
         lease = FileLease(s.lease_path(), s.key, s.lease_ttl_s, self.clock, holder=holder)
         validation = ValidationSettings(min_examples=20, loss_bound=5.0, alpha=0.05)
-        ctl = RolloutController(s, self.backend, self.registry, self.log, lease, self.ops, validation)
+        ctl = RolloutController(
+            s, self.backend, self.registry, self.log, lease, self.ops, validation, clock=self.clock
+        )
         self.controllers.append(ctl)
         return ctl
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,8 @@ class FakeBackend:
         }
         self.calls: list[tuple[str, Any]] = []
         self.fail_next: str | None = None  # "set_traffic" / "set_model": the next such call raises
+        # called by set_model with (predictor, model_uri): e.g. advance the fake clock by a model's load time
+        self.on_set_model: Callable[[str, str], object] | None = None
 
     def _maybe_fail(self, what: str) -> None:
         if self.fail_next == what:
@@ -63,6 +65,8 @@ class FakeBackend:
 
     def set_model(self, namespace: str, name: str, predictor: str, node: str, model_uri: str) -> None:
         self._maybe_fail("set_model")
+        if self.on_set_model is not None:
+            self.on_set_model(predictor, model_uri)
         self.models[predictor][node] = model_uri
         self.calls.append(("model", (predictor, model_uri, self.traffic.get(predictor, 0))))
 
@@ -89,6 +93,7 @@ class FakeRegistry:
     tags: dict[int, dict[str, str]] = field(default_factory=dict)
     alias_moves: list[tuple[str, int]] = field(default_factory=list)
     failing: bool = False
+    on_load: Callable[[str], object] | None = None  # called with the URI: e.g. advance the fake clock
 
     def add(self, version: int, model: Any, **tags: str) -> None:
         self.models[version] = model
@@ -117,6 +122,8 @@ class FakeRegistry:
         self.tags[version].update(tags)
 
     def load_sklearn_model(self, uri: str) -> Any:
+        if self.on_load is not None:
+            self.on_load(uri)
         _, alias, version = parse_models_uri(uri)
         return self.models[self.aliases[alias] if alias else int(version or 0)]
 

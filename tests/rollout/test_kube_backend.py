@@ -140,7 +140,9 @@ def kube_controller(
     backend = KubeSeldonBackend(client, before_write=before_write)
     lease = KubeLease(client, s.namespace, LEASE, s.key, s.lease_ttl_s, world.clock, holder=holder)
     validation = ValidationSettings(min_examples=20, loss_bound=5.0, alpha=0.05)
-    ctl = RolloutController(s, backend, world.registry, world.log, lease, world.ops, validation)
+    ctl = RolloutController(
+        s, backend, world.registry, world.log, lease, world.ops, validation, clock=world.clock
+    )
     world.controllers.append(ctl)
     return ctl, backend
 

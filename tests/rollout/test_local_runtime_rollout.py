@@ -105,7 +105,7 @@ def test_one_rollout_through_the_real_control_api_with_zero_failed_requests(
     lease = FileLease(settings.lease_path(), settings.key, settings.lease_ttl_s, clock)
     # the candidate is the champion's model registered again: equal losses pass a non-inferiority margin
     validation = ValidationSettings(mode="non-inferiority", margin=1.0, loss_bound=10.0, min_examples=20)
-    controller = RolloutController(settings, backend, registry, log, lease, ops, validation)
+    controller = RolloutController(settings, backend, registry, log, lease, ops, validation, clock=clock)
 
     body = features_request(X[:4])
     url = rt.url(rt.deployments[0]) + "/v2/models/infer"

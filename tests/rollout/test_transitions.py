@@ -176,3 +176,48 @@ def test_a_registry_outage_during_promotion_is_retried_until_the_promotion_is_co
     assert world.registry.aliases["champion"] == CANDIDATE and world.status() == "promoted"
     assert world.backend.traffic == {"main": 100, "canary": 0}
     assert world.decisions().count("promoting") == 1 and world.decisions()[-1] == "promoted"
+
+
+def test_the_first_step_gets_its_full_interval_and_deadline_after_a_slow_model_swap(world: World) -> None:
+    # loading the candidate on the canary takes 550 s of the 600 s deadline (MLServer loading under load)
+    world.backend.on_set_model = lambda predictor, uri: world.clock.advance(550.0)
+    ctl = world.controller(progress_deadline_s=600.0, interval_s=60.0)
+    ctl.tick(world.clock.t)
+    swapped = world.clock.t  # the step begins when the candidate serves, not when it was found
+    assert world.decisions() == ["started", "step"] and world.backend.traffic["canary"] == 10
+    world.canary_rows(5, GOOD)  # never decidable (min_examples=20): the deadline decides
+    world.run(ctl, 50)  # 50 s after the swap: the first check is not due yet
+    assert world.decisions() == ["started", "step"]
+    world.run(ctl, 10)  # the full interval (60 s) after the swap: the first check
+    assert world.decisions() == ["started", "step", "check"]
+    world.run(ctl, swapped + 590.0 - world.clock.t)  # 590 s of the step: still waiting at 10 %
+    assert world.backend.traffic["canary"] == 10 and world.status() == "progressing"
+    assert "rolling_back" not in world.decisions()
+    world.run(ctl, swapped + 600.0 - world.clock.t)  # the full deadline: rolled back
+    assert world.status() == "rejected"
+    reason = world.registry.tags[CANDIDATE]["driftloop.rollout.reason"]
+    assert reason.startswith("progress deadline: 5 paired labelled examples in 600 s at 10%")
+
+
+def test_a_step_resumed_after_a_slow_champion_load_gets_its_full_interval_and_deadline(world: World) -> None:
+    ctl = world.controller(holder="ctl-a", progress_deadline_s=600.0)
+    ctl.tick(world.clock.t)
+    world.canary_rows(120, GOOD)
+    world.run(ctl, 60)
+    assert world.backend.traffic["canary"] == 25
+    ctl.close()  # killed at 25 %
+    world.clock.advance(31)  # past the dead holder's lease
+    world.registry.on_load = lambda uri: world.clock.advance(550.0)  # loading the champion takes 550 s
+    ctl2 = world.controller(holder="ctl-b", progress_deadline_s=600.0)
+    ctl2.tick(world.clock.t)
+    resumed = world.clock.t
+    assert world.decisions()[-1] == "resumed" and world.backend.traffic["canary"] == 25
+    world.run(ctl2, 50)
+    assert world.decisions()[-1] == "resumed"  # no check before the step's full interval
+    world.run(ctl2, resumed + 590.0 - world.clock.t)
+    assert world.backend.traffic["canary"] == 25 and "rolling_back" not in world.decisions()
+    world.run(ctl2, resumed + 600.0 - world.clock.t)
+    reason = world.registry.tags[CANDIDATE]["driftloop.rollout.reason"]
+    assert world.status() == "rejected" and reason.startswith(
+        "progress deadline: 0 paired labelled examples in 600 s"
+    )

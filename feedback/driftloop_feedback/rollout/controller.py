@@ -1,5 +1,9 @@
 """The rollout controller: a state machine driven by ``tick(now)`` (no sleeps, the clock is the caller's).
 
+A step's clock (its interval and progress deadline) starts when its weight is in effect: read from the
+injected ``clock`` after the backend calls that put it there (loading a model on the canary can take
+seconds), not at the ``now`` of the tick that began it.
+
 idle --(challenger with verdict ``pass`` and no rollout status)--> the canary's model node gets the
 candidate at weight 0 --> step 0 (first weight) --> one check per ``interval``:
 
@@ -26,6 +30,8 @@ canary to 0 and tags the candidate ``interrupted``: it is rolled out again from 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +56,7 @@ TAG = "driftloop.rollout."
 STATUS_TAG = TAG + "status"
 VERDICT_TAG = "driftloop.validation.verdict"
 RETRIED_STATUSES = (None, "interrupted")  # a candidate with another status is not rolled out again
+Clock = Callable[[], float]
 
 
 class RolloutRegistry(Protocol):
@@ -95,7 +102,10 @@ class RolloutController:
         validation: ValidationSettings | None = None,
         *,
         metrics: RolloutMetrics | None = None,
+        clock: Clock = time.time,
     ) -> None:
+        """``clock``: the time base of ``tick(now)`` (the wall clock in production, the fake clock in
+        tests); read when a step begins, after the calls that put its weight in effect."""
         self.settings = settings
         self.backend = backend
         self.registry = registry
@@ -104,6 +114,7 @@ class RolloutController:
         self.ops = ops
         self.validation = validation or ValidationSettings()
         self.metrics = metrics or RolloutMetrics()
+        self.clock = clock
         self.weights = settings.weights()
         self.rollout: Rollout | None = None
         self.status = "not started"
@@ -122,7 +133,7 @@ class RolloutController:
         self.lease.acquire()
         self._writer = EventWriter(self.log, self.settings.rollouts_topic)
         self.started = True
-        self._recover(now)
+        self._recover()
 
     def tick(self, now: float) -> None:
         """One turn: renew the lease, read labelled rows, then act on whatever is due at ``now``."""
@@ -136,7 +147,7 @@ class RolloutController:
             if rollout is None:
                 if now >= self._next_registry_poll:
                     self._next_registry_poll = now + self.settings.registry_poll_s
-                    self._look_for_candidate(now)
+                    self._look_for_candidate()
             elif rollout.phase == "promoting":
                 self._finish_promotion(rollout)
             elif rollout.phase == "rolling_back":
@@ -174,7 +185,7 @@ class RolloutController:
             self._writer = None
 
     # -- recovery ------------------------------------------------------------------------------------
-    def _recover(self, now: float) -> None:
+    def _recover(self) -> None:
         s = self.settings
         last = last_event(self.log, s.rollouts_topic, s.key)
         state = self.backend.read(s.namespace, s.deployment)
@@ -194,7 +205,7 @@ class RolloutController:
                     self._finish_rollback(rollout)
                 return
             if last.phase == "progressing":
-                self._resume(last, state.model_uri(s.canary_predictor, s.model_node), canary_weight, now)
+                self._resume(last, state.model_uri(s.canary_predictor, s.model_node), canary_weight)
                 return
         if canary_weight > 0:
             self._set_canary(0)
@@ -207,7 +218,7 @@ class RolloutController:
             self.metrics.rollouts.labels("aborted").inc()
         self.status = "idle"
 
-    def _resume(self, last: RolloutEvent, canary_uri: str | None, canary_weight: int, now: float) -> None:
+    def _resume(self, last: RolloutEvent, canary_uri: str | None, canary_weight: int) -> None:
         assert last.candidate is not None and last.champion is not None
         s = self.settings
         why = None
@@ -228,20 +239,22 @@ class RolloutController:
             return
         champion_model = self.registry.load_sklearn_model(self._uri(last.champion))
         step = self.weights.index(canary_weight) if canary_weight else -1
-        rollout = Rollout(last.candidate, last.champion, champion_model, step, canary_weight, started_at=now)
+        rollout = Rollout(
+            last.candidate, last.champion, champion_model, step, canary_weight, started_at=self.clock()
+        )
         rollout.failed_checks = last.failed_checks
         self.rollout = rollout
         if step < 0:
             self._emit("resumed", "progressing", rollout, reason="restart: candidate on the canary at 0")
-            self._advance(rollout, now, gate=None, ops=None)
+            self._advance(rollout, gate=None, ops=None)
             return
-        self._begin_step(rollout, now)
+        self._begin_step(rollout)
         self._emit(
             "resumed", "progressing", rollout, reason=f"restart: resumed at {canary_weight}% (fresh evidence)"
         )
 
     # -- idle: a validated challenger starts a rollout --------------------------------------------------
-    def _look_for_candidate(self, now: float) -> None:
+    def _look_for_candidate(self) -> None:
         s = self.settings
         try:
             champion = self.registry.get_alias(s.model_name, s.champion_alias)
@@ -265,11 +278,12 @@ class RolloutController:
             self.status = f"idle: challenger v{challenger.version} already rolled out ({status})"
             return
         champion_model = self.registry.load_sklearn_model(champion.uri)
-        rollout = Rollout(challenger.version, champion.version, champion_model, started_at=now)
         state = self.backend.read(s.namespace, s.deployment)
         if state.weight(s.canary_predictor) != 0:
             self._set_canary(0)
         self.backend.set_model(s.namespace, s.deployment, s.canary_predictor, s.model_node, challenger.uri)
+        # the rollout starts once the canary serves the candidate (the swap may take seconds)
+        rollout = Rollout(challenger.version, champion.version, champion_model, started_at=self.clock())
         self.rollout = rollout
         self._tag(challenger.version, "progressing", "")
         self._emit(
@@ -280,7 +294,7 @@ class RolloutController:
             challenger.version,
             champion.version,
         )
-        self._advance(rollout, now, gate=None, ops=None)
+        self._advance(rollout, gate=None, ops=None)
 
     # -- checks --------------------------------------------------------------------------------------
     def _check(self, rollout: Rollout, now: float) -> None:
@@ -320,7 +334,7 @@ class RolloutController:
             return
         if decision.verdict == "pass":
             self.metrics.checks.labels("passed").inc()
-            self._advance(rollout, now, gate=gate, ops=ops)
+            self._advance(rollout, gate=gate, ops=ops)
             return
         self.metrics.checks.labels("inconclusive").inc()
         waited = now - rollout.step_started_at
@@ -367,9 +381,7 @@ class RolloutController:
             return None
 
     # -- transitions ---------------------------------------------------------------------------------
-    def _advance(
-        self, rollout: Rollout, now: float, gate: dict[str, Any] | None, ops: OpsCheck | None
-    ) -> None:
+    def _advance(self, rollout: Rollout, gate: dict[str, Any] | None, ops: OpsCheck | None) -> None:
         nxt = rollout.step + 1
         if nxt >= len(self.weights):
             self._promote(rollout, gate, ops)
@@ -377,7 +389,7 @@ class RolloutController:
         weight = self.weights[nxt]
         self._set_canary(weight)
         rollout.step, rollout.weight = nxt, weight
-        self._begin_step(rollout, now)
+        self._begin_step(rollout)
         self._tag(rollout.candidate, "progressing", "")
         self._emit(
             "step",
@@ -391,7 +403,9 @@ class RolloutController:
         self.status = f"v{rollout.candidate} at {weight}% (step {nxt + 1}/{len(self.weights)})"
         log.info("rollout: %s", self.status)
 
-    def _begin_step(self, rollout: Rollout, now: float) -> None:
+    def _begin_step(self, rollout: Rollout) -> None:
+        """The step's clock starts now that its weight is in effect (read after the backend calls)."""
+        now = self.clock()
         rollout.step_started_at = now
         rollout.next_check_at = now + self.settings.interval_s
         rollout.evidence = StepEvidence(self.validation, rollout.champion_model)
