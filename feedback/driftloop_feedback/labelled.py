@@ -14,8 +14,13 @@ checkpoint interval, so a window of a few checkpoints' worth of examples is enou
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import contextlib
+from collections import deque
 from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import orjson
 
 from driftloop_feedback.labelled_batch import decode_labelled
 from driftloop_feedback.records import LabelledExample
@@ -25,7 +30,26 @@ class LabelledDeduper:
     def __init__(self, window: int = 1_000_000) -> None:
         self.window = window
         self.duplicates = 0
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: dict[str, None] = {}  # the ids remembered
+        self._order: deque[str] = deque(maxlen=window)  # the same ids, oldest first
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The remembered ids pickle as one JSON array, oldest first (pickling a dict of them costs
+        several times more: the trainer's checkpoint holds up to ``window`` of them)."""
+        ids: Any = list(self._order)
+        with contextlib.suppress(orjson.JSONEncodeError):  # an id that is not UTF-8 text: as a list
+            ids = orjson.dumps(ids)
+        return {"window": self.window, "duplicates": self.duplicates, "ids": ids}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.window, self.duplicates = state["window"], state["duplicates"]
+        if "ids" in state:
+            ids = state["ids"]
+            ids = orjson.loads(ids) if isinstance(ids, bytes) else ids
+        else:  # pickled before __getstate__: an OrderedDict of the ids, oldest first
+            ids = list(state["_seen"])
+        self._order = deque(ids, maxlen=self.window)
+        self._seen = dict.fromkeys(self._order)
 
     def feed(self, values: Iterable[bytes]) -> Iterator[LabelledExample]:
         """Decoded examples (each record read by ``decode_labelled``: one JSON example or a batch
@@ -39,15 +63,28 @@ class LabelledDeduper:
     def first_seen(self, example_ids: Iterable[str]) -> list[bool]:
         """For each id in order, whether it is new within the window (then remembered; else counted as
         a duplicate): the same rule as ``feed`` for callers that decode records themselves."""
-        seen, window = self._seen, self.window
+        seen, order, window = self._seen, self._order, self.window
+        ids = example_ids if isinstance(example_ids, list) else list(example_ids)
+        unique = dict.fromkeys(ids)
+        if len(unique) == len(ids) and seen.keys().isdisjoint(unique):
+            # the usual batch: no id repeated, none seen before; the same outcome as one at a time, in C
+            extra = len(order) + len(ids) - window
+            oldest = list(islice(order, max(0, min(extra, len(order)))))
+            seen.update(unique)
+            order.extend(ids)  # a full deque drops the oldest
+            deque(map(seen.pop, oldest), maxlen=0)
+            for example_id in ids[: max(0, len(ids) - window)]:  # a batch longer than the window
+                seen.pop(example_id, None)
+            return [True] * len(ids)
         fresh = []
-        for example_id in example_ids:
+        for example_id in ids:
             if example_id in seen:
                 self.duplicates += 1
                 fresh.append(False)
                 continue
+            if len(order) == window:
+                del seen[order[0]]
             seen[example_id] = None
-            if len(seen) > window:
-                seen.popitem(last=False)
+            order.append(example_id)
             fresh.append(True)
         return fresh

@@ -3,7 +3,9 @@ corrupt records refused with a message, and the size cap."""
 
 from __future__ import annotations
 
+import pickle
 import struct
+from collections import OrderedDict
 
 import numpy as np
 import orjson
@@ -139,3 +141,43 @@ def test_an_example_over_the_byte_cap_goes_alone() -> None:
     big = next(i for i, v in enumerate(values) if len(v) > 10_000)
     assert sizes[big] == 1 and decode_labelled(values[big]) == examples[2:3]
     assert sum(sizes) == 5 and [e for v in values for e in decode_labelled(v)] == examples
+
+
+class _OneAtATime:
+    """The deduper's rule, one id at a time (the reference ``first_seen`` must match)."""
+
+    def __init__(self, window: int) -> None:
+        self.window, self.seen, self.duplicates = window, OrderedDict[str, None](), 0
+
+    def first_seen(self, ids: list[str]) -> list[bool]:
+        out = []
+        for i in ids:
+            if i in self.seen:
+                self.duplicates += 1
+                out.append(False)
+                continue
+            self.seen[i] = None
+            if len(self.seen) > self.window:
+                self.seen.popitem(last=False)
+            out.append(True)
+        return out
+
+
+@pytest.mark.parametrize("window", [1, 3, 10, 50])
+def test_the_deduper_keeps_the_one_at_a_time_rule_on_any_batches_and_across_pickling(window: int) -> None:
+    rng = np.random.default_rng(window)
+    deduper, reference = LabelledDeduper(window), _OneAtATime(window)
+    for step in range(200):
+        pool = 30 if step % 3 else 10_000  # some batches repeat ids, some are (nearly) all new
+        ids = [f"id{i}" for i in rng.integers(pool, size=int(rng.integers(0, 70)))]
+        assert deduper.first_seen(ids) == reference.first_seen(ids)
+        assert list(deduper._order) == list(reference.seen) and deduper.duplicates == reference.duplicates
+        if step % 50 == 0:
+            deduper = pickle.loads(pickle.dumps(deduper))
+
+
+def test_a_deduper_pickled_before_its_compact_state_is_restored() -> None:
+    old = LabelledDeduper.__new__(LabelledDeduper)
+    old.__setstate__({"window": 3, "duplicates": 2, "_seen": OrderedDict.fromkeys(["a", "b", "c"])})
+    assert old.first_seen(["c", "d", "a"]) == [False, True, True]
+    assert old.duplicates == 3

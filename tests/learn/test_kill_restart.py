@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from driftloop_feedback.labelled_batch import encode_examples
 from driftloop_feedback.learn.state import digest_of
 
 from driftloop.eventlog.embedded import EmbeddedEventLog
@@ -124,14 +125,22 @@ def test_kill_9_mid_stream_then_restart_learns_each_example_exactly_once(tmp_pat
     producer = log.producer()
     stop = threading.Event()
 
-    def produce() -> None:  # paced, with every 10th example sent twice (at-least-once upstream)
-        for i, example in enumerate(labelled):
+    def produce() -> None:
+        """Paced, with every 10th example sent twice (at-least-once upstream). The first third as JSON
+        records (one per example, the format before batch records), the rest as batch records of 10
+        examples, as the joiner writes them: the trainer reads a topic that changed format."""
+        for start in range(0, TOTAL, 10):
             if stop.is_set():
                 return
-            producer.send(TOPIC, example.encode(), key=example.request_id.encode())
-            if i % 10 == 0:
-                producer.send(TOPIC, example.encode(), key=example.request_id.encode())
-            if i % 50 == 49:
+            chunk = labelled[start : start + 10]
+            if start < TOTAL // 3:
+                for example in chunk + chunk[:1]:
+                    producer.send(TOPIC, example.encode(), key=example.request_id.encode())
+            else:
+                partition = (start // 10) % 3
+                for value in encode_examples(chunk) + encode_examples(chunk[:1]):
+                    producer.send(TOPIC, value, partition=partition)
+            if start % 50 == 40:
                 producer.flush()
                 time.sleep(0.1)
         producer.flush()

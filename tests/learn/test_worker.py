@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from driftloop_feedback.labelled_batch import encode_examples
 from driftloop_feedback.learn.settings import CandidatePolicySettings, TrainerSettings
 from driftloop_feedback.learn.state import digest_of
 from driftloop_feedback.learn.worker import TrainerWorker
+from driftloop_feedback.records import LabelledExample
 
 from driftloop.eventlog import MemoryEventLog
 from tests.learn.helpers import (
@@ -57,6 +59,19 @@ def produce(log: MemoryEventLog, values: list[bytes], partitions: int = 2) -> No
     producer.flush()
 
 
+def produce_as(log: MemoryEventLog, labelled: list[LabelledExample], fmt: str, partitions: int = 2) -> None:
+    """``labelled`` as JSON records (one per example, keyed by request id) or as batch records (what the
+    joiner writes: 7 examples each, partitions in turn)."""
+    if fmt == "json":
+        produce(log, [e.encode() for e in labelled], partitions)
+        return
+    log.create_topic(TOPIC, partitions)
+    producer = log.producer()
+    for i, value in enumerate(encode_examples(labelled, max_rows=7)):
+        producer.send(TOPIC, value, partition=i % partitions)
+    producer.flush()
+
+
 def run_until(worker: TrainerWorker, done: Callable[[], bool], steps: int = 200) -> None:
     for _ in range(steps):
         worker.step()
@@ -65,15 +80,17 @@ def run_until(worker: TrainerWorker, done: Callable[[], bool], steps: int = 200)
     raise AssertionError(f"not done after {steps} steps: {worker.status}")
 
 
-def test_each_example_is_learned_once_duplicates_and_bad_records_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["json", "batch"])
+def test_each_example_is_learned_once_duplicates_and_bad_records_counted(tmp_path: Path, fmt: str) -> None:
     log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
     champion = regressor_champion()
     seen_before = champion.n_samples_seen_
     registry.add(champion, metrics={"val_mae": 0.2}, alias="champion")
     X, y = regression_rows(300, seed=1)
-    batch = [e.encode() for e in examples(X, y)]
-    bad = [b"not json", examples(X[:1, :2], y[:1], prefix="short")[0].encode()]  # 2 features, not 3
-    produce(log, batch + batch[:40] + bad)  # 40 resends, as after a joiner crash
+    labelled = examples(X, y)
+    short = examples(X[:1, :2], y[:1], prefix="short")  # 2 features, not 3
+    produce_as(log, labelled + labelled[:40] + short, fmt)  # 40 resends, as after a joiner crash
+    produce(log, [b"not json" if fmt == "json" else encode_examples(labelled[:3])[0][:-9]])
     worker = TrainerWorker(log, registry, make_settings(tmp_path, every_n_examples=10_000), clock=clock)
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 342)
     worker.checkpoint()
@@ -219,22 +236,23 @@ def _metrics_text(worker: TrainerWorker) -> str:
     return generate_latest(worker.metrics.registry).decode()
 
 
-def test_a_crash_between_checkpoints_redoes_exactly_the_unsaved_work(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["json", "batch"])
+def test_a_crash_between_checkpoints_redoes_exactly_the_unsaved_work(tmp_path: Path, fmt: str) -> None:
     log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
     champion = regressor_champion()
     registry.add(champion, alias="champion")
     X, y = regression_rows(400, seed=9)
     labelled = examples(X, y)
-    produce(log, [e.encode() for e in labelled[:200]])
+    produce_as(log, labelled[:200], fmt)
     settings = make_settings(tmp_path, every_n_examples=10_000)
     worker = TrainerWorker(log, registry, settings, clock=clock)
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 200)
     worker.checkpoint()  # 200 learned and committed ...
-    produce(log, [e.encode() for e in labelled[200:300]])
+    produce_as(log, labelled[200:300], fmt)
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 300)
     assert worker._batch  # ... 100 more read, part of them still batched, none checkpointed: crash
     worker.close()  # the group moves on (as after the session timeout of a killed member)
-    produce(log, [e.encode() for e in labelled[300:]])
+    produce_as(log, labelled[300:], fmt)
     restarted = TrainerWorker(log, registry, settings, clock=clock)
     run_until(restarted, lambda: restarted.state is not None and restarted.state.challenger.learned == 400)
     for _ in range(3):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from driftloop_feedback.labelled_batch import encode_examples
 
 from driftloop.eventlog import MemoryEventLog
 from tests.validate.worker_helpers import (
@@ -318,3 +319,26 @@ def test_a_challenger_the_settings_cannot_judge_gets_no_verdict_and_is_said_once
     assert "cannot validate challenger v2" in worker.status
     assert metric(worker, "driftloop_validator_waiting", {"reason": "config"}) == 1.0
     assert registry.tag_writes == []
+
+
+def test_every_example_of_a_batch_record_is_read_scored_or_counted(tmp_path: Path) -> None:
+    """The joiner writes batch records (many examples each): the validator reads all of them."""
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor(1.0, 1), alias="champion")
+    registry.add(regressor(2.0, 2), alias="challenger")
+    rows = labelled(1000, 3)
+    produce(log, encode_examples(rows, max_rows=50) + encode_examples(rows[:20]))  # 20 resent
+    worker = make_worker(log, registry, clock, tmp_path)
+    run_until(worker, clock, lambda: VERDICT in registry.versions[2].tags)
+    for _ in range(5):
+        worker.step()
+        clock.advance(1.0)
+    assert registry.versions[2].tags[VERDICT] == "pass"
+    n = int(registry.versions[2].tags["driftloop.validation.n"])
+    read = metric(worker, "driftloop_validator_rows_read_total")
+    skipped = {
+        r: metric(worker, "driftloop_validator_rows_skipped_total", {"reason": r})
+        for r in ("unused", "idle", "duplicate", "trained_on")
+    }
+    assert read == 1020 and skipped["duplicate"] == 20
+    assert read == n + sum(skipped.values())

@@ -26,6 +26,7 @@ from sklearn.base import is_classifier
 
 from driftloop_feedback.learn.errors import TrainerError
 from driftloop_feedback.learn.replay import ReplayBuffer
+from driftloop_feedback.learn.scoring import predict
 
 Task = Literal["regression", "classification"]
 
@@ -77,6 +78,8 @@ class Challenger:
 
     def accepted(self, targets: Sequence[Any]) -> np.ndarray:
         """``accepts`` of each target, as a boolean array (numbers checked at once)."""
+        if self.classes is None and isinstance(targets, np.ndarray) and targets.dtype.kind == "f":
+            return np.isfinite(targets)
         if self.classes is None and set(map(type, targets)) <= {float, int}:
             return np.isfinite(np.asarray(targets, dtype=float))
         return np.fromiter(map(self.accepts, targets), dtype=bool, count=len(targets))
@@ -91,7 +94,11 @@ class Challenger:
     ) -> np.ndarray:
         """Which rows carry a usable champion prediction: served by ``champion_version``, and a finite
         number (regression) or a declared class (classification)."""
-        mine = np.fromiter(map(champion_version.__eq__, versions), dtype=bool, count=len(versions))
+        mine = (
+            np.ones(len(versions), dtype=bool)
+            if versions.count(champion_version) == len(versions)
+            else np.fromiter(map(champion_version.__eq__, versions), dtype=bool, count=len(versions))
+        )
         if not mine.any():
             return mine
         return mine & self.accepted(predictions)
@@ -102,18 +109,20 @@ class Challenger:
         """Score the batch with both models, then learn it (plus replayed rows) in one ``partial_fit``.
 
         ``champion_said``: (mask, predictions) of rows whose champion prediction is known (``served``);
-        the champion predicts the others. X has been checked finite by the caller, so sklearn's finite
-        check is skipped for the scoring (not for ``partial_fit``)."""
+        the champion predicts the others. X has been checked finite and of the model's width by the caller,
+        so the scoring skips sklearn's checks (``scoring.predict``; not ``partial_fit``)."""
         known = champion_said[0] if champion_said is not None else np.zeros(len(y), dtype=bool)
         with sklearn.config_context(assume_finite=True):
-            challenger_predicted = self.model.predict(X)
+            challenger_predicted = predict(self.model, X)
             champion_predicted = np.empty(len(y), dtype=y.dtype)
             if not known.all():
-                champion_predicted[~known] = self.champion.predict(X[~known])
+                champion_predicted[~known] = predict(self.champion, X[~known])
         if champion_said is not None and known.any():
             said = (
                 champion_said[1]
                 if known.all()
+                else champion_said[1][known]
+                if isinstance(champion_said[1], np.ndarray)
                 else [p for p, k in zip(champion_said[1], known, strict=True) if k]
             )
             champion_predicted[known] = np.asarray(said).astype(y.dtype)

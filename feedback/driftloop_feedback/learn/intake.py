@@ -17,7 +17,7 @@ reason:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import groupby, repeat
 from operator import attrgetter, contains, itemgetter
 from typing import Any
 
@@ -26,6 +26,7 @@ import orjson
 
 from driftloop.eventlog import Record
 from driftloop_feedback.labelled import LabelledDeduper
+from driftloop_feedback.labelled_batch import MAGIC, LabelledColumns, decode_columns
 from driftloop_feedback.learn.challenger import Challenger
 from driftloop_feedback.records import LabelledExample, UndecodableRecord
 
@@ -73,8 +74,8 @@ class Rows:
     """Examples ready to learn, in the order they were read."""
 
     X: np.ndarray  # [n, F] float
-    targets: list[Any]
-    predictions: list[Any]  # what the served model predicted (``LabelledExample.prediction``)
+    targets: Any  # a float array (regression, batch records) or a list of values
+    predictions: Any  # what the served model predicted (``LabelledExample.prediction``): the same
     versions: list[str]  # the model version that served each
     ids: list[str]
     event_times: np.ndarray  # float
@@ -86,32 +87,18 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def head(self, n: int) -> Rows:
+    def slice(self, start: int, stop: int) -> Rows:
         return Rows(
-            self.X[:n],
-            self.targets[:n],
-            self.predictions[:n],
-            self.versions[:n],
-            self.ids[:n],
-            self.event_times[:n],
-            self.truth_times[:n],
-            self.by_request[:n],
-            self.sources[:n],
-            self.offsets[:n],
-        )
-
-    def tail(self, n: int) -> Rows:
-        return Rows(
-            self.X[n:],
-            self.targets[n:],
-            self.predictions[n:],
-            self.versions[n:],
-            self.ids[n:],
-            self.event_times[n:],
-            self.truth_times[n:],
-            self.by_request[n:],
-            self.sources[n:],
-            self.offsets[n:],
+            self.X[start:stop],
+            self.targets[start:stop],
+            self.predictions[start:stop],
+            self.versions[start:stop],
+            self.ids[start:stop],
+            self.event_times[start:stop],
+            self.truth_times[start:stop],
+            self.by_request[start:stop],
+            self.sources[start:stop],
+            self.offsets[start:stop],
         )
 
     def then(self, more: Rows) -> Rows:
@@ -119,8 +106,8 @@ class Rows:
             return more
         return Rows(
             np.concatenate([self.X, more.X]),
-            self.targets + more.targets,
-            self.predictions + more.predictions,
+            _then(self.targets, more.targets),
+            _then(self.predictions, more.predictions),
             self.versions + more.versions,
             self.ids + more.ids,
             np.concatenate([self.event_times, more.event_times]),
@@ -129,6 +116,12 @@ class Rows:
             self.sources + more.sources,
             np.concatenate([self.offsets, more.offsets]),
         )
+
+
+def _then(a: Any, b: Any) -> Any:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.concatenate([a, b])
+    return list(a) + list(b)
 
 
 @dataclass
@@ -143,6 +136,9 @@ class Intake:
     rows: Rows
     duplicates: int
     refused: list[Refusal]
+    # examples read: every example of the records (kept, duplicate or refused), an undecodable record
+    # counted as one
+    examples: int = 0
 
 
 def _decoded(value: bytes) -> Any:
@@ -247,9 +243,32 @@ def _decoded_all(values: list[bytes]) -> list[Any]:
         return list(map(_decoded, values))
 
 
-def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Challenger) -> Intake:
+@dataclass
+class _Part:
+    """The examples of consecutive records of one format, as columns, before dedupe and checks."""
+
+    X: np.ndarray  # [n, F]
+    usable: np.ndarray  # bool: features all finite, F of them
+    features: Any  # the features as read (for a refusal's message)
+    ids: list[str]
+    targets: Any  # float array (batch records, regression) or a list
+    predictions: Any
+    versions: list[str]
+    times: np.ndarray
+    truth_times: np.ndarray
+    by_request: np.ndarray  # bool
+    record: np.ndarray  # index of each row's record in the poll
+    index: np.ndarray  # each row's index within its record
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _json_part(
+    records: list[Record], first: int, n_features: int | None, refused: list[Refusal]
+) -> _Part | None:
+    """The JSON records ``records`` (the poll's from ``first`` on), one example each."""
     docs = _decoded_all([r.value for r in records])
-    refused: list[Refusal] = []
     kept = list(range(len(records)))
     columns = _columns(docs)
     if columns is None:  # some record is not plain: one at a time, saying which
@@ -262,46 +281,229 @@ def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Chall
                 continue
             kept.append(i)
             fields.append(got)
-        columns = [list(c) for c in zip(*fields, strict=True)] if fields else [[] for _ in _READ]
+        if not fields:
+            return None
+        columns = [list(c) for c in zip(*fields, strict=True)]
     ids, features, targets, predictions, versions, times, truth_times, joined = columns
-    before = deduper.duplicates
-    first = deduper.first_seen(ids)
-    duplicates = deduper.duplicates - before
-    n = challenger.n_features
-    X, usable = _matrix(features, n)
-    good = usable & challenger.accepted(targets)
-    for j in np.flatnonzero(~good).tolist():
-        if not first[j]:
-            continue  # a duplicate: skipped (counted) before it is checked
-        record = records[kept[j]]
-        if not usable[j]:
-            refused.append(Refusal(record, "features", f"features {features[j]!r}, want {n} finite numbers"))
+    X, usable = _matrix(features, n_features)
+    n = len(ids)
+    return _Part(
+        X,
+        usable,
+        features,
+        ids,
+        targets,
+        predictions,
+        versions,
+        np.array(times, dtype=float),
+        np.array(truth_times, dtype=float),
+        np.fromiter(map("request".__eq__, joined), dtype=bool, count=n),
+        np.asarray(kept, dtype=np.int64) + first,
+        np.zeros(n, dtype=np.int64),
+    )
+
+
+def _labels(values: Any, numeric: bool) -> Any:
+    """A target/prediction column as the trainer reads it: a float array for a regressor's, a list of
+    Python values for a classifier's (labels compared as values)."""
+    if isinstance(values, np.ndarray):
+        return values if numeric else values.tolist()
+    return np.asarray(values, dtype=float) if numeric and set(map(type, values)) <= {float} else values
+
+
+def _batch_part(
+    records: list[Record], first: int, n_features: int | None, numeric: bool, refused: list[Refusal]
+) -> _Part | None:
+    """The batch records ``records`` (the poll's from ``first`` on): columns, no object per example."""
+    got: list[LabelledColumns] = []
+    at: list[int] = []
+    for i, record in enumerate(records):
+        try:
+            got.append(decode_columns(record.value))
+        except UndecodableRecord as exc:
+            refused.append(Refusal(record, "undecodable", str(exc)))
+            continue
+        at.append(first + i)
+    got_n = [c for c in got if len(c)]
+    if not got_n:
+        return None
+    sizes = np.fromiter(map(len, got), dtype=np.int64, count=len(got))
+    width = n_features if n_features is not None else _width(got_n[0].features)
+    blocks = []
+    for c in got:
+        if isinstance(c.features, np.ndarray) and c.features.shape[1] == width:
+            blocks.append((c.features, np.isfinite(c.features).all(axis=1)))
         else:
-            refused.append(
-                Refusal(record, "target", f"target {targets[j]!r} is not a finite number or a declared class")
-            )
-    good &= np.asarray(first, dtype=bool)
-    if not good.all():
-        keep = np.flatnonzero(good).tolist()
-        X = X[good]
-        kept = [kept[j] for j in keep]
-        ids, targets, predictions, versions, times, truth_times, joined = (
-            [column[j] for j in keep]
-            for column in (ids, targets, predictions, versions, times, truth_times, joined)
+            blocks.append(_matrix(list(c.features), width))
+    X = blocks[0][0] if len(blocks) == 1 else np.concatenate([b[0] for b in blocks])
+    usable = blocks[0][1] if len(blocks) == 1 else np.concatenate([b[1] for b in blocks])
+    raw: Any = X if all(isinstance(c.features, np.ndarray) for c in got) else _chain(c.features for c in got)
+
+    def column(name: str) -> Any:
+        values = [getattr(c, name) for c in got]
+        if len(values) == 1:
+            return values[0]
+        if all(isinstance(v, np.ndarray) for v in values):
+            return np.concatenate(values)
+        return _chain(values)
+
+    targets, predictions = column("truth"), column("prediction")
+    joined = _chain(c.joined_by for c in got)
+    by_request = (
+        np.ones(len(joined), dtype=bool)
+        if joined.count("request") == len(joined)
+        else np.fromiter(map("request".__eq__, joined), dtype=bool, count=len(joined))
+    )
+    return _Part(
+        X,
+        usable,
+        raw,
+        _chain(c.example_id for c in got),
+        _labels(targets, numeric),
+        _labels(predictions, numeric),
+        _chain(c.model_version for c in got),
+        column("event_time"),
+        column("truth_time"),
+        by_request,
+        np.repeat(np.asarray(at, dtype=np.int64), sizes),
+        np.concatenate([np.arange(n, dtype=np.int64) for n in sizes.tolist()]),
+    )
+
+
+def _width(features: Any) -> int:
+    if isinstance(features, np.ndarray):
+        return int(features.shape[1])
+    return len(features[0]) if features else 0
+
+
+def _chain(lists: Any) -> list[Any]:
+    out: list[Any] = []
+    for values in lists:
+        out.extend(values.tolist() if isinstance(values, np.ndarray) else values)
+    return out
+
+
+def _joined(parts: list[_Part]) -> _Part:
+    if len(parts) == 1:
+        return parts[0]
+
+    def cat(values: list[Any]) -> Any:
+        if all(isinstance(v, np.ndarray) for v in values):
+            return np.concatenate(values)
+        return _chain(values)
+
+    return _Part(
+        np.concatenate([p.X for p in parts]),
+        np.concatenate([p.usable for p in parts]),
+        _chain(list(p.features) for p in parts),
+        _chain(p.ids for p in parts),
+        cat([p.targets for p in parts]),
+        cat([p.predictions for p in parts]),
+        _chain(p.versions for p in parts),
+        np.concatenate([p.times for p in parts]),
+        np.concatenate([p.truth_times for p in parts]),
+        np.concatenate([p.by_request for p in parts]),
+        np.concatenate([p.record for p in parts]),
+        np.concatenate([p.index for p in parts]),
+    )
+
+
+def read_poll(records: list[Record], deduper: LabelledDeduper, challenger: Challenger) -> Intake:
+    """The examples of a poll's records (JSON records and batch records alike, in order), deduplicated
+    and checked; every refusal with its record (and the example's index in a batch record)."""
+    refused: list[Refusal] = []
+    n = challenger.n_features
+    numeric = challenger.classes is None
+    parts: list[_Part] = []
+    first = 0
+    for batch, run in groupby(records, key=_is_batch):
+        chunk = list(run)
+        part = (
+            _batch_part(chunk, first, n, numeric, refused) if batch else _json_part(chunk, first, n, refused)
         )
-    picked = records if len(kept) == len(records) else [records[i] for i in kept]
+        first += len(chunk)
+        if part is not None and len(part):
+            parts.append(part)
+    if not parts:
+        refused.sort(key=lambda r: (r.record.topic, r.record.partition, r.record.offset))
+        return Intake(_empty_rows(n), 0, refused, len(refused))
+    p = _joined(parts)
+    before = deduper.duplicates
+    fresh = np.asarray(deduper.first_seen(p.ids), dtype=bool)
+    duplicates = deduper.duplicates - before
+    good = p.usable & challenger.accepted(p.targets)
+    for j in np.flatnonzero(~good & fresh).tolist():  # a duplicate is skipped (counted) before it is checked
+        record = records[int(p.record[j])]
+        where = f"example {int(p.index[j])} of the record: " if _is_batch(record) else ""
+        if not p.usable[j]:
+            detail = f"{where}features {_shown(p.features[j])}, want {n} finite numbers"
+            refused.append(Refusal(record, "features", detail))
+        else:
+            detail = f"{where}target {p.targets[j]!r} is not a finite number or a declared class"
+            refused.append(Refusal(record, "target", detail))
+    good &= fresh
+    X, ids, targets, predictions, versions = p.X, p.ids, p.targets, p.predictions, p.versions
+    times, truth_times, by_request, at = p.times, p.truth_times, p.by_request, p.record
+    if not good.all():
+        keep = np.flatnonzero(good)
+        listed = keep.tolist()
+        X, times, truth_times, by_request, at = (
+            X[keep],
+            times[keep],
+            truth_times[keep],
+            by_request[keep],
+            at[keep],
+        )
+        ids, versions = [ids[j] for j in listed], [versions[j] for j in listed]
+        targets, predictions = (
+            v[keep] if isinstance(v, np.ndarray) else [v[j] for j in listed] for v in (targets, predictions)
+        )
     rows = Rows(
         X=X,
         targets=targets,
         predictions=predictions,
         versions=versions,
         ids=ids,
-        event_times=np.array(times, dtype=float),
-        truth_times=np.array(truth_times, dtype=float),
-        by_request=np.fromiter(map("request".__eq__, joined), dtype=bool, count=len(joined)),
-        sources=list(map("{0.topic}/{0.partition}".format, picked)),
-        offsets=np.fromiter(map(attrgetter("offset"), picked), dtype=np.int64, count=len(picked)),
+        event_times=times,
+        truth_times=truth_times,
+        by_request=by_request,
+        sources=_sources(records, at),
+        offsets=np.fromiter(map(attrgetter("offset"), records), dtype=np.int64, count=len(records))[at]
+        if len(records)
+        else np.zeros(0, dtype=np.int64),
     )
     if refused:
         refused.sort(key=lambda r: (r.record.topic, r.record.partition, r.record.offset))
-    return Intake(rows, duplicates, refused)
+    undecodable = sum(r.reason == "undecodable" for r in refused)
+    return Intake(rows, duplicates, refused, len(p) + undecodable)
+
+
+def _is_batch(record: Record) -> bool:
+    return record.value[:4] == MAGIC
+
+
+def _shown(features: Any) -> str:
+    return repr(features.tolist() if isinstance(features, np.ndarray) else features)
+
+
+def _sources(records: list[Record], at: np.ndarray) -> list[str]:
+    """ "topic/partition" of each row (by its record's index), one string per distinct record."""
+    names = np.array(list(map("{0.topic}/{0.partition}".format, records)), dtype=object)
+    out: list[str] = names[at].tolist()
+    return out
+
+
+def _empty_rows(n_features: int | None) -> Rows:
+    empty = np.zeros(0)
+    return Rows(
+        np.zeros((0, n_features or 0)),
+        [],
+        [],
+        [],
+        [],
+        empty,
+        empty,
+        empty.astype(bool),
+        [],
+        empty.astype(np.int64),
+    )

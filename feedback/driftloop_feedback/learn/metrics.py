@@ -15,7 +15,9 @@ class TrainerMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.consumed = Counter(
-            "driftloop_trainer_examples_consumed", "labelled records read from the topic", registry=r
+            "driftloop_trainer_examples_consumed",
+            "labelled examples read from the topic (each of a batch record; an undecodable record as one)",
+            registry=r,
         )
         self.learned = Counter("driftloop_trainer_examples_learned", "new examples learned", registry=r)
         self.replayed = Counter("driftloop_trainer_examples_replayed", "replayed rows learned", registry=r)

@@ -68,7 +68,13 @@ class TrainerSettings(BaseSettings):
     )
 
     batch_size: int = Field(default=256, ge=1, description="examples per partial_fit mini-batch")
-    poll_max_records: int = Field(default=2000, ge=1)
+    poll_max_records: int = Field(default=2000, ge=1, description="records per poll, at most")
+    poll_max_examples: int = Field(
+        default=20_000,
+        ge=1,
+        description="examples per poll, about: a batch record holds many, so the records asked for "
+        "are cut to this over the examples per record of the last poll",
+    )
     poll_timeout_s: float = Field(default=0.2, ge=0)
     dedupe_window: int = Field(default=200_000, ge=1, description="example ids remembered for dedupe")
     replay_capacity: int = Field(default=5000, ge=0, description="older examples kept (reservoir)")

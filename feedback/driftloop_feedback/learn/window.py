@@ -23,6 +23,11 @@ class DataWindow:
         self.offsets: dict[str, list[int]] = {}  # "topic/partition" -> [first offset, next offset]
         self.challenger_loss = 0.0
         self.champion_loss = 0.0
+        self.reference_rows = reference_rows
+        # the most recent rows, as the batches' own arrays (newest last), trimmed to reference_rows;
+        # ``reference`` (a deque of rows) is what checkpoints written before them hold
+        self.recent: deque[np.ndarray] = deque()
+        self.recent_count = 0
         self.reference: deque[np.ndarray] = deque(maxlen=reference_rows)
 
     def add_example(
@@ -58,7 +63,14 @@ class DataWindow:
     def add_scores(self, X: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> None:
         self.challenger_loss += float(challenger.sum())
         self.champion_loss += float(champion.sum())
-        self.reference.extend(X)
+        if not hasattr(self, "recent"):  # restored from a checkpoint written before ``recent``
+            self.reference.extend(X)
+            return
+        keep = self.reference_rows
+        self.recent.append(X[-keep:])
+        self.recent_count += min(len(X), keep)
+        while self.recent_count - len(self.recent[0]) >= keep:  # the oldest batch no longer needed
+            self.recent_count -= len(self.recent.popleft())
 
     def params(self) -> dict[str, Any]:
         return {
@@ -80,4 +92,9 @@ class DataWindow:
         }
 
     def reference_array(self) -> np.ndarray:
-        return np.asarray(list(self.reference), dtype=float)
+        """The window's most recent ``reference_rows`` rows, oldest first."""
+        rows = list(self.reference)
+        if getattr(self, "recent", None):
+            rows.extend(np.concatenate(list(self.recent))[-self.reference_rows :])
+            rows = rows[-self.reference_rows :]
+        return np.asarray(rows, dtype=float)

@@ -93,10 +93,14 @@ class TrainerWorker:
         self.drift_consumer: Consumer | None = None
         self.status = "starting"
         self._assigned: dict[str, set[TopicPartition]] = {"labelled": set(), "drift": set()}
-        self._batch: Rows | None = None  # read, not learned yet (fewer than batch_size)
+        # read, not learned yet: ``_batch`` from row ``_cursor`` on (None when nothing is left); a poll's
+        # rows are learned in slices from the cursor, so its lists are never copied per mini-batch
+        self._batch: Rows | None = None
+        self._cursor = 0
         self._due: dict[str, float] = {}  # what -> earliest next attempt
         self._last_checkpoint = clock()
         self._since_checkpoint = 0
+        self._examples_per_record = 1.0  # of the last poll: batch records hold many
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -126,11 +130,11 @@ class TrainerWorker:
         assert self.state is not None and self.consumer is not None
         self._refresh_champion(now)
         self._read_drift(now)
-        records = self.consumer.poll(self.settings.poll_timeout_s, self.settings.poll_max_records)
+        records = self.consumer.poll(self.settings.poll_timeout_s, self._poll_records())
         records = self._sync(self.consumer, "labelled", self.state.offsets, records)
         if records:
             self._take(records, now)
-        if self._batch and not records:
+        if self._batch is not None and not records:
             self._learn_batch(now)  # caught up: learn what is batched, do not wait for a full batch
         now = self.clock()
         if self._since_checkpoint >= self.settings.checkpoint_every_examples or (
@@ -418,9 +422,10 @@ class TrainerWorker:
         )
         for (topic, partition), offset in last.items():
             state.offsets[TopicPartition(topic, partition)] = offset + 1
-        state.consumed += len(records)
-        self.metrics.consumed.inc(len(records))
         intake = read_poll(records, state.deduper, state.challenger)
+        state.consumed += intake.examples
+        self.metrics.consumed.inc(intake.examples)
+        self._examples_per_record = max(1.0, intake.examples / len(records))
         if intake.duplicates:
             state.duplicates += intake.duplicates
             self.metrics.duplicates.inc(intake.duplicates)
@@ -428,10 +433,19 @@ class TrainerWorker:
             self._reject(refused.reason, refused.record, refused.detail)
         if not len(intake.rows):
             return
-        self._batch = intake.rows if self._batch is None else self._batch.then(intake.rows)
+        if self._batch is None:
+            self._batch = intake.rows
+        else:
+            self._batch = self._batch.slice(self._cursor, len(self._batch)).then(intake.rows)
+        self._cursor = 0
         size = self.settings.batch_size
-        while self._batch is not None and len(self._batch) >= size:
+        while self._batch is not None and len(self._batch) - self._cursor >= size:
             self._learn_batch(now, size=size)
+
+    def _poll_records(self) -> int:
+        """Records to ask for: ``poll_max_records``, cut to about ``poll_max_examples`` examples."""
+        s = self.settings
+        return max(1, min(s.poll_max_records, int(s.poll_max_examples / self._examples_per_record)))
 
     def _reject(self, reason: str, record: Record, detail: str) -> None:
         assert self.state is not None
@@ -444,11 +458,20 @@ class TrainerWorker:
     # -- learning and cutting --------------------------------------------------------------------------
     def _learn_batch(self, now: float, *, may_cut: bool = True, size: int | None = None) -> None:
         """Learn the first ``size`` batched rows (default: all), then ask the policy."""
+        rows, start = self._batch, self._cursor
+        assert rows is not None
+        stop = len(rows) if size is None else min(len(rows), start + size)
+        batch = rows.slice(start, stop)
+        if stop >= len(rows):
+            self._batch, self._cursor = None, 0
+        else:
+            self._cursor = stop
+        self._learn_rows(batch, now, may_cut=may_cut)
+
+    def _learn_rows(self, batch: Rows, now: float, *, may_cut: bool = True) -> None:
+        """Score, learn and account one mini-batch, then ask the policy."""
         state = self.state
-        assert state is not None and self._batch is not None
-        batch = self._batch if size is None else self._batch.head(size)
-        rest = None if size is None else self._batch.tail(size)
-        self._batch = rest if rest is not None and len(rest) else None
+        assert state is not None
         X = batch.X
         y = state.challenger.targets(batch.targets)
         challenger = state.challenger

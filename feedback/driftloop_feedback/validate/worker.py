@@ -14,6 +14,10 @@ verdicts not written yet) is saved durably, and offsets are committed only behin
 resumes the same test at the next row; nothing is fed twice. A version that already carries a verdict tag
 is never validated or written again.
 
+The pieces: ``candidates`` (which challenger against which champion), ``verdict_writer`` (verdicts and
+superseded tags to the registry), ``resume`` (the state at start), ``gauges`` (metrics),
+``status_line`` (what it says); this module reads the labelled stream and runs the loop.
+
 Waiting, not crashing: without a champion, a challenger or the labelled topic the worker says so once and
 looks again; a failing registry is retried with exponential backoff, and no verdict is written without the
 evidence (a verdict decided while MLflow is down waits in the state until it can be written).
@@ -21,51 +25,30 @@ evidence (a verdict decided while MLflow is down waits in the state until it can
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
-from driftloop.eventlog.state_source import StateSource, end_offsets_of, move_aside, refusal, source_problem
 from driftloop.registry import ModelVersionRef, RegistryError
-from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.records import LabelledExample, UndecodableRecord
+from driftloop_feedback.validate.candidates import Candidates
 from driftloop_feedback.validate.errors import ValidatorConfigError
+from driftloop_feedback.validate.gauges import count_skipped, refresh_gauges
 from driftloop_feedback.validate.metrics import ValidatorMetrics
+from driftloop_feedback.validate.resume import load_state
 from driftloop_feedback.validate.settings import ValidationSettings, ValidatorSettings
-from driftloop_feedback.validate.state import (
-    StateStore,
-    TrainingWindow,
-    ValidationRun,
-    ValidatorState,
-    ValidatorStateError,
-    ValidatorStateSourceError,
-)
-from driftloop_feedback.validate.validator import TAG_PREFIX, ValidationResult, Validator, publish_verdict
+from driftloop_feedback.validate.state import StateStore, ValidationRun, ValidatorState, ValidatorStateError
+from driftloop_feedback.validate.status_line import StatusLine
+from driftloop_feedback.validate.validator import Validator
+from driftloop_feedback.validate.verdict_writer import VERDICT_TAG, ValidatorRegistry, describe, write_pending
+from driftloop_feedback.validate.worker_log import log
 
-log = logging.getLogger(__name__)
 Clock = Callable[[], float]
-VERDICT_TAG = TAG_PREFIX + "verdict"
-
-
-class ValidatorRegistry(Protocol):
-    """The registry port of the validator (``driftloop.registry.MlflowRegistry`` has it)."""
-
-    def get_alias(self, name: str, alias: str) -> ModelVersionRef: ...
-
-    def load_sklearn_model(self, uri: str) -> Any: ...
-
-    def run_data(self, run_id: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]: ...
-
-    def version_tags(self, name: str, version: int) -> dict[str, str]: ...
-
-    def set_version_tags(self, name: str, version: int, tags: Mapping[str, str]) -> None: ...
-
-    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
+__all__ = ["VERDICT_TAG", "Clock", "ValidatorRegistry", "ValidatorWorker", "describe"]
 
 
 class ValidatorWorker:
@@ -88,15 +71,21 @@ class ValidatorWorker:
         self.store = StateStore(settings.state_path())
         self.state: ValidatorState | None = None
         self.consumer: Consumer | None = None
-        self.status = "starting"
+        self.status_line = StatusLine()
+        self.candidates = Candidates(
+            registry, settings, self.validation, self.metrics, self.status_line, self
+        )
         self._assigned: set[TopicPartition] = set()
         self._rows: list[LabelledExample] = []  # fresh rows of the run, not fed yet
         self._due: dict[str, float] = {}
         self._registry_failures = 0
-        self._said: dict[str, str] = {}  # topic -> last message logged about it
-        self._cannot_validate: dict[int, str] = {}  # challenger version -> why (settings, models)
         self._last_save = clock()
         self._dirty = False
+
+    @property
+    def status(self) -> str:
+        """What the worker is doing or waiting for (the progress line)."""
+        return self.status_line.text
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -113,7 +102,7 @@ class ValidatorWorker:
         """Look at the registry when due, poll the topic once, feed fresh rows; returns records read."""
         now = self.clock()
         if self.state is None:
-            self.state = self._load_state()
+            self.state = load_state(self.log, self.settings, self.store, self._committed, self.close)
         if now >= self._due.get("registry", 0.0):
             self._watch_registry(now)
         if self.consumer is None and not self._open_consumer(now):
@@ -125,7 +114,7 @@ class ValidatorWorker:
         self._feed(now)
         if self._dirty and self.clock() - self._last_save >= self.settings.state_interval_s:
             self.save_state()
-        self._refresh_gauges()
+        refresh_gauges(self.metrics, self.state.run if self.state is not None else None)
         return len(records)
 
     def save_state(self) -> None:
@@ -151,58 +140,6 @@ class ValidatorWorker:
         self.consumer = None
 
     # -- state ---------------------------------------------------------------------------------------
-    def _fresh_state(self, source: StateSource) -> ValidatorState:
-        return ValidatorState(
-            offsets={}, deduper=LabelledDeduper(self.settings.dedupe_window), source=source.as_dict()
-        )
-
-    def _load_state(self) -> ValidatorState:
-        s = self.settings
-        source = StateSource(self.log.identity(), s.group_id, (s.labelled_topic,))
-        saved = self.store.load()
-        if saved is None:
-            return self._fresh_state(source)
-        problem = source_problem(
-            saved.source, source, saved.offsets, end_offsets_of(self.log.end_offsets), self._committed
-        )
-        if problem is not None:
-            if not s.reset_state:
-                self.close()
-                raise ValidatorStateSourceError(
-                    refusal(
-                        "validator state",
-                        self.store.path,
-                        problem,
-                        "DRIFTLOOP_VALIDATOR_RESET_STATE",
-                        "DRIFTLOOP_VALIDATOR_STATE_DIR",
-                    )
-                )
-            aside = move_aside(self.store.path)
-            log.warning(
-                "validator: DRIFTLOOP_VALIDATOR_RESET_STATE: state %s moved to %s (the validation in it "
-                "starts again); reading from the committed offsets of %s: %s",
-                self.store.path,
-                aside,
-                source.log,
-                problem,
-            )
-            return self._fresh_state(source)
-        if saved.source is None:
-            log.warning("validator: state %s had no source; adopted for %s", self.store.path, source.log)
-            saved.source = source.as_dict()
-        run = saved.run
-        doing = "no validation in progress"
-        if run is not None:
-            doing = f"challenger v{run.challenger.version} vs champion v{run.champion.version}, "
-            doing += f"n={run.result().scored}"
-        log.info(
-            "validator: resumed from %s (%s; %d verdicts to write)",
-            self.store.path,
-            doing,
-            len(saved.unpublished),
-        )
-        return saved
-
     def _committed(self, tp: TopicPartition) -> int | None:
         """The group's committed offset (for a state without source); opens the consumer early."""
         if self.consumer is None:
@@ -216,10 +153,11 @@ class ValidatorWorker:
     # -- the registry --------------------------------------------------------------------------------
     def _watch_registry(self, now: float) -> None:
         try:
-            self._write_pending()
+            self.write_pending()
             champion = self._alias(self.settings.champion_alias)
             challenger = self._alias(self.settings.challenger_alias)
-            self._follow(champion, challenger, now)
+            assert self.state is not None
+            self.candidates.follow(self.state, champion, challenger, now)
         except ValidatorStateError:
             raise
         except Exception as exc:  # MLflow unreachable or failing: retried, never a verdict without evidence
@@ -231,7 +169,7 @@ class ValidatorWorker:
             self._due["registry"] = now + delay
             self.metrics.registry_failures.inc()
             self.metrics.waiting.labels("registry").set(1)
-            self.status = f"waiting: registry failing ({exc!r})"
+            self.status_line.text = f"waiting: registry failing ({exc!r})"
             log.warning(
                 "validator: registry call failed (attempt %d): %r; retrying in %.0f s (no verdict is written "
                 "meanwhile)",
@@ -252,187 +190,21 @@ class ValidatorWorker:
         except RegistryError:
             return None
 
-    def _follow(
-        self, champion: ModelVersionRef | None, challenger: ModelVersionRef | None, now: float
-    ) -> None:
-        state = self.state
-        assert state is not None
-        name = self.settings.model_name
-        run = state.run
-        if run is not None and challenger is not None and challenger.version != run.challenger.version:
-            self._supersede(run, challenger.version)
-            run = None
-        if run is not None and champion is not None and champion.version != run.champion.version:
-            log.info(
-                "validator: champion moved from v%d to v%d: validation of challenger v%d restarts against "
-                "v%d on fresh rows",
-                run.champion.version,
-                champion.version,
-                run.challenger.version,
-                champion.version,
-            )
-            self._drop_run()
-            run = None
-        self._waiting("champion", champion is None)
-        self._waiting("challenger", champion is not None and challenger is None)
-        if champion is None:
-            self._say(
-                "watch", f"waiting: no version of {name!r} has alias {self.settings.champion_alias!r} yet"
-            )
-            return
-        if challenger is None:
-            self._say(
-                "watch",
-                f"waiting: no challenger yet (no version of {name!r} has alias "
-                f"{self.settings.challenger_alias!r}; the trainer sets it on each candidate)",
-            )
-            return
-        if run is not None:
-            self._say(
-                "watch",
-                f"validating challenger v{run.challenger.version} against champion v{champion.version}",
-            )
-            return
-        version = challenger.version
-        if version == champion.version:
-            self._say("watch", f"idle: challenger v{version} is the champion; waiting for a new challenger")
-            return
-        if any(r.challenger.version == version for r in state.unpublished):
-            return  # decided; its verdict is written as soon as the registry takes it
-        if version in self._cannot_validate:
-            self._say(
-                "watch", f"idle: cannot validate challenger v{version}: {self._cannot_validate[version]}"
-            )
-            return
-        verdict = self.registry.version_tags(name, version).get(VERDICT_TAG)
-        if verdict is not None:
-            self._say(
-                "watch", f"idle: challenger v{version} already has verdict {verdict!r}; waiting for a new one"
-            )
-            return
-        self._start(champion, challenger, now)
-
-    def _start(self, champion: ModelVersionRef, challenger: ModelVersionRef, now: float) -> None:
-        state = self.state
-        assert state is not None
-        champion_model = self.registry.load_sklearn_model(champion.uri)
-        challenger_model = self.registry.load_sklearn_model(challenger.uri)
-        params: dict[str, str] = {}
-        if challenger.run_id:
-            params = self.registry.run_data(challenger.run_id)[0]
-        window = TrainingWindow.from_params(params, self.settings.labelled_topic)
-        n_champion = getattr(champion_model, "n_features_in_", None)
-        n_challenger = getattr(challenger_model, "n_features_in_", None)
-        try:
-            if n_champion is not None and n_challenger is not None and n_champion != n_challenger:
-                raise ValidatorConfigError(
-                    f"the champion takes {n_champion} features, the challenger {n_challenger}: they cannot "
-                    "be scored on the same rows"
-                )
-            validator = Validator(champion_model, challenger_model, self.validation)
-        except ValidatorConfigError as exc:
-            self._cannot_validate[challenger.version] = str(exc)
-            self.metrics.waiting.labels("config").set(1)
-            log.error(
-                "validator: cannot validate challenger v%d, no verdict written: %s", challenger.version, exc
-            )
-            self.status = f"idle: cannot validate challenger v{challenger.version}: {exc}"
-            return
-        self.metrics.waiting.labels("config").set(0)
-        state.run = ValidationRun(challenger, champion, validator, window, started_at=now)
-        self._dirty = True
-        s = self.validation
-        fresh = ", ".join(
-            f"{tp.topic}/{tp.partition} from offset {o}" for tp, o in sorted(window.next_offsets.items())
-        )
-        log.info(
-            "validator: validating challenger v%d against champion v%d (%s loss, bound %g, alpha %g, %s "
-            "margin %g, %d to %d examples) on labelled rows read from now on%s",
-            challenger.version,
-            champion.version,
-            validator.loss.name,
-            validator.loss.bound,
-            s.alpha,
-            s.mode,
-            s.margin,
-            s.min_examples,
-            s.max_examples,
-            f", after its data window ({fresh})" if fresh else "",
-        )
-        self._say(
-            "watch", f"validating challenger v{challenger.version} against champion v{champion.version}"
-        )
-
-    def _supersede(self, run: ValidationRun, newer: int) -> None:
-        state = self.state
-        assert state is not None
-        result = run.result()
-        tags = {
-            VERDICT_TAG: "superseded",
-            TAG_PREFIX + "superseded_by": str(newer),
-            TAG_PREFIX + "n": str(result.scored),
-            TAG_PREFIX + "champion_version": str(run.champion.version),
-        }
-        log.info(
-            "validator: challenger moved from v%d to v%d: v%d abandoned after %d paired examples (tagged "
-            "superseded); v%d is validated on fresh rows",
-            run.challenger.version,
-            newer,
-            run.challenger.version,
-            result.scored,
-            newer,
-        )
-        self._drop_run()
-        state.superseded.append((run.challenger.version, tags))
-        self._write_pending()
-
-    def _drop_run(self) -> None:
+    # -- the run in progress (``Candidates`` starts and supersedes it) ------------------------------
+    def drop_run(self) -> None:
+        """Abandon the run in progress and its rows not fed yet."""
         assert self.state is not None
         self.state.run = None
         self._rows.clear()
         self._dirty = True
 
-    def _write_pending(self) -> None:
-        """Write verdicts decided and superseded tags not written yet; a version with a verdict tag
-        already is never written again."""
-        state = self.state
-        assert state is not None
-        name = self.settings.model_name
-        while state.superseded:
-            version, tags = state.superseded[0]
-            if VERDICT_TAG not in self.registry.version_tags(name, version):
-                self.registry.set_version_tags(name, version, tags)
-                self.metrics.verdicts.labels("superseded").inc()
-            state.superseded.pop(0)
-            self.save_state()
-        while state.unpublished:
-            run = state.unpublished[0]
-            version = run.challenger.version
-            existing = self.registry.version_tags(name, version).get(VERDICT_TAG)
-            result = run.result()
-            if existing is None:
-                skipped = sum(run.skipped.values())
-                self.registry.set_version_tags(
-                    name,
-                    version,
-                    {
-                        TAG_PREFIX + "champion_version": str(run.champion.version),
-                        TAG_PREFIX + "rows_skipped": str(skipped),
-                    },
-                )
-                publish_verdict(self.registry, name, version, run.challenger.run_id, result)
-                self.metrics.verdicts.labels(result.decision.verdict).inc()
-                log.info("validator: verdict %r written to %s v%d", result.decision.verdict, name, version)
-            else:
-                log.warning(
-                    "validator: %s v%d already has verdict %r; %r not written again",
-                    name,
-                    version,
-                    existing,
-                    result.decision.verdict,
-                )
-            state.unpublished.pop(0)
-            self.save_state()
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def write_pending(self) -> None:
+        """Write verdicts decided and superseded tags not written yet (``verdict_writer``)."""
+        assert self.state is not None
+        write_pending(self.registry, self.settings.model_name, self.state, self.metrics, self.save_state)
 
     # -- reading -------------------------------------------------------------------------------------
     def _open_consumer(self, now: float) -> bool:
@@ -444,10 +216,10 @@ class ValidatorWorker:
         except EventLogError:
             self._due["topic"] = now + self.settings.topic_retry_s
             self.metrics.waiting.labels("topic").set(1)
-            self._say("topic", f"waiting: no labelled topic {topic!r} yet (the joiner creates it)")
+            self.status_line.say("topic", f"waiting: no labelled topic {topic!r} yet (the joiner creates it)")
             return False
         self.metrics.waiting.labels("topic").set(0)
-        self._say("topic", f"reading {topic!r} as group {self.settings.group_id!r}")
+        self.status_line.say("topic", f"reading {topic!r} as group {self.settings.group_id!r}")
         self.consumer = self.log.consumer(self.settings.group_id, [topic])
         return True
 
@@ -471,16 +243,18 @@ class ValidatorWorker:
         assert state is not None
         state.offsets[record.tp] = record.offset + 1
         self._dirty = True
-        self.metrics.read.inc()
         before = state.deduper.duplicates
         try:
             examples = list(state.deduper.feed([record.value]))
         except UndecodableRecord as exc:
+            self.metrics.read.inc()
             self._skip("undecodable")
             log.warning("validator: labelled record %s@%d undecodable: %s", record.tp, record.offset, exc)
             return
-        if state.deduper.duplicates > before:
-            self._skip("duplicate", state.deduper.duplicates - before)
+        duplicates = state.deduper.duplicates - before
+        self.metrics.read.inc(len(examples) + duplicates)  # rows: each example of a batch record
+        if duplicates:
+            self._skip("duplicate", duplicates)
         run = state.run
         for example in examples:  # one, or the examples of a batch record (``labelled_batch``)
             if run is None:
@@ -497,10 +271,7 @@ class ValidatorWorker:
                 self._rows.append(example)
 
     def _skip(self, reason: str, count: int = 1) -> None:
-        self.metrics.skipped.labels(reason).inc(count)
-        run = self.state.run if self.state is not None else None
-        if run is not None:
-            run.skipped[reason] += count
+        count_skipped(self.metrics, self.state, reason, count)
 
     # -- validating ----------------------------------------------------------------------------------
     def _feed(self, now: float) -> None:
@@ -516,13 +287,13 @@ class ValidatorWorker:
             try:
                 chunk = self._finite_predictions(validator, chunk)
             except ValidatorConfigError as exc:  # e.g. the log loss on a model without predict_proba
-                self._cannot_validate[run.challenger.version] = str(exc)
+                self.candidates.cannot_validate[run.challenger.version] = str(exc)
                 log.error(
                     "validator: validation of v%d abandoned, no verdict written: %s",
                     run.challenger.version,
                     exc,
                 )
-                self._drop_run()
+                self.drop_run()
                 return
             before = validator.result()
             decision = validator.observe(chunk)
@@ -559,52 +330,6 @@ class ValidatorWorker:
         self._rows.clear()
         self.save_state()  # the verdict's evidence is durable before the verdict is written
         self._due["registry"] = now  # written at the next step (retried with backoff if MLflow is down)
-
-    # -- saying and gauges ---------------------------------------------------------------------------
-    def _say(self, topic: str, message: str) -> None:
-        self.status = message
-        if self._said.get(topic) != message:
-            self._said[topic] = message
-            log.info("validator: %s", message)
-
-    def _waiting(self, reason: str, waiting: bool) -> None:
-        self.metrics.waiting.labels(reason).set(1 if waiting else 0)
-
-    def _refresh_gauges(self) -> None:
-        run = self.state.run if self.state is not None else None
-        m = self.metrics
-        if run is None:
-            m.challenger_version.set(0)
-            m.examples.set(0)
-            return
-        d = run.validator.test.decision()
-        m.challenger_version.set(run.challenger.version)
-        m.champion_version.set(run.champion.version)
-        m.bound.labels("lower").set(d.lower)
-        m.bound.labels("upper").set(d.upper)
-        m.threshold.set(d.threshold)
-        m.examples.set(d.n)
-        if not math.isnan(d.mean):
-            m.mean.set(d.mean)
-
-
-def describe(run: ValidationRun, result: ValidationResult) -> str:
-    """One line: the verdict, which test decided it, the error rate, on how many examples."""
-    d = result.decision
-    if d.verdict == "pass":
-        why = f"upper bound {d.upper:.4g} < threshold {d.threshold:g}"
-    elif d.verdict == "fail":
-        why = f"lower bound {d.lower:.4g} > threshold {d.threshold:g}"
-    else:
-        why = f"budget of {d.n} examples used with the threshold {d.threshold:g} inside the bounds"
-    skipped = ", ".join(f"{k}={v}" for k, v in sorted(run.skipped.items()) if v) or "none"
-    return (
-        f"challenger v{run.challenger.version} vs champion v{run.champion.version}: {d.verdict.upper()} "
-        f"({why}) on {d.n} paired examples; E[loss(challenger) - loss(champion)] in [{d.lower:.4g}, "
-        f"{d.upper:.4g}], mean {d.mean:.4g}; decided by the anytime-valid paired test ({d.method}) at "
-        f"alpha={d.alpha:g} ({d.mode}, margin {d.margin:g}, {result.loss} loss clipped to {d.bound:g}, "
-        f"{result.clipped} clipped); rows skipped: {skipped}"
-    )
 
 
 def _usable_features(features: tuple[float, ...], n_features: int | None) -> bool:
