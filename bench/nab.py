@@ -6,17 +6,21 @@ windows): the value ``HORIZON`` rows ahead is forecast through the offline repla
 ``LAGS`` known values as inputs, the replay's default model), beside the persistence baseline on the
 same rows. On the same rows' inputs, the product's own detectors:
 
-- **outlier**: the detector the outlier runtime serves, fitted as ``driftloop.learning.training.train``
+- **outlier rows**: the detector the outlier runtime serves, fitted as ``driftloop.learning.training.train``
   fits it (``TrainingSettings`` defaults: kind, threshold quantile, reference rows, reference trim) on the
-  training part's inputs; every scored row's inputs are scored, a flagged row is a flag;
+  training part's inputs; every scored row's inputs are scored on their own; a flagged row is a flag (the
+  old count: no alarm rule);
+- **outlier** (the product's alarm): those per-row flags go, with each row, into the drift monitor's
+  ``WindowBook`` with the ``MonitorSettings`` outlier-rate test (``monitor/alarms.py``: one-sided binomial
+  test of a window's flagged count against the base rate, at ``outlier_alarm_alpha`` per window); an alarm
+  flags the row at which the monitor raises it;
 - **drift**: the drift monitor's own library code, called directly (no processes): ``WindowBook``
   windows (``MonitorSettings`` defaults: 500 rows) judged by ``judge`` with a ``VersionDetectors`` fitted
   on the training part's inputs (the model version's reference); a ``drift`` verdict flags the row at
   which its window closes (when the monitor emits it).
 
 Flags become alarms: a flag less than ``REFRACTORY`` rows (1 day) after the start of the current alarm
-belongs to it, the next flag starts a new alarm (the product's monitor has no k-of-m rule, so none is
-added). A labelled window is detected when an
+belongs to it, the next flag starts a new alarm. A labelled window is detected when an
 alarm starts inside it (NAB's windows already include lead time); an alarm starting outside every window
 is a false alarm; false alarms per week = count / weeks of scored data outside the windows.
 
@@ -34,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from driftloop_feedback.monitor.alarms import OutlierRateTest
 from driftloop_feedback.monitor.pairing import ModelCall
 from driftloop_feedback.monitor.references import VersionDetectors
 from driftloop_feedback.monitor.settings import MonitorSettings
@@ -68,6 +73,8 @@ class Settings:
     reference_rows: int = TrainingSettings().reference_rows
     drift_alpha: float = MonitorSettings().alpha
     window_rows: int = MonitorSettings().window_rows
+    outlier_alarm_alpha: float = MonitorSettings().outlier_alarm_alpha
+    outlier_base_rate: float = MonitorSettings().outlier_base_rate
     horizon: int = HORIZON
     lags: int = LAGS
     model: str = DEFAULT_MODEL
@@ -96,6 +103,7 @@ class Outcome:
     flags: dict[str, np.ndarray]  # component -> bool per scored row
     tallies: dict[str, Tally]
     drift_windows: int
+    drift_verdicts: int  # windows whose verdict was drift
 
 
 def load_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -179,10 +187,20 @@ class _Reference:
         raise LookupError("no fallback in the benchmark")
 
 
-def drift_flags(Z: np.ndarray, start: int, names: list[str], s: Settings) -> tuple[np.ndarray, int]:
-    """The monitor's windows and verdicts over the scored rows' inputs, one row per call. Event times
-    advance 1 ms a row (a replay logs rows faster than ``window_s``), so windows close on row count."""
-    monitor = MonitorSettings(alpha=s.drift_alpha, window_rows=s.window_rows)
+def monitor_flags(
+    Z: np.ndarray, start: int, names: list[str], s: Settings, outlier_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The monitor's windows, verdicts and outlier-rate alarms over the scored rows' inputs and their
+    outlier flags, one row per call. Event times advance 1 ms a row (a replay logs rows faster than
+    ``window_s``), so windows close on row count. Returns drift flags (the row a drift verdict's window
+    closes on), outlier-alarm flags (the row the monitor raises the alarm on), windows judged and drift
+    verdicts."""
+    monitor = MonitorSettings(
+        alpha=s.drift_alpha,
+        window_rows=s.window_rows,
+        outlier_alarm_alpha=s.outlier_alarm_alpha,
+        outlier_base_rate=s.outlier_base_rate,
+    )
     ref = Z[s.lags : start]
     if len(ref) > s.reference_rows:
         ref = ref[np.sort(np.random.default_rng(s.seed).choice(len(ref), s.reference_rows, replace=False))]
@@ -192,17 +210,39 @@ def drift_flags(Z: np.ndarray, start: int, names: list[str], s: Settings) -> tup
         options=monitor.detector_options(),
         clock=lambda: 0.0,
     )
-    spec = TestSpec(monitor.detector_kind, monitor.correction, monitor.alpha, monitor.min_rows)
-    book = WindowBook(window_rows=monitor.window_rows, window_s=monitor.window_s)
-    flags = np.zeros(len(Z) - start, dtype=bool)
-    judged = 0
+    spec = TestSpec(
+        monitor.detector_kind, monitor.correction, monitor.alpha, monitor.min_rows, monitor.outlier_test()
+    )
+    book = WindowBook(
+        window_rows=monitor.window_rows, window_s=monitor.window_s, outlier_test=monitor.outlier_test()
+    )
+    drift = np.zeros(len(Z) - start, dtype=bool)
+    alarms = np.zeros(len(Z) - start, dtype=bool)
+    judged = drifted = 0
     for i in range(start, len(Z)):
-        call = ModelCall(f"r{i}", "nab", "1", Z[i : i + 1], None, event_ms=i)
+        call = ModelCall(
+            f"r{i}", "nab", "1", Z[i : i + 1], outlier_rows[i - start : i - start + 1], event_ms=i
+        )
         for window in book.add(call, now=0.0):
             judged += 1
             if judge(window, detectors, spec).is_drift:
-                flags[i - start] = True
-    return flags, judged
+                drift[i - start] = True
+                drifted += 1
+        if book.take_alarms():
+            alarms[i - start] = True
+    return drift, alarms, judged, drifted
+
+
+def outlier_alarm_flags(outlier_rows: np.ndarray, test: OutlierRateTest) -> np.ndarray:
+    """Only the monitor's outlier-rate alarm (no drift test): the rows it raises alarms on."""
+    book = WindowBook(window_rows=test.window_rows, window_s=1e12, outlier_test=test)
+    alarms = np.zeros(len(outlier_rows), dtype=bool)
+    x = np.zeros((1, 1))
+    for i in range(len(outlier_rows)):
+        book.add(ModelCall(f"r{i}", "nab", "1", x, outlier_rows[i : i + 1], event_ms=i), now=0.0)
+        if book.take_alarms():
+            alarms[i] = True
+    return alarms
 
 
 def run(
@@ -224,26 +264,36 @@ def run(
     )
     init = initial_model(table, plan)
     evaluation = evaluate(table, plan)
-    out_flags = outlier_flags(init.Z, init.start, s)
-    dr_flags, judged = drift_flags(init.Z, init.start, init.inputs, s)
+    row_flags = outlier_flags(init.Z, init.start, s)
+    dr_flags, alarm_flags, judged, drifted = monitor_flags(init.Z, init.start, init.inputs, s, row_flags)
     scored_times = times[init.start : len(table)]
-    flags = {"outlier": out_flags, "drift": dr_flags, "either": out_flags | dr_flags}
+    flags = {
+        "outlier": alarm_flags,
+        "drift": dr_flags,
+        "either": alarm_flags | dr_flags,
+        "outlier_rows": row_flags,
+        "either_rows": row_flags | dr_flags,
+    }
     tallies = {k: tally(f, scored_times, windows, REFRACTORY) for k, f in flags.items()}
-    return Outcome(init.start, len(table) - init.start, evaluation, flags, tallies, judged)
+    return Outcome(init.start, len(table) - init.start, evaluation, flags, tallies, judged, drifted)
 
 
 def _print(outcome: Outcome, times: np.ndarray, label: str) -> None:
     print(f"  {label}")
     print(
-        f"    {'component':10s} {'detected':>10s} {'which':>10s} {'false alarms':>13s} {'FA/week':>8s}  goal"
+        f"    {'component':12s} {'detected':>10s} {'which':>10s} {'false alarms':>13s} {'FA/week':>8s}  goal"
     )
     for name, t in outcome.tallies.items():
-        met = len(t.detected) >= GOAL_DETECTED and t.per_week <= GOAL_FA_PER_WEEK
-        which = ",".join(str(w) for w in t.detected) or "-"
-        print(
-            f"    {name:10s} {len(t.detected):>8d}/4 {which:>10s} {t.false_alarms:>13d} {t.per_week:>8.2f}  "
-            f"{'met' if met else 'NOT met'}"
-        )
+        _row(name, t)
+
+
+def _row(name: str, t: Tally) -> None:
+    met = len(t.detected) >= GOAL_DETECTED and t.per_week <= GOAL_FA_PER_WEEK
+    which = ",".join(str(w) for w in t.detected) or "-"
+    print(
+        f"    {name:12s} {len(t.detected):>8d}/4 {which:>10s} {t.false_alarms:>13d} {t.per_week:>8.2f}  "
+        f"{'met' if met else 'NOT met'}"
+    )
 
 
 def main() -> None:
@@ -268,13 +318,16 @@ def main() -> None:
         f"{pd.Timestamp(windows[0][0], unit='s')}); detectors fitted on its inputs"
     )
     print(
-        "  components called as library functions, no processes: outlier = fit_outlier_detector as "
-        "training.train fits it; drift = the monitor's WindowBook + judge + VersionDetectors"
+        "  components called as library functions, no processes: outlier rows = fit_outlier_detector as "
+        "training.train fits it, each flagged row a flag (no alarm rule); outlier = the monitor's "
+        "outlier-rate alarm on those flags (WindowBook + OutlierRateTest); drift = the monitor's WindowBook "
+        "+ judge + VersionDetectors"
     )
     print(
         f"  alarms: a flag < {REFRACTORY} rows (1 day) after the start of the current alarm belongs to it, "
-        "the next one starts a new alarm; no k-of-m rule (the product's monitor has none); a drift verdict "
-        "flags the row its window closes on (one drift event per window, as the monitor emits)"
+        "the next one starts a new alarm; a drift verdict flags the row its window closes on (one drift "
+        "event per window, as the monitor emits); an outlier-rate alarm flags the row the monitor raises "
+        "it on"
     )
     print(
         "  a window is detected when an alarm starts inside it; a false alarm starts outside every window; "
@@ -292,28 +345,37 @@ def main() -> None:
         f"  weeks of scored data outside the windows: {weeks:.2f}; "
         f"drift windows judged: {outcome.drift_windows}"
     )
+    print(
+        f"  drift verdicts: {outcome.drift_verdicts} of {outcome.drift_windows} windows (a k-of-m rule over "
+        "windows cannot thin alarms when nearly every window drifts)"
+    )
+    monitor = MonitorSettings()
     _print(
         outcome,
         times,
         f"product defaults: outlier {s.outlier_kind} q={s.outlier_quantile} trim={s.outlier_trim}; "
-        f"drift {MonitorSettings().detector_kind} alpha={s.drift_alpha} {s.window_rows}-row windows",
+        f"outlier-rate alarm binomial base rate {s.outlier_base_rate} alpha {s.outlier_alarm_alpha} per "
+        f"window (critical {monitor.outlier_test().full_window_critical} of {s.window_rows} rows); "
+        f"drift {monitor.detector_kind} alpha={s.drift_alpha} {s.window_rows}-row windows",
     )
     print(
-        "  grid of the product's existing settings, chosen on THESE windows (optimistic: tuned on the test "
-        "windows):"
+        "  sensitivity of the outlier-rate alarm (same per-row flags, only the alarm's settings move; "
+        "measured on THESE windows, so not a tuning result):"
     )
-    for q, alpha, rows in (
-        (0.999, 0.01, 500),
-        (0.9999, 0.001, 500),
-        (0.9999, 0.001, 2000),
-        (0.9999, 1e-6, 2000),
-    ):
-        grid = Settings(outlier_quantile=q, drift_alpha=alpha, window_rows=rows)
-        _print(
-            run(values, times, windows, start, grid),
-            times,
-            f"outlier q={q}; drift alpha={alpha}, {rows}-row windows",
-        )
+    print(f"    {'alpha':>8s} {'base rate':>10s} {'rows':>5s} {'critical':>8s}")
+    scored_times = times[outcome.start : outcome.start + outcome.scored]
+    for alpha in (0.01, 0.001, 1e-4, 1e-6):
+        for base in (0.02, 0.025, 0.03):
+            for rows in (250, 500, 1000):
+                test = OutlierRateTest(base, alpha, rows)
+                t = tally(
+                    outlier_alarm_flags(outcome.flags["outlier_rows"], test),
+                    scored_times,
+                    windows,
+                    REFRACTORY,
+                )
+                print(f"    {alpha:>8g} {base:>10g} {rows:>5d} {test.full_window_critical:>8d}", end="")
+                _row("", t)
 
 
 if __name__ == "__main__":
