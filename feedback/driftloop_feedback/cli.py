@@ -13,6 +13,7 @@ from driftloop_feedback.worker_cli import (
     load_settings,
     metrics_port_option,
     serve_metrics,
+    starting,
     stop_on_signals,
 )
 
@@ -103,7 +104,8 @@ def join(metrics_port: int | None, progress_s: float) -> None:
     settings = load_settings(JoinerSettings)
     stop = stop_on_signals()
     log = open_event_log()
-    joiner = Joiner(log, settings)
+    with starting(log):
+        joiner = Joiner(log, settings)
     serve_metrics("joiner", metrics_port, joiner.registry())
     click.echo(f"joiner ready (group {settings.group_id}, mode {settings.mode})", err=True)
     failed: list[BaseException] = []

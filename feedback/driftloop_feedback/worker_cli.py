@@ -18,11 +18,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TypeVar
 
 import click
+
+from driftloop.errors import DriftloopError
 
 T = TypeVar("T")
 
@@ -46,6 +49,17 @@ def load_settings(factory: Callable[[], T]) -> T:
     try:
         return factory()
     except ValidationError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@contextmanager
+def starting(log: Any) -> Iterator[None]:
+    """A worker's start-up refused on purpose (a state store it cannot use, topics that are not
+    co-partitioned, ...) as a one-line CLI error naming what to do, the event log closed."""
+    try:
+        yield
+    except DriftloopError as exc:
+        log.close()
         raise click.ClickException(str(exc)) from exc
 
 

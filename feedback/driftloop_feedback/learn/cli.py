@@ -9,6 +9,7 @@ from driftloop_feedback.worker_cli import (
     load_settings,
     metrics_port_option,
     serve_metrics,
+    starting,
     stop_check,
     stop_on_signals,
 )
@@ -37,7 +38,8 @@ def run(metrics_port: int | None, progress_s: float) -> None:
     settings = load_settings(TrainerSettings)
     stop = stop_on_signals()
     log = open_event_log()
-    worker = TrainerWorker(log, MlflowRegistry.from_state(), settings)
+    with starting(log):
+        worker = TrainerWorker(log, MlflowRegistry.from_state(), settings)
     serve_metrics("trainer", metrics_port, worker.metrics.registry)
     click.echo(f"trainer ready ({settings.model_name}, topic {settings.labelled_topic})")
     should_stop = stop_check(stop, progress_s, lambda: _progress(worker))

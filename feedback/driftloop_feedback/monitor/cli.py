@@ -9,6 +9,7 @@ from driftloop_feedback.worker_cli import (
     load_settings,
     metrics_port_option,
     serve_metrics,
+    starting,
     stop_on_signals,
 )
 
@@ -38,7 +39,8 @@ def run(metrics_port: int | None) -> None:
         MlflowRegistry.from_state(), settings.model_name, settings.fallback_drift_model
     )
     log = open_event_log()
-    worker = DriftMonitor(log, settings, source, state_dir=default_state_dir(settings))
+    with starting(log):
+        worker = DriftMonitor(log, settings, source, state_dir=default_state_dir(settings))
     try:
         serve_metrics("monitor", metrics_port, worker.metrics.registry)
         click.echo(
