@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from driftloop_feedback.labelled_batch import encode_examples
 from driftloop_feedback.learn.candidates import Candidate, CandidateRegistrar
 from driftloop_feedback.learn.settings import CandidatePolicySettings, TrainerSettings
 from driftloop_feedback.learn.worker import TrainerWorker
 from driftloop_feedback.records import LabelledExample
 from driftloop_servers.estimators import IncrementalRegressor
 
+from driftloop.eventlog import send_many
 from driftloop.eventlog.embedded import EmbeddedEventLog
 from driftloop.registry import MlflowRegistry, ModelVersionRef, RegistryError
 
@@ -42,10 +44,14 @@ EXAMPLES = 8_000 if QUICK else 40_000
 FEATURES = 8
 ROUNDS = 3
 TOPIC = "driftloop.labelled"
+PARTITIONS = 4
+RECORD_ROWS = int(os.environ.get("DRIFTLOOP_BENCH_TRAINER_RECORD_ROWS", "1000"))  # examples per batch record
+JSON_RECORDS = os.environ.get("DRIFTLOOP_BENCH_TRAINER_JSON") == "1"
 
 
 _FITTED: list[tuple[np.ndarray, np.ndarray]] = []  # what the trainer's challenger passed to partial_fit
 _RECORDING = [False]
+_FIT_SECONDS = [0.0]  # time inside the trainer's own partial_fit calls
 
 
 class _RecordingRegressor(IncrementalRegressor):
@@ -53,9 +59,13 @@ class _RecordingRegressor(IncrementalRegressor):
     instance, so that checkpoints do not carry it) for the bare peer to replay."""
 
     def partial_fit(self, X: Any, y: Any) -> _RecordingRegressor:
-        if _RECORDING[0]:
-            _FITTED.append((X, y))
+        if not _RECORDING[0]:
+            super().partial_fit(X, y)
+            return self
+        _FITTED.append((X, y))
+        start = time.perf_counter()
         super().partial_fit(X, y)
+        _FIT_SECONDS[0] += time.perf_counter() - start
         return self
 
 
@@ -94,11 +104,13 @@ def _champion() -> IncrementalRegressor:
 
 def _produce(log: EmbeddedEventLog, X: np.ndarray, y: np.ndarray, served: np.ndarray) -> None:
     """Labelled examples as the joiner writes them for requests the champion (version 1) served: its
-    prediction in each."""
-    log.create_topic(TOPIC, 4)
+    prediction in each. The joiner writes a batch record per shard flush to the shard's partition; here
+    the examples go round-robin to the 4 partitions, ``RECORD_ROWS`` examples per record (JSON records,
+    one example each, with ``DRIFTLOOP_BENCH_TRAINER_JSON=1``: the format before batch records)."""
+    log.create_topic(TOPIC, PARTITIONS)
     producer = log.producer()
-    for i, (row, target, prediction) in enumerate(zip(X.tolist(), y.tolist(), served.tolist(), strict=True)):
-        example = LabelledExample(
+    examples = [
+        LabelledExample(
             f"r{i}:0",
             f"r{i}",
             0,
@@ -111,7 +123,18 @@ def _produce(log: EmbeddedEventLog, X: np.ndarray, y: np.ndarray, served: np.nda
             1.7e9 + i + 1800,
             "request",
         )
-        producer.send(TOPIC, example.encode(), key=example.request_id.encode())
+        for i, (row, target, prediction) in enumerate(
+            zip(X.tolist(), y.tolist(), served.tolist(), strict=True)
+        )
+    ]
+    for p in range(PARTITIONS):
+        mine = examples[p::PARTITIONS]
+        if JSON_RECORDS:
+            send_many(producer, TOPIC, [(e.request_id.encode(), e.encode()) for e in mine], partition=p)
+        else:
+            send_many(
+                producer, TOPIC, [(None, v) for v in encode_examples(mine, max_rows=RECORD_ROWS)], partition=p
+            )
     producer.flush()
 
 
@@ -127,6 +150,7 @@ def _trainer_round(tmp: Path, champion: IncrementalRegressor, seed: int) -> tupl
     )
     worker = TrainerWorker(log, _ChampionOnly(champion), settings)
     _FITTED.clear()
+    _FIT_SECONDS[0] = 0.0
     _RECORDING[0] = True
     gc.collect()
     gc.freeze()  # as ``TrainerWorker.run`` does once started: the start-up heap out of collections
@@ -144,7 +168,12 @@ def _trainer_round(tmp: Path, champion: IncrementalRegressor, seed: int) -> tupl
     _FITTED.clear()
     rows = sum(len(b[1]) for b in fitted)
     assert rows >= EXAMPLES, f"the trainer fitted {rows} rows for {EXAMPLES} examples"
-    print(f"  partial_fit calls {len(fitted)}, rows fitted {rows:,} ({rows - EXAMPLES:,} replayed)")
+    own_fit_s = _FIT_SECONDS[0]
+    print(
+        f"  partial_fit calls {len(fitted)}, rows fitted {rows:,} ({rows - EXAMPLES:,} replayed); in the "
+        f"trainer's {trainer_s:.2f} s its partial_fit took {own_fit_s:.2f} s ({own_fit_s / trainer_s:.0%}), "
+        f"everything else {(trainer_s - own_fit_s) / EXAMPLES * 1e6:.1f} us per example"
+    )
     bare = copy.deepcopy(champion)
     start = time.perf_counter()
     for X_fit, y_fit in fitted:

@@ -54,10 +54,11 @@ class DataWindow:
         self.event_time_min = min(self.event_time_min, float(event_times.min()))
         self.event_time_max = max(self.event_time_max, float(event_times.max()))
         # offsets ascend within a source: its first row has its first offset, its last row the last
-        last_row = {name: row for row, name in enumerate(sources)}
-        for name in sorted(last_row):
+        # (rows found with list.index, in C: a batch holds a few sources)
+        backwards = sources[::-1]
+        for name in sorted(dict.fromkeys(sources)):
             span = self.offsets.setdefault(name, [int(offsets[sources.index(name)]), 0])
-            span[1] = int(offsets[last_row[name]]) + 1
+            span[1] = int(offsets[len(sources) - 1 - backwards.index(name)]) + 1
         self.count += len(ids)
 
     def add_scores(self, X: np.ndarray, challenger: np.ndarray, champion: np.ndarray) -> None:
