@@ -16,7 +16,8 @@ is never validated or written again.
 
 The pieces: ``candidates`` (which challenger against which champion), ``verdict_writer`` (verdicts and
 superseded tags to the registry), ``resume`` (the state at start), ``gauges`` (metrics),
-``status_line`` (what it says); this module reads the labelled stream and runs the loop.
+``status_line`` (what it says), ``labelled_stream`` (the rows read and which are fresh); this
+module runs the loop and feeds the fresh rows to the test.
 
 Waiting, not crashing: without a champion, a challenger or the labelled topic the worker says so once and
 looks again; a failing registry is retried with exponential backoff, and no verdict is written without the
@@ -25,19 +26,18 @@ evidence (a verdict decided while MLflow is down waits in the state until it can
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
+from driftloop.eventlog import Consumer, EventLog
 from driftloop.registry import ModelVersionRef, RegistryError
-from driftloop_feedback.records import LabelledExample, UndecodableRecord
+from driftloop_feedback.records import LabelledExample
 from driftloop_feedback.validate.candidates import Candidates
 from driftloop_feedback.validate.errors import ValidatorConfigError
 from driftloop_feedback.validate.gauges import count_skipped, refresh_gauges
+from driftloop_feedback.validate.labelled_stream import LabelledStream
 from driftloop_feedback.validate.metrics import ValidatorMetrics
 from driftloop_feedback.validate.resume import load_state
 from driftloop_feedback.validate.settings import ValidationSettings, ValidatorSettings
@@ -70,13 +70,11 @@ class ValidatorWorker:
         self.metrics = metrics or ValidatorMetrics()
         self.store = StateStore(settings.state_path())
         self.state: ValidatorState | None = None
-        self.consumer: Consumer | None = None
         self.status_line = StatusLine()
+        self.stream = LabelledStream(log_, settings, self.metrics, self.status_line)
         self.candidates = Candidates(
             registry, settings, self.validation, self.metrics, self.status_line, self
         )
-        self._assigned: set[TopicPartition] = set()
-        self._rows: list[LabelledExample] = []  # fresh rows of the run, not fed yet
         self._due: dict[str, float] = {}
         self._registry_failures = 0
         self._last_save = clock()
@@ -86,6 +84,11 @@ class ValidatorWorker:
     def status(self) -> str:
         """What the worker is doing or waiting for (the progress line)."""
         return self.status_line.text
+
+    @property
+    def consumer(self) -> Consumer | None:
+        """The labelled topic's consumer (None until the topic exists, and after ``close``)."""
+        return self.stream.consumer
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -102,20 +105,20 @@ class ValidatorWorker:
         """Look at the registry when due, poll the topic once, feed fresh rows; returns records read."""
         now = self.clock()
         if self.state is None:
-            self.state = load_state(self.log, self.settings, self.store, self._committed, self.close)
+            self.state = load_state(self.log, self.settings, self.store, self.stream.committed, self.close)
+            self.stream.state = self.state
         if now >= self._due.get("registry", 0.0):
             self._watch_registry(now)
-        if self.consumer is None and not self._open_consumer(now):
+        if self.consumer is None and not self.stream.open(now):
             return 0
-        assert self.consumer is not None
-        records = self._sync(self.consumer.poll(self.settings.poll_timeout_s, self.settings.poll_max_records))
-        for record in records:
-            self._take(record)
+        records = self.stream.read()
+        if records:
+            self._dirty = True
         self._feed(now)
         if self._dirty and self.clock() - self._last_save >= self.settings.state_interval_s:
             self.save_state()
         refresh_gauges(self.metrics, self.state.run if self.state is not None else None)
-        return len(records)
+        return records
 
     def save_state(self) -> None:
         """Write the state durably, then commit the offsets it holds."""
@@ -127,28 +130,10 @@ class ValidatorWorker:
         self.metrics.state_saves.inc()
         self._last_save = self.clock()
         self._dirty = False
-        owned = {tp: o for tp, o in state.offsets.items() if tp in self._assigned}
-        if self.consumer is not None and owned:
-            try:
-                self.consumer.commit(owned)
-            except CommitFailedError as exc:  # a rebalance: the state file still holds the offsets
-                log.warning("validator: offset commit failed (%s); the next save commits", exc)
+        self.stream.commit(state.offsets)
 
     def close(self) -> None:
-        if self.consumer is not None:
-            self.consumer.close()
-        self.consumer = None
-
-    # -- state ---------------------------------------------------------------------------------------
-    def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset (for a state without source); opens the consumer early."""
-        if self.consumer is None:
-            try:
-                self.log.partitions_for(self.settings.labelled_topic)
-            except EventLogError:
-                return None
-            self.consumer = self.log.consumer(self.settings.group_id, [self.settings.labelled_topic])
-        return self.consumer.committed(tp)
+        self.stream.close()
 
     # -- the registry --------------------------------------------------------------------------------
     def _watch_registry(self, now: float) -> None:
@@ -195,7 +180,7 @@ class ValidatorWorker:
         """Abandon the run in progress and its rows not fed yet."""
         assert self.state is not None
         self.state.run = None
-        self._rows.clear()
+        self.stream.clear_rows()
         self._dirty = True
 
     def mark_dirty(self) -> None:
@@ -206,80 +191,13 @@ class ValidatorWorker:
         assert self.state is not None
         write_pending(self.registry, self.settings.model_name, self.state, self.metrics, self.save_state)
 
-    # -- reading -------------------------------------------------------------------------------------
-    def _open_consumer(self, now: float) -> bool:
-        topic = self.settings.labelled_topic
-        if now < self._due.get("topic", 0.0):
-            return False
-        try:
-            self.log.partitions_for(topic)
-        except EventLogError:
-            self._due["topic"] = now + self.settings.topic_retry_s
-            self.metrics.waiting.labels("topic").set(1)
-            self.status_line.say("topic", f"waiting: no labelled topic {topic!r} yet (the joiner creates it)")
-            return False
-        self.metrics.waiting.labels("topic").set(0)
-        self.status_line.say("topic", f"reading {topic!r} as group {self.settings.group_id!r}")
-        self.consumer = self.log.consumer(self.settings.group_id, [topic])
-        return True
-
-    def _sync(self, records: list[Record]) -> list[Record]:
-        """Seek newly assigned partitions to the saved offsets; drop records already read."""
-        assert self.consumer is not None and self.state is not None
-        offsets = self.state.offsets
-        owned = self.consumer.assignment()
-        seeked: set[TopicPartition] = set()
-        for tp in owned - self._assigned:
-            if tp in offsets:
-                self.consumer.seek(tp, offsets[tp])
-                seeked.add(tp)
-        self._assigned = set(owned)
-        return [
-            r for r in records if r.tp not in seeked and r.tp in owned and r.offset >= offsets.get(r.tp, 0)
-        ]
-
-    def _take(self, record: Record) -> None:
-        state = self.state
-        assert state is not None
-        state.offsets[record.tp] = record.offset + 1
-        self._dirty = True
-        before = state.deduper.duplicates
-        try:
-            examples = list(state.deduper.feed([record.value]))
-        except UndecodableRecord as exc:
-            self.metrics.read.inc()
-            self._skip("undecodable")
-            log.warning("validator: labelled record %s@%d undecodable: %s", record.tp, record.offset, exc)
-            return
-        duplicates = state.deduper.duplicates - before
-        self.metrics.read.inc(len(examples) + duplicates)  # rows: each example of a batch record
-        if duplicates:
-            self._skip("duplicate", duplicates)
-        run = state.run
-        for example in examples:  # one, or the examples of a batch record (``labelled_batch``)
-            if run is None:
-                self._skip("idle")
-            elif run.window.trained_on(record.tp, record.offset, example.event_time):
-                self._skip("trained_on")
-            elif not _usable_features(
-                example.features, getattr(run.validator.champion, "n_features_in_", None)
-            ):
-                self._skip("features")
-            elif not _usable_truth(run.validator, example.truth):
-                self._skip("truth")
-            else:
-                self._rows.append(example)
-
-    def _skip(self, reason: str, count: int = 1) -> None:
-        count_skipped(self.metrics, self.state, reason, count)
-
     # -- validating ----------------------------------------------------------------------------------
     def _feed(self, now: float) -> None:
         state = self.state
         run = state.run if state is not None else None
-        if run is None or not self._rows:
+        if run is None or not self.stream.has_rows():
             return
-        rows, self._rows = self._rows, []
+        rows = self.stream.take_rows()
         validator = run.validator
         size = self.validation.batch_size
         for start in range(0, len(rows), size):
@@ -327,28 +245,9 @@ class ValidatorWorker:
         log.info("validator: %s", describe(run, result))
         state.run = None
         state.unpublished.append(run)
-        self._rows.clear()
+        self.stream.clear_rows()
         self.save_state()  # the verdict's evidence is durable before the verdict is written
         self._due["registry"] = now  # written at the next step (retried with backoff if MLflow is down)
 
-
-def _usable_features(features: tuple[float, ...], n_features: int | None) -> bool:
-    if n_features is not None and len(features) != n_features:
-        return False
-    try:
-        return bool(np.isfinite(np.asarray(features, dtype=np.float64)).all())
-    except (TypeError, ValueError):
-        return False
-
-
-def _usable_truth(validator: Validator, truth: Any) -> bool:
-    """A regression loss needs a finite number; a classification loss a label of the classes' type."""
-    if validator.loss.name in ("absolute", "squared"):
-        return isinstance(truth, float) and math.isfinite(truth)
-    classes = getattr(validator.champion, "classes_", None)
-    if classes is None or len(classes) == 0:
-        return True
-    numeric = np.issubdtype(np.asarray(classes).dtype, np.number)
-    if numeric:
-        return isinstance(truth, float) and math.isfinite(truth)
-    return isinstance(truth, str)
+    def _skip(self, reason: str, count: int = 1) -> None:
+        count_skipped(self.metrics, self.state, reason, count)
