@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from driftloop_feedback.errors import SnapshotError
 from driftloop_feedback.join.breaker import SamplingBreaker
 from driftloop_feedback.join.rules import JoinCounters
 from driftloop_feedback.join.settings import JoinerSettings
@@ -219,7 +220,11 @@ class JoinStage:
         # A partition revoked in a poll since the checkpoint began has a new owner, which may have
         # loaded the last written snapshot already: this one must not replace it.
         encoded = {p: data for p, data in pending.encoded.items() if p in owned_partitions}
-        self.snapshots.write(self.name, encoded)
+        try:
+            self.snapshots.write(self.name, encoded)
+        except SnapshotError:  # not stored: nothing is committed, and the next checkpoint writes them again
+            self.dirty.update(encoded)
+            raise
         commits = {tp: o for p in encoded for tp, o in pending.offsets[p].items() if tp in owned}
         try:
             if commits:
