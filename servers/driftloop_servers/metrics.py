@@ -6,14 +6,32 @@ over its workers otherwise; the counter is created lazily so both work.
 ``driftloop_runtime_rows_total{model, outcome}`` counts every row a runtime saw: ``served``, ``rejected``
 (the request got a 4xx), ``imputed``, ``flagged`` (outliers, including non-finite rows under the ``flag``
 policy), ``dropped`` (drift rows left out under the ``drop`` policy).
+
+The outlier runtime also counts, for the rollout's outlier-rate gate on a cluster (read from Prometheus by
+``driftloop_feedback.rollout.prometheus_ops``), the rows it scored and flagged per predictor:
+``driftloop_outlier_scored_rows_total`` and ``driftloop_outlier_flagged_rows_total``, labelled ``model``
+(the node), ``deployment_name`` and ``predictor_name`` (the SeldonDeployment and predictor, from the
+``SELDON_DEPLOYMENT_ID`` and ``PREDICTOR_ID`` variables Seldon Core v1's operator sets in every graph
+container; empty when unset), the label names of Seldon's executor metrics. They are plain
+``prometheus_client`` counters, not ``mlserver.log`` histograms: MLServer 1.7.1 serves metrics registered
+through ``mlserver.register``/``mlserver.log`` only with ``parallel_workers`` > 0 (MLServer#1151), and the
+SeldonDeployment runs its nodes with ``parallel_workers`` 0.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from prometheus_client import REGISTRY, Counter
 
 ROWS_METRIC = "driftloop_runtime_rows"
+SCORED_ROWS_METRIC = "driftloop_outlier_scored_rows"
+FLAGGED_ROWS_METRIC = "driftloop_outlier_flagged_rows"
+PREDICTOR_LABELS = ("model", "deployment_name", "predictor_name")
 _rows: Counter | None = None
+_outlier_rows: dict[str, Counter] = {}
 
 
 def rows_counter() -> Counter:
@@ -39,3 +57,36 @@ def rows_counted(model: str, outcome: str) -> float:
     """Current value of one counter in this process (for tests and diagnostics)."""
     value = REGISTRY.get_sample_value(f"{ROWS_METRIC}_total", {"model": model, "outcome": outcome})
     return float(value or 0.0)
+
+
+@dataclass(frozen=True)
+class PredictorIdentity:
+    """Where a runtime serves: its SeldonDeployment and predictor (empty outside Seldon Core v1)."""
+
+    deployment: str = ""
+    predictor: str = ""
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> PredictorIdentity:
+        """From ``SELDON_DEPLOYMENT_ID`` / ``PREDICTOR_ID`` (set by Seldon's operator in each container)."""
+        return cls(environ.get("SELDON_DEPLOYMENT_ID", ""), environ.get("PREDICTOR_ID", ""))
+
+
+def _outlier_counter(name: str, description: str) -> Counter:
+    """Created on first use, like ``rows_counter`` (multi-process values with parallel workers)."""
+    counter = _outlier_rows.get(name)
+    if counter is None:
+        counter = Counter(name, description, labelnames=list(PREDICTOR_LABELS), registry=REGISTRY)
+        _outlier_rows[name] = counter
+    return counter
+
+
+def outlier_row_counters(model: str, where: PredictorIdentity) -> tuple[Counter, Counter]:
+    """The (scored, flagged) row counters of one outlier node, created at 0 so that Prometheus sees the
+    series before the first request."""
+    labels = {"model": model, "deployment_name": where.deployment, "predictor_name": where.predictor}
+    scored = _outlier_counter(SCORED_ROWS_METRIC, "Rows the outlier node scored, per predictor")
+    flagged = _outlier_counter(
+        FLAGGED_ROWS_METRIC, "Rows the outlier node flagged as outliers, per predictor"
+    )
+    return scored.labels(**labels), flagged.labels(**labels)

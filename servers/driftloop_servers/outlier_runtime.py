@@ -4,6 +4,10 @@ It returns every input tensor unchanged (name, datatype, shape, parameters, data
 (BOOL [N]) and ``outlier_score`` (FP64 [N]): Seldon's executor renames this response's ``outputs`` to
 ``inputs`` and sends it, with every other key kept, to the next node (the model), which carries the two
 annotations into its own response.
+
+It counts the rows it scored and flagged per predictor on MLServer's metrics endpoint
+(``driftloop_outlier_scored_rows_total`` / ``driftloop_outlier_flagged_rows_total``, ``metrics``): the
+figures of the rollout's outlier-rate gate on a cluster.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from driftloop_servers.artifacts import ArtifactRef, load_off_loop
 from driftloop_servers.detector_loading import load_runtime_detector
 from driftloop_servers.detectors import OutlierDetector
 from driftloop_servers.errors import ArtifactError, DetectorError, InvalidTensor
-from driftloop_servers.metrics import count_rows
+from driftloop_servers.metrics import PredictorIdentity, count_rows, outlier_row_counters
 from driftloop_servers.settings import OutlierRuntimeSettings
 from driftloop_servers.tensors import (
     bool_output,
@@ -51,6 +55,9 @@ class OutlierRuntime(MLModel):
             )
         self._detector: OutlierDetector = detector
         self._ref: ArtifactRef = ref
+        self._scored_rows, self._flagged_rows = outlier_row_counters(
+            self.name, PredictorIdentity.from_environment()
+        )
         features = (s.feature_tensor, "FP64", [-1, detector.n_features])
         describe_tensors(
             self,
@@ -77,6 +84,8 @@ class OutlierRuntime(MLModel):
             raise
         count_rows(self.name, "served", x.shape[0])
         count_rows(self.name, "flagged", int(flags.sum()))
+        self._scored_rows.inc(x.shape[0])
+        self._flagged_rows.inc(int(flags.sum()))
         passed = [passthrough(t) for t in payload.inputs if t.name not in (s.flag_output, s.score_output)]
         return InferenceResponse(
             model_name=self.name,
