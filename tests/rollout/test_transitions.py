@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from driftloop_feedback.labelled_batch import encode_examples
 from driftloop_feedback.records import LabelledExample
 
 from tests.rollout.conftest import CANDIDATE, CHAMPION, MODEL, World
@@ -221,3 +222,21 @@ def test_a_step_resumed_after_a_slow_champion_load_gets_its_full_interval_and_de
     assert world.status() == "rejected" and reason.startswith(
         "progress deadline: 0 paired labelled examples in 600 s"
     )
+
+
+def test_every_example_of_a_batch_record_is_a_row_read_used_or_counted(world: World) -> None:
+    """The joiner writes batch records: each example in one is a row (read, used or skipped)."""
+    ctl = world.controller()
+    ctl.tick(world.clock.t)
+    rows = [
+        LabelledExample(
+            f"b{i}:0", f"b{i}", 0, (1.0, 1.0), 1.0, 1.0, "canary", str(CANDIDATE), 0.0, 1.0, "request"
+        )
+        for i in range(5)
+    ]
+    for value in encode_examples(rows) + encode_examples(rows[:2]):  # 2 resent in a second record
+        world.labelled.producer.send("driftloop.labelled", value)
+    world.run(ctl, 10)
+    assert ctl.metrics.rows_read._value.get() == 7
+    assert ctl.metrics.rows_skipped.labels("duplicate")._value.get() == 2
+    assert ctl.metrics.rows_used._value.get() == 5

@@ -477,12 +477,13 @@ class RolloutController:
         records = consumer.poll(s.poll_timeout_s, s.poll_max_records)
         if not records:
             return
-        self.metrics.rows_read.inc(len(records))
         rows: list[LabelledExample] = []
         for record in records:
+            before = self._deduper.duplicates
             try:
-                fresh = list(self._deduper.feed([record.value]))
+                fresh = list(self._deduper.feed([record.value]))  # one example, or a batch record's
             except UndecodableRecord as exc:
+                self.metrics.rows_read.inc()
                 self.metrics.rows_skipped.labels("undecodable").inc()
                 log.warning(
                     "rollout: skipped an undecodable labelled record at %s/%d: %s",
@@ -491,8 +492,10 @@ class RolloutController:
                     exc,
                 )
                 continue
-            if not fresh:
-                self.metrics.rows_skipped.labels("duplicate").inc()
+            duplicates = self._deduper.duplicates - before
+            self.metrics.rows_read.inc(len(fresh) + duplicates)
+            if duplicates:
+                self.metrics.rows_skipped.labels("duplicate").inc(duplicates)
             rows.extend(fresh)
         self._feed(rows)
         consumer.commit()
