@@ -80,7 +80,9 @@ def test_the_query_selects_the_deployments_inference_buckets_with_the_extra_matc
     assert answers.queries == [
         "seldon_api_executor_server_requests_seconds_bucket{"
         'deployment_name="pump-bearing-temp", '
-        'service=~"predictions|/inference\\\\.GRPCInferenceService/ModelInfer", namespace="plant"}'
+        'service=~"predictions|/inference\\\\.GRPCInferenceService/ModelInfer", namespace="plant"} or '
+        '{__name__=~"driftloop_outlier_scored_rows_total|driftloop_outlier_flagged_rows_total", '
+        'deployment_name="pump-bearing-temp", namespace="plant"}'
     ]
     assert bucket_query('a"b\\c').startswith(
         'seldon_api_executor_server_requests_seconds_bucket{deployment_name="a\\"b\\\\c", '

@@ -14,7 +14,13 @@ method over gRPC) gives, per predictor, everything ``ops.compare`` needs:
 - latency: the buckets over every code.
 
 Reading ``_bucket`` alone keeps the three consistent (one evaluation time). The executor exports no
-outlier counts: on a cluster the outlier check has no figures (no verdict), docs/kubernetes.md.
+outlier counts; the driftloop outlier runtime does (``driftloop_servers.metrics``):
+``driftloop_outlier_scored_rows_total`` and ``driftloop_outlier_flagged_rows_total{model,
+deployment_name, predictor_name}`` on each outlier node's MLServer metrics endpoint. The same instant
+query reads both families too (``<buckets> or {__name__=~"<both>", deployment_name=...}`` with the same
+extra matchers: one evaluation for all the figures), so each predictor's scored and flagged rows are there
+and ``compare``'s outlier-rate test works on a cluster as on the local ingress. No such series (no
+outlier node, or Prometheus does not scrape the MLServer containers): no rows, no outlier verdict.
 
 **Counter resets.** The query returns each pod's series. A pod that restarts (or is replaced) starts its
 counters at 0, which a plain sum would read as traffic going backwards. The source therefore keeps, per
@@ -43,6 +49,11 @@ EXECUTOR_HISTOGRAM = "seldon_api_executor_server_requests_seconds"
 # The executor's ``service`` label of inference requests: REST (``/v2/models/<m>/infer``, and the Seldon
 # protocol's ``/api/v1.0/predictions``) and the V2 gRPC method.
 INFERENCE_SERVICES = ("predictions", "/inference.GRPCInferenceService/ModelInfer")
+# The outlier runtime's row counters (driftloop_servers.metrics) -> the PredictorCounts field they fill.
+OUTLIER_ROW_FAMILIES = {
+    "driftloop_outlier_scored_rows_total": "scored",
+    "driftloop_outlier_flagged_rows_total": "flagged",
+}
 # gRPC status codes that a gRPC-HTTP gateway maps to 5xx: the server's fault.
 GRPC_SERVER_ERRORS = frozenset(
     {"Unknown", "Internal", "Unimplemented", "Unavailable", "DeadlineExceeded", "DataLoss"}
@@ -77,6 +88,22 @@ def bucket_query(deployment: str, extra_selector: str = "") -> str:
     return f"{EXECUTOR_HISTOGRAM}_bucket{{{', '.join(matchers)}}}"
 
 
+def outlier_rows_query(deployment: str, extra_selector: str = "") -> str:
+    """The instant query of the outlier nodes' scored/flagged row counters of the deployment, one series
+    per pod, node and family."""
+    names = "|".join(re.escape(n) for n in OUTLIER_ROW_FAMILIES)
+    matchers = [f"__name__=~{promql_string(names)}", f"deployment_name={promql_string(deployment)}"]
+    extra = extra_selector.strip().rstrip(",").strip()
+    if extra:
+        matchers.append(extra)
+    return f"{{{', '.join(matchers)}}}"
+
+
+def ops_query(deployment: str, extra_selector: str = "") -> str:
+    """The one instant query of a reading: the executor's buckets or (PromQL's union) the outlier rows."""
+    return f"{bucket_query(deployment, extra_selector)} or {outlier_rows_query(deployment, extra_selector)}"
+
+
 def parse_vector(body: object, query: str) -> list[tuple[dict[str, str], float]]:
     """The ``(labels, value)`` samples of a ``/api/v1/query`` answer (``BackendError`` if it is not a
     successful vector)."""
@@ -102,9 +129,9 @@ def parse_vector(body: object, query: str) -> list[tuple[dict[str, str], float]]
 
 
 class PrometheusOpsSource:
-    """The deployment's per-predictor counts from Seldon's executor histogram in Prometheus
-    (``OpsSource``). ``extra_selector`` adds label matchers to the query, e.g. ``namespace="plant"``
-    (the label a Prometheus Operator PodMonitor gives each pod's series)."""
+    """The deployment's per-predictor counts from Seldon's executor histogram and the outlier runtime's
+    row counters in Prometheus (``OpsSource``). ``extra_selector`` adds label matchers to both selectors,
+    e.g. ``namespace="plant"`` (the label a Prometheus Operator PodMonitor gives each pod's series)."""
 
     def __init__(
         self,
@@ -122,14 +149,18 @@ class PrometheusOpsSource:
             )
         self.url = url.rstrip("/")
         self.deployment = deployment
-        self.query = bucket_query(deployment, extra_selector)
+        self.query = ops_query(deployment, extra_selector)
         self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
         self._last: dict[SeriesKey, float] = {}  # each series' last value
         self._totals: dict[tuple[str, str, float], float] = {}  # (predictor, code, le) -> increase so far
+        self._rows: dict[tuple[str, str], float] = {}  # (predictor, "scored"/"flagged") -> increase so far
 
     def snapshot(self) -> IngressSnapshot:
-        samples = self._query()
-        for labels, value in samples:
+        for labels, value in self._query():
+            kind = OUTLIER_ROW_FAMILIES.get(labels.get("__name__", ""))
+            if kind is not None:
+                self._count_rows(kind, labels, value)
+                continue
             predictor, code, le_text = (labels.get(k) for k in ("predictor_name", "code", "le"))
             if predictor is None or code is None or le_text is None:
                 continue  # not an executor bucket series: nothing of the gate's
@@ -137,15 +168,25 @@ class PrometheusOpsSource:
                 le = float(le_text)  # "+Inf" -> inf
             except ValueError as exc:
                 raise BackendError(f"executor bucket with le={le_text!r}: not a bound") from exc
-            if not math.isfinite(value) or value < 0:
-                raise BackendError(f"executor bucket {labels} has value {value}: not a count")
-            key = tuple(sorted(labels.items()))
-            last = self._last.get(key)
-            increase = value if last is None or value < last else value - last
-            self._last[key] = value
             slot = (predictor, code, le)
-            self._totals[slot] = self._totals.get(slot, 0.0) + increase
+            self._totals[slot] = self._totals.get(slot, 0.0) + self._increase(labels, value)
         return self._counts()
+
+    def _count_rows(self, kind: str, labels: Mapping[str, str], value: float) -> None:
+        predictor = labels.get("predictor_name")
+        if not predictor:
+            return  # an outlier node outside a Seldon predictor (no PREDICTOR_ID): no predictor to judge
+        slot = (predictor, kind)
+        self._rows[slot] = self._rows.get(slot, 0.0) + self._increase(labels, value)
+
+    def _increase(self, labels: Mapping[str, str], value: float) -> float:
+        """The series' increase since its last reading (all of it when new or after a reset)."""
+        if not math.isfinite(value) or value < 0:
+            raise BackendError(f"series {dict(labels)} has value {value}: not a count")
+        key = tuple(sorted(labels.items()))
+        last = self._last.get(key)
+        self._last[key] = value
+        return value if last is None or value < last else value - last
 
     def _counts(self) -> dict[str, PredictorCounts]:
         requests: dict[str, float] = {}
@@ -158,7 +199,17 @@ class PrometheusOpsSource:
                 requests[predictor] = requests.get(predictor, 0.0) + n
                 if is_server_error(code):
                     errors[predictor] = errors.get(predictor, 0.0) + n
-        return {p: PredictorCounts(requests.get(p, 0.0), errors.get(p, 0.0), buckets[p]) for p in buckets}
+        predictors = set(buckets) | {p for p, _ in self._rows}
+        return {
+            p: PredictorCounts(
+                requests.get(p, 0.0),
+                errors.get(p, 0.0),
+                buckets.get(p, {}),
+                self._rows.get((p, "scored"), 0.0),
+                self._rows.get((p, "flagged"), 0.0),
+            )
+            for p in predictors
+        }
 
     def _query(self) -> list[tuple[dict[str, str], float]]:
         try:
