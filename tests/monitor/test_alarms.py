@@ -18,7 +18,7 @@ from driftloop_feedback.monitor.alarms import (
 )
 from driftloop_feedback.monitor.pairing import ModelCall
 from driftloop_feedback.monitor.settings import TRAINER_OUTLIER_BASE_RATE, MonitorSettings
-from driftloop_feedback.monitor.windows import WindowBook
+from driftloop_feedback.monitor.windows import ClosedWindow, WindowBook
 from driftloop_feedback.monitor.worker import DriftMonitor
 from prometheus_client import generate_latest
 from scipy import stats
@@ -131,7 +131,7 @@ def test_a_restart_does_not_raise_the_same_windows_alarm_again() -> None:
     assert closed.alarm_rows == test.full_window_critical
 
 
-def _feed_to_close(book: WindowBook):  # type: ignore[no-untyped-def]
+def _feed_to_close(book: WindowBook) -> ClosedWindow:
     call = ModelCall("last", "p", "1", np.zeros((300, 1)), np.zeros(300, dtype=bool), 10_000)
     (closed,) = book.add(call, now=0.0)
     return closed
