@@ -104,6 +104,21 @@ def ops_query(deployment: str, extra_selector: str = "") -> str:
     return f"{bucket_query(deployment, extra_selector)} or {outlier_rows_query(deployment, extra_selector)}"
 
 
+def _series_key(labels: Mapping[str, str]) -> SeriesKey:
+    return tuple(sorted(labels.items()))
+
+
+def _node_key(labels: Mapping[str, str]) -> SeriesKey:
+    """A series' labels but its name: the same for both row counters of one node in one process."""
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
+
+
+def _count(labels: Mapping[str, str], value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise BackendError(f"series {dict(labels)} has value {value}: not a count")
+    return value
+
+
 def parse_vector(body: object, query: str) -> list[tuple[dict[str, str], float]]:
     """The ``(labels, value)`` samples of a ``/api/v1/query`` answer (``BackendError`` if it is not a
     successful vector)."""
@@ -156,10 +171,11 @@ class PrometheusOpsSource:
         self._rows: dict[tuple[str, str], float] = {}  # (predictor, "scored"/"flagged") -> increase so far
 
     def snapshot(self) -> IngressSnapshot:
+        rows: list[tuple[str, dict[str, str], float]] = []
         for labels, value in self._query():
             kind = OUTLIER_ROW_FAMILIES.get(labels.get("__name__", ""))
             if kind is not None:
-                self._count_rows(kind, labels, value)
+                rows.append((kind, labels, value))
                 continue
             predictor, code, le_text = (labels.get(k) for k in ("predictor_name", "code", "le"))
             if predictor is None or code is None or le_text is None:
@@ -170,23 +186,31 @@ class PrometheusOpsSource:
                 raise BackendError(f"executor bucket with le={le_text!r}: not a bound") from exc
             slot = (predictor, code, le)
             self._totals[slot] = self._totals.get(slot, 0.0) + self._increase(labels, value)
+        self._count_rows(rows)
         return self._counts()
 
-    def _count_rows(self, kind: str, labels: Mapping[str, str], value: float) -> None:
-        predictor = labels.get("predictor_name")
-        if not predictor:
-            return  # an outlier node outside a Seldon predictor (no PREDICTOR_ID): no predictor to judge
-        slot = (predictor, kind)
-        self._rows[slot] = self._rows.get(slot, 0.0) + self._increase(labels, value)
+    def _count_rows(self, rows: list[tuple[str, dict[str, str], float]]) -> None:
+        """Adds each outlier node's scored/flagged increase to its predictor's totals. A node's two
+        counters start together: when one is below its last value the node restarted, and both count in
+        full (the flagged counter may have grown past its old value already)."""
+        restarted = set()
+        for _, labels, value in rows:
+            last = self._last.get(_series_key(labels))
+            if last is not None and _count(labels, value) < last:
+                restarted.add(_node_key(labels))
+        for kind, labels, value in rows:
+            reset = _node_key(labels) in restarted
+            increase = self._increase(labels, value, reset=reset)
+            predictor = labels.get("predictor_name")
+            if predictor:  # a node outside a Seldon predictor (no PREDICTOR_ID) is no predictor's
+                self._rows[(predictor, kind)] = self._rows.get((predictor, kind), 0.0) + increase
 
-    def _increase(self, labels: Mapping[str, str], value: float) -> float:
+    def _increase(self, labels: Mapping[str, str], value: float, *, reset: bool = False) -> float:
         """The series' increase since its last reading (all of it when new or after a reset)."""
-        if not math.isfinite(value) or value < 0:
-            raise BackendError(f"series {dict(labels)} has value {value}: not a count")
-        key = tuple(sorted(labels.items()))
+        key = _series_key(labels)
         last = self._last.get(key)
-        self._last[key] = value
-        return value if last is None or value < last else value - last
+        self._last[key] = _count(labels, value)
+        return value if reset or last is None or value < last else value - last
 
     def _counts(self) -> dict[str, PredictorCounts]:
         requests: dict[str, float] = {}
