@@ -63,7 +63,7 @@ from driftloop.eventlog import (
 )
 from driftloop.seldon_log import MalformedLogEvent, parse_event
 from driftloop.settings import StateSettings
-from driftloop.statestore import open_state_store
+from driftloop.statestore import DirectoryStore, open_state_store
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -116,10 +116,16 @@ class JoinStage:
         self.consumer: Consumer = _IdleConsumer()
         self.producer: Producer = _IdleProducer()
         self._log = log_
-        # What the snapshots are bound to (``source``): asked once, as asking costs a request to Kafka.
-        # DRIFTLOOP_STATE_STORE: the group's folder, or its keys in the compacted state topic.
+        # DRIFTLOOP_STATE_STORE: the group's folder, or its keys in the compacted state topic, one scope
+        # per stage (``joiner/<group>/<stage>``: a stage reads and keeps only its own snapshots); an idle
+        # stage opens no log store.
         state_dir = (s.state_dir or default_state_dir()) / s.group_id
-        self.snapshots = SnapshotStore(open_state_store(log_, state_dir, f"joiner/{s.group_id}"))
+        self.snapshots = SnapshotStore(
+            open_state_store(log_, state_dir, f"joiner/{s.group_id}/{name}")
+            if self.active
+            else DirectoryStore(state_dir)
+        )
+        # What the snapshots are bound to (``source``): asked once, as asking costs a request to Kafka.
         self._log_identity = ""
         self._partition_count = 0
         if self.active:
