@@ -58,12 +58,14 @@ class Cluster:
         """Wait until Prometheus holds each node's current scored-row count."""
         for predictor, node in self.nodes.items():
             text = httpx.get(node.metrics_url, timeout=10.0).text
-            value = next(
+            values = [
                 float(line.rsplit(" ", 1)[1])
                 for line in text.splitlines()
                 if line.startswith("driftloop_outlier_scored_rows_total{")
                 and f'predictor_name="{predictor}"' in line
-            )
+            ]
+            assert len(values) == 1, f"no scored-rows series of {predictor!r} on {node.metrics_url}:\n{text}"
+            value = values[0]
             self.prometheus.wait_for_value(
                 "sum(driftloop_outlier_scored_rows_total"
                 f'{{predictor_name="{predictor}", namespace="{NAMESPACE}"}})',
