@@ -1,17 +1,22 @@
 """One poll of labelled records read at once: decoded, deduplicated and checked as arrays.
 
 The trainer reads a poll (up to ``poll_max_records`` records) in one go instead of one record at a
-time: each value is decoded with ``orjson``, the fields the trainer uses are gathered into lists, the
-features become one ``float`` matrix and the checks run on arrays. The rules are those of
-``LabelledExample.decode`` plus the trainer's own checks, in this order, each refusal counted with its
-reason:
+time. Batch records (``driftloop_feedback.labelled_batch``, what the joiner writes) are read as
+columns: one JSON header and ``np.frombuffer`` per record, no Python object per example. JSON records
+(one example each, the format before) are decoded with ``orjson``, the fields the trainer uses
+gathered into lists, the features made one ``float`` matrix. A poll holding both is read run by run,
+in order. Then the checks run on arrays, in this order, each refusal counted with its reason:
 
-1. ``undecodable``: not JSON, not an object, a field of ``LabelledExample`` missing or of a type it
-   does not accept. A record with anything beyond the plain shape the joiner writes (an integer truth,
-   ``probabilities``/``classes``) is read by ``LabelledExample.decode`` itself, one at a time.
+1. ``undecodable``: a JSON record that is not JSON, not an object, a field of ``LabelledExample``
+   missing or of a type it does not accept (a record with anything beyond the plain shape the joiner
+   wrote, an integer truth, ``probabilities``/``classes``, is read by ``LabelledExample.decode``
+   itself); a batch record that ``decode_columns`` refuses (truncated, unknown version, a column of
+   the wrong length or type): the whole record, once.
 2. duplicates: an ``example_id`` seen within the deduper's window (``LabelledDeduper``) is skipped.
 3. ``features``: not all finite numbers, or another count than the model's.
 4. ``target``: not a finite number (regression) or not one of the declared classes (classification).
+
+A refusal names its record (topic, partition, offset) and, in a batch record, the example's index.
 """
 
 from __future__ import annotations

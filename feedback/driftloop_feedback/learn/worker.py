@@ -1,9 +1,9 @@
 """The trainer worker: labelled examples in, a challenger learning them once, candidates out.
 
-One ``step``: poll the labelled topic, read the poll at once (``intake.read_poll``: decoded in bulk,
-each example kept once by ``LabelledDeduper``, checked as arrays), learn in mini-batches
-(test-then-train, replay mixed in), read drift events, cut a candidate when the policy says so,
-checkpoint when due, retry registrations that failed.
+One ``step``: poll the labelled topic, read the poll at once (``intake.read_poll``: batch records as
+columns, JSON records decoded in bulk, each example kept once by ``LabelledDeduper``, checked as
+arrays), learn in mini-batches (slices of the poll; test-then-train, replay mixed in), read drift
+events, cut a candidate when the policy says so, checkpoint when due, retry registrations that failed.
 
 Exactly once, across crashes. The checkpoint holds the model *and* the next offset of every partition
 read (plus the deduper's window and the replay buffer); a checkpoint first learns whatever is still
