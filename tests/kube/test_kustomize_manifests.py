@@ -309,6 +309,7 @@ def test_the_topics_are_the_codes_default_names_with_retention(
         joiner["labelled_topic"],
         FeedbackSettings.model_fields["feedback_topic"].default,
         MonitorSettings.model_fields["drift_topic"].default,
+        MonitorSettings.model_fields["alarm_topic"].default,
         TrainerSettings.model_fields["labelled_topic"].default,
         TrainerSettings.model_fields["drift_topic"].default,
         ValidatorSettings.model_fields["labelled_topic"].default,
