@@ -15,8 +15,9 @@
   ``[n, F]``) unless the rows have different counts (then a JSON list of lists). ``truth`` and
   ``prediction`` are float64 arrays when every value is a float (regression), else JSON lists of class
   labels. JSON lists: ``example_id``, ``request_id``, ``endpoint``, ``model_version``, ``joined_by``,
-  ``asset_id`` (null allowed); optional ``probabilities`` and ``classes`` (one entry per row, null
-  where unset). A JSON value can never start with ``D``, so the first bytes tell the formats apart.
+  ``asset_id`` (null allowed), the last four as a one-element list when every row has the same value;
+  optional ``probabilities`` and ``classes`` (one entry per row, null where unset). A JSON value
+  never starts with ``D``, so the first bytes tell the formats apart.
 
 An example's position on the topic is (partition, offset, index within the record); a record holds
 the examples of one partition only. Encoders cap a record at ``MAX_ROWS`` rows and ``MAX_BYTES``
@@ -36,6 +37,7 @@ the whole record as undecodable.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from collections.abc import Sequence
@@ -199,16 +201,21 @@ def _encode(examples: Sequence[Sequence[Any]]) -> bytes:
             put(name, np.asarray(values, dtype="<f8"))
         else:
             header[name] = list(values)
-    header["endpoint"], header["model_version"] = list(columns[6]), list(columns[7])
+    header["endpoint"], header["model_version"] = _shared(columns[6]), _shared(columns[7])
     put("event_time", np.asarray(columns[8], dtype="<f8"))
     put("truth_time", np.asarray(columns[9], dtype="<f8"))
-    header["joined_by"], header["asset_id"] = list(columns[10]), list(columns[11])
+    header["joined_by"], header["asset_id"] = _shared(columns[10]), _shared(columns[11])
     for i, name in ((12, "probabilities"), (13, "classes")):
         if len(columns) > i and any(v is not None for v in columns[i]):
             header[name] = [None if v is None else list(v) for v in columns[i]]
     header["arrays"] = arrays
     head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)
     return b"".join((_PREFIX.pack(MAGIC, VERSION, len(head)), head, *body))
+
+
+def _shared(values: Sequence[Any]) -> list[Any]:
+    """A column of strings as a list, or as its one value when every row has it (``[v]``)."""
+    return [values[0]] if len(values) > 1 and values.count(values[0]) == len(values) else list(values)
 
 
 def _feature_matrix(rows: Sequence[Any]) -> np.ndarray | None:
@@ -285,10 +292,16 @@ def _columns(value: bytes) -> LabelledColumns:
             )
         return np.frombuffer(body[start:stop], dtype=_DTYPES[dtype]).reshape(shape)
 
-    def strings(name: str, optional: bool = False) -> list[Any]:
+    def strings(name: str, optional: bool = False, shared: bool = False) -> list[Any]:
         column = header.get(name)
+        if shared and type(column) is list and len(column) == 1 and n > 1:
+            column = column * n  # one value for every row
         if type(column) is not list or len(column) != n:
             raise _bad(f"column {name}: want a list of {n}, got {_shape(column)}", value)
+        if not optional:
+            with contextlib.suppress(TypeError):
+                "".join(column)  # raises TypeError unless every value is a str (checked in C)
+                return column
         kinds = set(map(type, column))
         if not kinds <= ({str, type(None)} if optional else {str}):
             raise _bad(f"column {name}: values of type {sorted(k.__name__ for k in kinds)}", value)
@@ -326,12 +339,12 @@ def _columns(value: bytes) -> LabelledColumns:
         features,
         labels("prediction"),
         labels("truth"),
-        strings("endpoint"),
-        strings("model_version"),
+        strings("endpoint", shared=True),
+        strings("model_version", shared=True),
         event_time,
         truth_time,
-        strings("joined_by"),
-        strings("asset_id", optional=True),
+        strings("joined_by", shared=True),
+        strings("asset_id", optional=True, shared=True),
     )
     probabilities, classes = header.get("probabilities"), header.get("classes")
     if probabilities is not None or classes is not None:
