@@ -91,6 +91,7 @@ class ChangelogView:
     values: dict[str, bytes] = field(default_factory=dict)
     slots: dict[str, str] = field(default_factory=dict)  # slot of the newest complete generation
     seqs: dict[str, int] = field(default_factory=dict)  # newest committed seq (also deletions)
+    nonces: dict[str, int] = field(default_factory=dict)  # and its nonce
     torn: int = 0  # markers whose generation was not complete (ignored)
     ignored: int = 0  # records of this scope that are not chunks or markers
     _chunks: dict[tuple[str, str, int], tuple[int, int, bytes]] = field(default_factory=dict)
@@ -123,7 +124,7 @@ class ChangelogView:
             return
         key, slot, index = parts[0], parts[1], int(parts[2])
         seq, nonce = _GEN.unpack_from(value, len(CHUNK_MAGIC))
-        if seq <= self.seqs.get(key, 0):
+        if self._superseded(key, seq, nonce):
             return  # a leftover of an older generation, kept by compaction behind a newer marker
         self._chunks[(key, slot, index)] = (seq, nonce, value[head:])
 
@@ -140,10 +141,11 @@ class ChangelogView:
             self.values.pop(key, None)
             self.slots.pop(key, None)
             self.seqs[key] = max(seq, self.seqs.get(key, 0))
-            self._drop_chunks(key, seq)
+            self.nonces.pop(key, None)
+            self._drop_chunks(key)
             return
         data = self._assemble(key, header)
-        self._drop_chunks(key, seq)
+        nonce = header.get("nonce")
         if data is None:
             self.torn += 1
             log.warning(
@@ -156,6 +158,8 @@ class ChangelogView:
         self.values[key] = data
         self.slots[key] = header["slot"]
         self.seqs[key] = seq
+        self.nonces[key] = int(nonce)  # checked by _assemble
+        self._drop_chunks(key)
 
     def _assemble(self, key: str, header: dict[str, Any]) -> bytes | None:
         try:
@@ -174,6 +178,17 @@ class ChangelogView:
             return None
         return data
 
-    def _drop_chunks(self, key: str, seq: int) -> None:
-        for ck in [ck for ck, chunk in self._chunks.items() if ck[0] == key and chunk[0] <= seq]:
+    def _superseded(self, key: str, seq: int, nonce: int) -> bool:
+        """Whether a chunk of generation (seq, nonce) belongs to the committed generation of ``key`` or
+        an older one. A chunk of the committed seq with another nonce is a concurrent writer's (a
+        replica that had not yet noticed its shard moved): kept, its marker may still come, and the
+        later marker wins, as it does once compaction has kept only the newest."""
+        committed = self.seqs.get(key, 0)
+        return seq < committed or (seq == committed and nonce == self.nonces.get(key, nonce))
+
+    def _drop_chunks(self, key: str) -> None:
+        """Forget the chunks of ``key`` that the committed generation supersedes."""
+        for ck in [
+            ck for ck, chunk in self._chunks.items() if ck[0] == key and self._superseded(key, *chunk[:2])
+        ]:
             del self._chunks[ck]

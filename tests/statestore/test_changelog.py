@@ -143,3 +143,20 @@ def test_the_directory_store_keeps_one_file_per_key(tmp_path: Path) -> None:
     assert store.read("request-0000.snapshot.discarded") == b"c"
     with pytest.raises(StateStoreError, match="not a plain name"):
         store.read("../escape")
+
+
+def test_two_writers_of_one_generation_read_as_the_later_marker_before_and_after_compaction() -> None:
+    """A replica that has not noticed its shard moved writes the same generation number as the shard's
+    new owner (both restored the same value): the later marker wins, on the full log as after Kafka
+    kept only the newest record of each key."""
+    view = ChangelogView(SCOPE)
+    chunks, marker = generation(view, "k", b"restored" * 300)
+    log = [*chunks, marker]
+    restored = replay(log)
+    zombie_chunks, zombie_marker = generation(restored, "k", b"zombie" * 400)
+    owner_chunks, owner_marker = generation(restored, "k", b"owner" * 500)
+    log += [*zombie_chunks, zombie_marker, *owner_chunks, owner_marker]
+    assert replay(log).values == {"k": b"owner" * 500}
+    assert replay(compact(log)).values == {"k": b"owner" * 500}
+    after = generation(replay(log), "k", b"next")
+    assert replay([*log, *after[0], after[1]]).values == {"k": b"next"}
