@@ -73,7 +73,7 @@ def test_a_monitor_on_another_node_restores_its_window_from_the_log_store(
         first.checkpoint()  # 300 rows stored, offsets committed
         writer.calls(rows[300:400], rows_per_call=10, prefix="b", start_ms=0)
         drain_until(first, lambda _: first.windows.open_rows == 400)
-        first.consumer.commit = refuse_commit
+        monkeypatch.setattr(first.consumer, "commit", refuse_commit)
         first.checkpoint()  # stored, not committed: the state covers more than the group
         writer.calls(rows[400:450], rows_per_call=10, prefix="c", start_ms=0)
         drain_until(first, lambda _: first.windows.open_rows == 450)  # read, never stored
