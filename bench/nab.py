@@ -27,14 +27,34 @@ is a false alarm; false alarms per week = count / weeks of scored data outside t
 Rows are used in file order, as NAB's scorer does: the time steps back once (data row 10,149, 02:55 ->
 02:00); nothing is sorted or dropped, the label delay is in rows, and a row's window membership is
 decided by its own timestamp.
+
+**Through the live loop** (the second part, after the library part; ``DRIFTLOOP_BENCH_NAB=library`` or
+``live`` runs one part only): ``driftloop replay`` in live mode, as a process (local runtime, feedback
+API, joiner, drift monitor, trainer, validator, rollout controller on the embedded log), on a CSV derived
+in a temporary folder, because the replay's ``--target`` is a column, not "a column h rows ahead":
+``timestamp`` (text: left out of the features), ``value`` (the reading at the row, the one feature: the
+replay needs one) and ``value_ahead`` (the value ``HORIZON`` rows later: the target), ``--label-delay
+HORIZON --label-lags LAGS``, the same training part; no ``--time`` (the time steps back once, which the
+replay refuses; rows keep file order and the delay is in rows). The loop runs with the live replay's own
+settings (``driftloop.cli.replay_graph.worker_settings``, printed). The link from the loop's events to
+rows: each drift event's ``window_end`` (the log time of its window's last row) and the report's
+``live.call_timeline`` (per call: first row, end row, sent at, answered at): the window's last row is the
+last row of the last call sent at or before that time; a ``drift`` verdict flags that row, as the
+library part does, and is counted by the same ``tally``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +66,7 @@ from driftloop_feedback.monitor.verdict import TestSpec, judge
 from driftloop_feedback.monitor.windows import WindowBook
 from driftloop_servers.detectors import fit_outlier_detector
 
+from driftloop.cli.replay_graph import worker_settings
 from driftloop.learning.training import TrainingSettings
 from driftloop.references import DriftReference
 from driftloop.replay.delay import LabelDelay
@@ -61,6 +82,18 @@ TRAIN_DAYS = 7.0  # the training part: the first 7 days (the first window opens 
 REFRACTORY = 288  # rows (1 day at 5 min): an alarm's flags
 WEEK_S = 7 * 86400.0
 GOAL_DETECTED, GOAL_FA_PER_WEEK = 3, 1.0
+PART_ENV = "DRIFTLOOP_BENCH_NAB"  # library | live | both (default)
+RATE_ENV = "DRIFTLOOP_BENCH_NAB_LIVE_RATE"  # rows/s: the live replay's --max-rate (default: unpaced)
+# the live replay's loop settings printed with the results (the rollout's and validator's clocks too)
+WATCHED_SETTINGS = (
+    "DRIFTLOOP_MONITOR_",
+    "DRIFTLOOP_TRAINER_POLICY",
+    "DRIFTLOOP_ROLLOUT_STEP_WEIGHTS",
+    "DRIFTLOOP_ROLLOUT_INTERVAL_S",
+    "DRIFTLOOP_ROLLOUT_THRESHOLD",
+    "DRIFTLOOP_ROLLOUT_MIN_REQUESTS",
+)
+KEEP_ENV = "DRIFTLOOP_BENCH_NAB_LIVE_KEEP"  # a folder: keep the live replay's report and output there
 
 
 @dataclass(frozen=True)
@@ -296,7 +329,172 @@ def _row(name: str, t: Tally) -> None:
     )
 
 
+def write_forecast_csv(values: np.ndarray, stamps: Sequence[str], horizon: int, path: Path) -> Path:
+    """The replay's input for an h-step forecast: row i holds its own reading ``value`` and the target
+    ``value_ahead`` = the reading ``horizon`` rows later (the last ``horizon`` rows have none)."""
+    n = len(values) - horizon
+    frame = pd.DataFrame(
+        {"timestamp": list(stamps[:n]), "value": values[:n], "value_ahead": values[horizon:]}
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+def rows_at_log_times(timeline: Sequence[Sequence[float]], log_times: Sequence[float]) -> np.ndarray:
+    """The data row each log time (unix seconds) falls on: the last row of the last call sent at or
+    before it (the ingress logs a call between its request and its answer); a time before the first call
+    is that call's first row. ``timeline`` holds the live report's ``[first row, end row, sent at,
+    answered at]`` per answered call, in sending order."""
+    if not timeline:
+        return np.zeros(len(log_times), dtype=np.int64)
+    first = np.asarray([c[0] for c in timeline], dtype=np.int64)
+    end = np.asarray([c[1] for c in timeline], dtype=np.int64)
+    sent = np.asarray([c[2] for c in timeline], dtype=float)
+    at = np.searchsorted(sent, np.asarray(log_times, dtype=float), side="right") - 1
+    return np.where(at < 0, first[0], end[np.maximum(at, 0)] - 1)
+
+
+def live_flags(report: dict[str, Any], start: int, n: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Per scored row (``start``..``n - 1``): ``drift`` where a window with a drift verdict ends, and
+    ``outlier`` where a window that raised the outlier-rate alarm ends (the alarm is raised while the
+    window fills, so this is at most a window late); and the verdicts counted by model version."""
+    live = report["live"]
+    assert isinstance(live, dict)
+    verdicts = live["drift_verdicts"]
+    ends = rows_at_log_times(live["call_timeline"], [v["window_end"] for v in verdicts])
+    flags = {"outlier": np.zeros(n - start, dtype=bool), "drift": np.zeros(n - start, dtype=bool)}
+    by_version: dict[str, int] = {}
+    for v, row in zip(verdicts, ends.tolist(), strict=True):
+        if v["verdict"] == "drift":
+            flags["drift"][row - start] = True
+            by_version[str(v["model_version"])] = by_version.get(str(v["model_version"]), 0) + 1
+        if v.get("outlier_alarm"):
+            flags["outlier"][row - start] = True
+    flags["either"] = flags["outlier"] | flags["drift"]
+    return flags, by_version
+
+
+def run_live(
+    csv: Path, start: int, rows: int, s: Settings, folder: Path, max_rate: float | None = None
+) -> dict[str, Any]:
+    """``driftloop replay`` in live mode on ``csv`` (a process; its own ``DRIFTLOOP_HOME``); the report."""
+    report = folder / "live.json"
+    fraction = (start + 0.25) / rows  # the replay's training part is round(rows * fraction) = start
+    command = [sys.executable, "-m", "driftloop", "replay", str(csv), "--target", "value_ahead"]
+    command += ["--label-delay", str(s.horizon), "--label-lags", str(s.lags), "--model", s.model]
+    command += ["--train-fraction", repr(fraction), "--report", str(report)]
+    if max_rate:
+        command += ["--max-rate", f"{max_rate:g}"]
+    env = {**os.environ, "DRIFTLOOP_HOME": str(folder / "home"), "COLUMNS": "120"}
+    with (folder / "replay.out").open("w") as out:
+        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0 or not report.exists():
+        tail = (folder / "replay.out").read_text()[-2000:]
+        raise RuntimeError(f"the live replay failed (exit {done.returncode}):\n{tail}")
+    loaded = json.loads(report.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _side_by_side(library: dict[str, Tally] | None, live: dict[str, Tally]) -> None:
+    print(
+        f"    {'component':10s} {'library: detected, FA, FA/week':>34s}   "
+        f"{'live loop: detected, FA, FA/week':>34s}"
+    )
+    for name in ("outlier", "drift", "either"):
+        cells = []
+        for t in (library[name] if library else None, live[name]):
+            if t is None:
+                cells.append(f"{'-':>34s}")
+                continue
+            met = len(t.detected) >= GOAL_DETECTED and t.per_week <= GOAL_FA_PER_WEEK
+            which = ",".join(str(w) for w in t.detected) or "-"
+            verdict = "met" if met else "NOT met"
+            cell = f"{len(t.detected)}/4 ({which}), {t.false_alarms}, {t.per_week:.2f} {verdict}"
+            cells.append(f"{cell:>34s}")
+        print(f"    {name:10s} {cells[0]}   {cells[1]}")
+
+
+def main_live(
+    values: np.ndarray,
+    times: np.ndarray,
+    windows: Sequence[tuple[float, float]],
+    start: int,
+    s: Settings,
+    library: dict[str, Tally] | None,
+) -> None:
+    settings = worker_settings(
+        {
+            k: k
+            for k in (
+                "request_log",
+                "keyed_log",
+                "feedback",
+                "telemetry",
+                "predictions",
+                "labelled",
+                "drift",
+                "rollouts",
+            )
+        },
+        "x",
+        1.0,
+    )
+    shown = {k: v for k, v in settings.items() if k.startswith(WATCHED_SETTINGS)}
+    shown = {k: v for k, v in shown.items() if not k.endswith(("_TOPIC", "_GROUP_ID", "MODEL_NAME"))}
+    print(
+        "  through the live loop: driftloop replay (live) as a process on a derived CSV (timestamp, value, "
+        f"value_ahead = value {s.horizon} rows later), --label-delay {s.horizon} --label-lags {s.lags} "
+        f"--model {s.model}, the same training part; no --time (the time steps back once)"
+    )
+    print(f"  the live replay's loop settings (replay_graph.worker_settings): {shown}")
+    rate = float(os.environ[RATE_ENV]) if os.environ.get(RATE_ENV) else None
+    pace = (
+        f"--max-rate {rate:g} rows/s"
+        if rate
+        else "unpaced (the replay's default: as fast as the loop answers)"
+    )
+    print(f"  pace: {pace} ({RATE_ENV}); one day of data is 288 rows")
+    stamps = pd.read_csv(NAB / FILE)["timestamp"].astype(str).tolist()
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="nab-live-") as tmp:
+        folder = Path(tmp)
+        csv = write_forecast_csv(values, stamps, s.horizon, folder / "nab_h.csv")
+        report = run_live(csv, start, len(values) - s.horizon, s, folder, rate)
+        if os.environ.get(KEEP_ENV):
+            keep = Path(os.environ[KEEP_ENV])
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("live.json", "replay.out"):
+                (keep / name).write_bytes((folder / name).read_bytes())
+    seconds = time.monotonic() - began
+    n = len(values) - s.horizon
+    flags, by_version = live_flags(report, start, n)
+    scored_times = times[start:n]
+    tallies = {k: tally(f, scored_times, windows, REFRACTORY) for k, f in flags.items()}
+    live = report["live"]
+    assert isinstance(live, dict)
+    verdicts = live["drift_verdicts"]
+    print(
+        f"  live run: {seconds:.0f} s in all ({live['replay_seconds']:.0f} s from the first request to the "
+        f"last truth; {report['rows_per_second']:.0f} rows/s); {report['rows']} rows scored, "
+        f"{live['calls']} calls ({live['failed_calls']} failed), {live['labelled_examples']} labelled "
+        f"examples; MAE served {report['loop']['mae']:.3f}, frozen v1 {report['frozen']['mae']:.3f}, "
+        f"persistence {report['baseline']['mae']:.3f}"
+    )
+    print(
+        f"  the loop: {len(verdicts)} monitor windows, {report['drift_events']} drift verdicts "
+        f"(by served version: {by_version}), {report['candidates']} candidates, {report['promotions']} "
+        f"promotions, {report['rollbacks']} rollbacks; rows served by version {live['served_versions']}; "
+        f"windows that raised an outlier-rate alarm: {int(flags['outlier'].sum())} (the replay's graph "
+        "has no outlier node, so no row carries an outlier flag)"
+    )
+    _side_by_side(library, tallies)
+
+
 def main() -> None:
+    part = os.environ.get(PART_ENV, "both")
+    if part not in ("library", "live", "both"):
+        raise SystemExit(f"{PART_ENV}={part!r}: pass library, live or both")
     values, times = load_series(NAB / FILE)
     windows = load_windows(NAB / "labels" / "combined_windows.json", FILE)
     back = int(np.flatnonzero(np.diff(times) < 0)[0]) + 1  # the row whose time steps back
@@ -333,6 +531,9 @@ def main() -> None:
         "  a window is detected when an alarm starts inside it; a false alarm starts outside every window; "
         "FA/week = false alarms / weeks of scored data outside the windows"
     )
+    if part == "live":
+        main_live(values, times, windows, start, s, None)
+        return
     outcome = run(values, times, windows, start, s)
     m = outcome.evaluation.metrics()
     print(
@@ -376,6 +577,8 @@ def main() -> None:
                 )
                 print(f"    {alpha:>8g} {base:>10g} {rows:>5d} {test.full_window_critical:>8d}", end="")
                 _row("", t)
+    if part == "both":
+        main_live(values, times, windows, start, s, outcome.tallies)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,16 @@ from driftloop.replay.table import ReplayTable
 
 REFERENCE_ROWS = 5000  # the drift monitor's reference: a sample of the training part's inputs
 SHOW_EVERY_S = 0.5
+# each of the monitor's windows in the report: its log-time bounds map it to rows via call_timeline
+VERDICT_FIELDS = (
+    "window_id",
+    "model_version",
+    "window_start",
+    "window_end",
+    "rows",
+    "verdict",
+    "outlier_alarm",
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,9 @@ class Served:
     failures: list[str] = field(default_factory=list)
     truth_posted: int = 0
     seconds: float = 0.0  # from the first request to the last truth posted
+    # per answered call: [first row, end row (exclusive), sent at, answered at] (rows of the data, unix
+    # seconds): links the monitor's events (log times) back to rows
+    timeline: list[list[float]] = field(default_factory=list)
 
 
 def replay_live(
@@ -64,6 +77,7 @@ def replay_live(
     options: LiveOptions,
     console: Any,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> ReplayRun:
     from driftloop.cli import demo_loop as dl
     from driftloop.cli.loop_session import LoopSession, create_topics, loop_env, open_event_log_at
@@ -92,7 +106,7 @@ def replay_live(
         console, run_home, manifest, env, models, (NAMESPACE, DEPLOYMENT), deadline, progress
     )
     with session:
-        served = _send(session, table, init, y_model, options, progress, clock)
+        served = _send(session, table, init, y_model, options, progress, clock, wall)
         progress.phase = "the loop catches up with the last labels"
         _settle(session, served.truth_posted, options.settle_s, clock)
         progress.phase = "stopping the loop"
@@ -111,6 +125,7 @@ def replay_live(
         rows_per_call=options.rows_per_call,
         replay_seconds=served.seconds,
         run_home=str(run_home),
+        call_timeline=served.timeline,
     )
     return ReplayRun(
         source, table, plan, evaluation, clock() - started, live=loop, live_seconds=served.seconds
@@ -163,6 +178,7 @@ def _send(
     options: LiveOptions,
     progress: Any,
     clock: Callable[[], float],
+    wall: Callable[[], float] = time.time,
 ) -> Served:
     """The scored rows in calls of ``rows_per_call``; after each call, the truth of every earlier
     request whose rows' labels are all revealed by then is posted (one POST per call)."""
@@ -183,11 +199,13 @@ def _send(
             b = min(n, a + options.rows_per_call)
             times = None if table.time is None else table.time[a:b].tolist()
             body = features_request(init.Z[a:b], event_times=times)
+            sent_at = wall()
             r = client.post(f"{session.ingress}/v2/models/infer", json=body)
             served.calls += 1
             progress.calls = served.calls
             if 200 <= r.status_code < 300:
                 _read(r.json(), served, a - start, b - start, classes)
+                served.timeline.append([a, b, sent_at, wall()])
                 pending.append((r.headers["Seldon-Puid"], a, b))
                 progress.rows_sent += b - a
             else:
@@ -267,6 +285,7 @@ def _loop_counts(run_home: Path, topics: dict[str, str], tracking_uri: str, open
     return {
         "drift_events": sum(1 for d in records.drift if d.verdict == "drift"),
         "drift_windows": len(records.drift),
+        "drift_verdicts": [{k: getattr(d, k) for k in VERDICT_FIELDS} for d in records.drift],
         "candidates": len(candidates),
         "promotions": sum(1 for o in ended if o.decision == "promoted"),
         "rollbacks": sum(1 for o in ended if o.decision == "rolled_back"),
