@@ -10,7 +10,7 @@ Namespace is never finalised after a delete, a ServiceAccount gets no token Secr
 
 Example::
 
-    with FullKubeAPIServer() as server:            # Seldon's, KEDA's and Strimzi's CRDs installed
+    with FullKubeAPIServer() as server:   # Seldon's, KEDA's, Strimzi's and the Prometheus Operator's CRDs
         server.create_namespace("plant")
         token = server.service_account_token("plant", "rollout")   # the ServiceAccount must exist
         env = server.kubectl_env(server.token_kubeconfig(token, "rollout"))
@@ -45,6 +45,15 @@ STRIMZI_CRD_POM = CRD_DIR / "strimzi-crd-generator-pom.xml"
 STRIMZI_SETUP_HINT = (
     "run `bash .ci/setup.d/strimzi-crds.sh` (or `make setup`): it generates it with Strimzi's CRD generator "
     "from Maven Central"
+)
+
+# The Prometheus Operator's release whose PodMonitor CRD .ci/setup.d/prometheus-operator-crds.sh copies from
+# its Go module (same value as the script's PROMETHEUS_OPERATOR_VERSION).
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+PODMONITOR_CRD_FILE = "monitoring.coreos.com_podmonitors.yaml"
+PROMETHEUS_OPERATOR_SETUP_HINT = (
+    "run `bash .ci/setup.d/prometheus-operator-crds.sh` (or `make setup`): it copies it from the Prometheus "
+    "Operator's Go module through the Go module proxy"
 )
 
 
@@ -90,14 +99,40 @@ def strimzi_kafkatopic_crd() -> dict[str, Any]:
     return load_crd_file(path)
 
 
+def podmonitor_crd_path() -> Path:
+    """Where ``.ci/setup.d/prometheus-operator-crds.sh`` copies the Prometheus Operator's PodMonitor CRD:
+    ``$DRIFTLOOP_PROMETHEUS_OPERATOR_CRDS/monitoring.coreos.com_podmonitors.yaml``, else under
+    ``~/.cache/driftloop/prometheus-operator-crds/<PROMETHEUS_OPERATOR_VERSION>/``."""
+    override = os.environ.get("DRIFTLOOP_PROMETHEUS_OPERATOR_CRDS")
+    if override:
+        return Path(override) / PODMONITOR_CRD_FILE
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return (
+        cache / "driftloop" / "prometheus-operator-crds" / PROMETHEUS_OPERATOR_VERSION / PODMONITOR_CRD_FILE
+    )
+
+
+def prometheus_operator_podmonitor_crd() -> dict[str, Any]:
+    """The Prometheus Operator's PodMonitor CRD as its release ships it (the YAML of its repository at
+    ``PROMETHEUS_OPERATOR_VERSION``, unchanged)."""
+    path = podmonitor_crd_path()
+    if not path.is_file():
+        raise KubeError(
+            f"the Prometheus Operator's PodMonitor CRD {path} is missing: {PROMETHEUS_OPERATOR_SETUP_HINT}"
+        )
+    return load_crd_file(path)
+
+
 def default_crds() -> tuple[dict[str, Any], ...]:
     """Seldon's SeldonDeployment CRD as its release installs it, KEDA's ScaledObject and
-    TriggerAuthentication CRDs as KEDA v2.18.0 ships them (``crds/SOURCES.md``) and Strimzi's KafkaTopic
-    CRD as Strimzi's CRD generator writes it (``strimzi_kafkatopic_crd``)."""
+    TriggerAuthentication CRDs as KEDA v2.18.0 ships them (``crds/SOURCES.md``), Strimzi's KafkaTopic
+    CRD as Strimzi's CRD generator writes it (``strimzi_kafkatopic_crd``) and the Prometheus Operator's
+    PodMonitor CRD as its release ships it (``prometheus_operator_podmonitor_crd``)."""
     return (
         installed_seldon_crd(),
         *(load_crd_file(CRD_DIR / name) for name in KEDA_CRDS),
         strimzi_kafkatopic_crd(),
+        prometheus_operator_podmonitor_crd(),
     )
 
 

@@ -1,11 +1,12 @@
 """The cluster manifests (``manifests/base`` + ``manifests/overlays/{dev,prod}``) and the Dockerfiles.
 
 Each overlay is rendered by the real ``kubectl kustomize`` and its objects are checked against what the
-code expects: the SeldonDeployment passes ``driftloop validate``; the rollout controller's Role grants
-exactly the verbs it uses and nothing else; no Secret value is committed; the joiner's KEDA ceiling never
-exceeds its topics' partitions; each worker runs a real ``driftloop`` command with settings the code
-reads; the topics are the code's default names. The Dockerfiles pass hadolint (installed by
-``.ci/setup.d/hadolint.sh``) and ``docker/healthcheck.py`` is run against a real HTTP server.
+code expects: the SeldonDeployment passes ``driftloop validate`` and its MLServer containers bind distinct
+metrics ports; the PodMonitor scrapes the executor's and the outlier node's ports; the rollout
+controller's Role grants exactly the verbs it uses and nothing else; no Secret value is committed; the
+joiner's KEDA ceiling never exceeds its topics' partitions; each worker runs a real ``driftloop`` command
+with settings the code reads; the topics are the code's default names. The Dockerfiles pass hadolint
+(installed by ``.ci/setup.d/hadolint.sh``) and ``docker/healthcheck.py`` is run against a real HTTP server.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from pydantic_settings import BaseSettings
 from driftloop.cli import cli
 from driftloop.eventlog.settings import KafkaSettings
 from driftloop.kube.errors import KubeError
-from driftloop.kube.full_apiserver import FullKubeAPIServer, default_crds, strimzi_crd_path
+from driftloop.kube.full_apiserver import (
+    FullKubeAPIServer,
+    default_crds,
+    podmonitor_crd_path,
+    strimzi_crd_path,
+)
 from driftloop.settings import StateSettings
 from tests.conftest import REPO_ROOT
 
@@ -132,7 +138,7 @@ def test_every_overlay_renders_the_whole_loop(overlay: tuple[str, list[dict[str,
         "rollout-controller",
         "mlflow",
     }
-    for kind in ("SeldonDeployment", "Role", "RoleBinding", "ScaledObject", "Lease"):
+    for kind in ("SeldonDeployment", "PodMonitor", "Role", "RoleBinding", "ScaledObject", "Lease"):
         one(docs, kind)
     assert {d["spec"]["topicName"] for d in of_kind(docs, "KafkaTopic")} >= {"seldon", "driftloop.labelled"}
     # Each Deployment runs as its own ServiceAccount, which the render holds, in its namespace.
@@ -180,6 +186,87 @@ def test_the_local_manifest_is_the_base_seldon_deployment() -> None:
     local = yaml.safe_load((MANIFESTS / "pump-bearing-temp-canary.yaml").read_text())
     (base,) = of_kind(render(MANIFESTS / "base" / "serving"), "SeldonDeployment")
     assert base == local
+
+
+# -- metrics ports and the PodMonitor ----------------------------------------------------------------------
+
+# Seldon's executor (service orchestrator) in every predictor pod: HTTP and its `metrics` port on 8000, gRPC
+# on 5001 (Seldon Core v1's operator defaults); the names it declares.
+EXECUTOR_PORTS = {8000, 5001}
+EXECUTOR_PORT_NAMES = {"http", "metrics", "grpc"}
+MLSERVER_DEFAULT_METRICS_PORT = 8082  # MLServer's metrics_port when MLSERVER_METRICS_PORT is not set
+OUTLIER_RUNTIME = "driftloop_servers.outlier_runtime.OutlierRuntime"
+
+
+def env_values(container: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container.get("env", []) if "value" in item}
+
+
+def mlserver_metrics_port(container: dict[str, Any]) -> int:
+    return int(env_values(container).get("MLSERVER_METRICS_PORT", MLSERVER_DEFAULT_METRICS_PORT))
+
+
+def predictor_pods(sdep: dict[str, Any]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """(predictor name, the MLServer containers of one of its pods) for each componentSpec."""
+    for predictor in sdep["spec"]["predictors"]:
+        for spec in predictor["componentSpecs"]:
+            mlservers = [c for c in spec["spec"]["containers"] if "driftloop-mlserver" in c["image"]]
+            yield predictor["name"], mlservers
+
+
+def test_the_mlserver_containers_of_a_pod_bind_distinct_metrics_ports(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """MLServer binds its metrics server in every container: two on one port and the second exits
+    (`address already in use`); the operator sets each container's HTTP and gRPC ports, not that one."""
+    _, docs = overlay
+    pods = list(predictor_pods(one(docs, "SeldonDeployment")))
+    assert {name for name, _ in pods} == {"main", "canary"}
+    for name, mlservers in pods:
+        assert len(mlservers) == 2, name
+        ports = [mlserver_metrics_port(c) for c in mlservers]
+        assert len(set(ports)) == len(ports), f"{name}: metrics ports {ports} collide"
+        assert not set(ports) & EXECUTOR_PORTS, f"{name}: {ports} taken by the executor"
+        # Declared ports: what they say is what MLServer binds, with names unique in the pod.
+        declared = [port for c in mlservers for port in c.get("ports", [])]
+        names = [port["name"] for port in declared]
+        assert len(set(names)) == len(names) and not set(names) & EXECUTOR_PORT_NAMES, names
+        for container in mlservers:
+            for port in container.get("ports", []):
+                assert port["containerPort"] == mlserver_metrics_port(container), (name, container["name"])
+
+
+def test_the_podmonitor_scrapes_the_executor_and_the_outlier_node_of_every_pod(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """What PrometheusOpsSource queries: the executor's series and the outlier node's, one job."""
+    _, docs = overlay
+    sdep = one(docs, "SeldonDeployment")
+    monitor = one(docs, "PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == sdep["metadata"]["namespace"]
+    # Seldon Core v1's labels on every pod of the deployment (main and canary alike).
+    assert monitor["spec"]["selector"] == {
+        "matchLabels": {
+            "app.kubernetes.io/managed-by": "seldon-core",
+            "seldon-deployment-id": sdep["metadata"]["name"],
+        }
+    }
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    assert [(e["port"], e["path"]) for e in endpoints] == [
+        ("metrics", "/prometheus"),
+        ("outlier-metrics", "/metrics"),
+    ]
+    # No target label that would rename the runtime's own deployment_name/predictor_name/model.
+    for endpoint in endpoints:
+        assert not endpoint.get("relabelings") and not endpoint.get("metricRelabelings"), endpoint
+    # Every pod's outlier node declares the port, on the metrics port its MLServer binds.
+    for name, mlservers in predictor_pods(sdep):
+        (outlier,) = [
+            c for c in mlservers if env_values(c)["MLSERVER_MODEL_IMPLEMENTATION"] == OUTLIER_RUNTIME
+        ]
+        ports = {port["name"]: port["containerPort"] for port in outlier.get("ports", [])}
+        assert ports.get("outlier-metrics") == mlserver_metrics_port(outlier), name
 
 
 # -- RBAC ---------------------------------------------------------------------------------------------------
@@ -514,6 +601,14 @@ def test_kubectl_apply_k_of_each_overlay_is_accepted_by_a_full_api_server(
         assert traffic == {"main": 100, "canary": 0}
         want = one(docs, "ScaledObject")["spec"]["maxReplicaCount"]
         assert items["ScaledObject"]["spec"]["maxReplicaCount"] == want
+        # The PodMonitor, stored as rendered by the Prometheus Operator's CRD.
+        monitors = kubectl_run(full_apiserver, kubectl, "get", "-n", "plant", "podmonitors", "-o", "yaml")
+        assert monitors.returncode == 0, monitors.stderr
+        (kept,) = yaml.safe_load(monitors.stdout)["items"]
+        rendered = one(docs, "PodMonitor")
+        assert kept["apiVersion"] == rendered["apiVersion"] == "monitoring.coreos.com/v1"
+        assert kept["metadata"]["name"] == rendered["metadata"]["name"]
+        assert kept["spec"] == rendered["spec"]
 
     # The server's RBAC authoriser on the shipped Role and RoleBinding (SubjectAccessReviews for the
     # controller's ServiceAccount): what the controller may do, and what it may not.
@@ -629,6 +724,91 @@ def test_a_broken_kafka_topic_is_refused_by_strimzis_schema(
         full_apiserver, kubectl, "delete", "-n", "kafka", "kafkatopic", name, "--wait=false"
     )
     assert deleted.returncode == 0, deleted.stderr
+
+
+def _broken_monitor(change: str) -> dict[str, Any]:
+    monitor = one(render(MANIFESTS / "components" / "prometheus-operator"), "PodMonitor")
+    spec = monitor["spec"]
+    if change == "podMetricsEndpoints a map":
+        spec["podMetricsEndpoints"] = {e["port"]: {"path": e["path"]} for e in spec["podMetricsEndpoints"]}
+    elif change == "no selector":
+        del spec["selector"]
+    elif change == "a scheme Prometheus cannot scrape":
+        spec["podMetricsEndpoints"][0]["scheme"] = "tcp"
+    elif change == "a typo in an endpoint":
+        spec["podMetricsEndpoints"][1]["pth"] = spec["podMetricsEndpoints"][1].pop("path")
+    elif change == "an interval without a unit":
+        spec["podMetricsEndpoints"][0]["interval"] = "30"
+    return monitor
+
+
+# What the server says for each broken PodMonitor (the Prometheus Operator's schema, Strict validation).
+BROKEN_MONITORS = {
+    # An object where the schema has an array: its keys are fields the schema does not know.
+    "podMetricsEndpoints a map": 'unknown field "spec.podMetricsEndpoints.metrics"',
+    "no selector": "spec.selector: Required value",
+    "a scheme Prometheus cannot scrape": 'spec.podMetricsEndpoints[0].scheme: Unsupported value: "tcp"',
+    "a typo in an endpoint": 'unknown field "spec.podMetricsEndpoints[1].pth"',
+    "an interval without a unit": "spec.podMetricsEndpoints[0].interval in body should match",
+}
+
+
+@pytest.mark.integration
+def test_a_broken_podmonitor_is_refused_by_the_prometheus_operators_schema(
+    full_apiserver: FullKubeAPIServer, kubectl: str
+) -> None:
+    full_apiserver.create_namespace("plant")
+
+    def apply(doc: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl, "apply", "-f", "-"],
+            input=yaml.safe_dump(doc),
+            env=full_apiserver.kubectl_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def stored() -> set[str]:
+        result = kubectl_run(full_apiserver, kubectl, "get", "-n", "plant", "podmonitors", "-o", "yaml")
+        assert result.returncode == 0, result.stderr
+        return {item["metadata"]["name"] for item in yaml.safe_load(result.stdout)["items"]}
+
+    for change, message in BROKEN_MONITORS.items():
+        monitor = _broken_monitor(change)
+        name = "broken-" + re.sub(r"[^a-z0-9]+", "-", change.lower()).strip("-")
+        monitor["metadata"]["name"] = name
+        refused = apply(monitor)
+        assert refused.returncode != 0, (change, refused.stdout)
+        assert message in refused.stderr, (change, refused.stderr)
+        assert name not in stored(), change
+    # The same PodMonitor unbroken is accepted: the refusals were the changes'.
+    valid = _broken_monitor("none")
+    valid["metadata"]["name"] = "unbroken-seldon-pods"
+    accepted = apply(valid)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "unbroken-seldon-pods" in stored()
+    deleted = kubectl_run(
+        full_apiserver, kubectl, "delete", "-n", "plant", "podmonitor", "unbroken-seldon-pods", "--wait=false"
+    )
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_without_the_podmonitor_crd_the_server_names_the_setup_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_PROMETHEUS_OPERATOR_CRDS", str(tmp_path))
+    assert podmonitor_crd_path() == tmp_path / "monitoring.coreos.com_podmonitors.yaml"
+    with pytest.raises(
+        KubeError,
+        match=r"monitoring\.coreos\.com_podmonitors\.yaml is missing: run "
+        r"`bash \.ci/setup\.d/prometheus-operator-crds\.sh`",
+    ):
+        default_crds()
+    monkeypatch.delenv("DRIFTLOOP_PROMETHEUS_OPERATOR_CRDS")
+    crds = {crd["metadata"]["name"]: crd for crd in default_crds()}
+    (version,) = crds["podmonitors.monitoring.coreos.com"]["spec"]["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
 
 
 def test_without_the_generated_strimzi_crd_the_server_names_the_setup_step(
