@@ -300,3 +300,23 @@ def test_label_latency_is_measured_from_the_truths_arrival_for_request_joins(tmp
     assert 'driftloop_trainer_label_latency_seconds_bucket{le="2.5"} 10.0' in text
     assert 'driftloop_trainer_label_latency_seconds_bucket{le="30.0"} 10.0' in text
     assert 'driftloop_trainer_label_latency_seconds_bucket{le="60.0"} 20.0' in text
+
+
+def test_a_poll_asks_for_about_poll_max_examples_when_records_hold_many(tmp_path: Path) -> None:
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    X, y = regression_rows(147, seed=12)
+    labelled = examples(X, y)
+    produce_as(log, labelled[:7], "batch", partitions=1)  # one record of 7 examples
+    settings = make_settings(tmp_path, every_n_examples=10_000).model_copy(
+        update={"poll_max_records": 100, "poll_max_examples": 21}
+    )
+    worker = TrainerWorker(log, registry, settings, clock=clock)
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 7)
+    producer = log.producer()
+    for value in encode_examples(labelled[7:], max_rows=7):  # 20 more records of 7
+        producer.send(TOPIC, value, partition=0)
+    producer.flush()
+    worker.step()
+    assert worker.state is not None and worker.state.consumed == 7 + 21  # 3 records: ~21 examples
+    run_until(worker, lambda: worker.state is not None and worker.state.consumed == 147)
