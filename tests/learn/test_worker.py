@@ -320,3 +320,55 @@ def test_a_poll_asks_for_about_poll_max_examples_when_records_hold_many(tmp_path
     worker.step()
     assert worker.state is not None and worker.state.consumed == 7 + 21  # 3 records: ~21 examples
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 147)
+
+
+def test_the_batches_of_a_poll_replay_rows_of_earlier_polls_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The learned rows are offered to the replay buffer once per poll, after its batches (and before
+    every checkpoint): a poll's batches replay rows of earlier polls, every learned row is offered once."""
+    from driftloop_feedback.learn.replay import ReplayBuffer
+
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    X, y = regression_rows(320, seed=4)
+    y[64:] += 1000.0  # the second poll's rows, told apart by their targets
+    labelled = examples(X, y)
+    produce_as(log, labelled[:64], "batch")
+    worker = TrainerWorker(log, registry, make_settings(tmp_path, every_n_examples=10_000), clock=clock)
+    run_until(worker, lambda: worker.state is not None and worker.state.challenger.learned == 64)
+    state = worker.state
+    assert state is not None and state.challenger.replay.offered == 64
+    drawn: list[np.ndarray] = []
+    draw = ReplayBuffer.draw
+
+    def recorded(self: ReplayBuffer, new_rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+        out = draw(self, new_rows)
+        if out is not None:
+            drawn.append(out[1])
+        return out
+
+    monkeypatch.setattr(ReplayBuffer, "draw", recorded)
+    produce_as(log, labelled[64:], "batch")
+    worker.step()  # one poll of 256 rows: 8 batches of 32, each replaying 16 rows
+    assert state.challenger.learned == 320 and len(drawn) == 8
+    assert max(float(d.max()) for d in drawn) < 500  # none of the poll's own rows (targets > 1000)
+    assert state.challenger.replay.offered == 320  # the poll's rows offered once, after its batches
+    assert state.challenger.replayed == 8 * 16  # (the first poll found the buffer empty)
+
+
+def test_a_checkpoint_holds_a_replay_buffer_offered_every_learned_row(tmp_path: Path) -> None:
+    """A cut in the middle of a poll checkpoints: the buffer in it was offered the rows learned so far."""
+    log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
+    registry.add(regressor_champion(), alias="champion")
+    X, y = regression_rows(300, seed=5)
+    produce_as(log, examples(X, y), "batch")
+    worker = TrainerWorker(
+        log, registry, make_settings(tmp_path, min_examples=10, every_n_examples=96), clock=clock
+    )
+    worker.step()  # one poll of 300 rows: a schedule cut after 96, checkpointed in the middle of the
+    saved = worker.store.load()  # poll (the checkpoint first learns the 204 rows still batched)
+    assert saved is not None and saved["state"].candidates_cut == 1
+    challenger = saved["state"].challenger
+    assert challenger.learned == 300 and challenger.replay.offered == 300
+    assert not challenger._pending_offers

@@ -74,7 +74,7 @@ class TrainerMetrics:
         for outcome in ("used", "ignored", "undecodable"):
             self.drift_events.labels(outcome)
         self.checkpoints = Counter("driftloop_trainer_checkpoints", "checkpoints written", registry=r)
-        self.label_latency = BatchHistogram(  # observed a batch at a time
+        self.label_latency = BatchHistogram(  # observed a step (poll) at a time
             "driftloop_trainer_label_latency_seconds",
             "from the feedback API receiving a truth to its example learned by the challenger "
             "(examples joined by request id: their truth_time is when the API received the truth)",

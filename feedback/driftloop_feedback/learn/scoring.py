@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import sklearn
 from driftloop_servers.estimators import IncrementalClassifier, IncrementalRegressor
 from scipy.special import expit
 
@@ -48,5 +49,6 @@ def predict(model: Any, X: np.ndarray) -> np.ndarray:
             proba /= proba.sum(axis=1).reshape((-1, 1))
             picked = classes[np.argmax(proba, axis=1)]
             return picked
-    predicted: np.ndarray = model.predict(X)
+    with sklearn.config_context(assume_finite=True):  # the rows are checked: no finiteness scan
+        predicted: np.ndarray = model.predict(X)
     return predicted

@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from driftloop.eventlog import TopicPartition
 from driftloop_feedback.labelled import LabelledDeduper
 from driftloop_feedback.learn.candidates import Candidate
@@ -53,12 +51,9 @@ def id_digest(example_id: str) -> int:
 
 
 def digest_of(example_ids: Iterable[str]) -> int:
-    """The sum (mod ``DIGEST_MOD``) of ``id_digest`` over ``example_ids``, a batch at a time: the ids
-    encoded and hashed by C-level maps, the halves combined and summed as uint64 (wrapping is the mod)."""
+    """The sum (mod ``DIGEST_MOD``) of ``id_digest`` over ``example_ids``, a batch at a time. As
+    ``(crc << 32) | adler`` equals ``(crc << 32) + adler`` (Adler-32 is below 2**32), the sum is
+    ``(sum of CRC-32s << 32) + sum of Adler-32s``: two C-level ``sum``s over C-level maps, no Python call
+    and no array per id (~0.3 us an id; through uint64 arrays it was ~0.5)."""
     data = list(map(str.encode, example_ids))
-    if not data:
-        return 0
-    n = len(data)
-    high = np.fromiter(map(zlib.crc32, data), dtype=np.uint64, count=n)
-    low = np.fromiter(map(zlib.adler32, data), dtype=np.uint64, count=n)
-    return int(((high << np.uint64(32)) | low).sum(dtype=np.uint64))
+    return ((sum(map(zlib.crc32, data)) << 32) + sum(map(zlib.adler32, data))) % DIGEST_MOD

@@ -29,6 +29,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from driftloop.eventlog import CommitFailedError, Consumer, EventLog, EventLogError, Record, TopicPartition
@@ -97,10 +98,16 @@ class TrainerWorker:
         # rows are learned in slices from the cursor, so its lists are never copied per mini-batch
         self._batch: Rows | None = None
         self._cursor = 0
+        # of each row of ``_batch``: whether it carries the champion's own prediction (``served``, asked
+        # once per poll; the champion changes only when nothing is batched: ``_refresh_champion``)
+        self._served = np.zeros(0, dtype=bool)
         self._due: dict[str, float] = {}  # what -> earliest next attempt
         self._last_checkpoint = clock()
         self._since_checkpoint = 0
         self._examples_per_record = 1.0  # of the last poll: batch records hold many
+        # learned rows' label latencies (seconds) and replayed rows, observed a step at a time
+        self._latencies: list[np.ndarray] = []
+        self._unaccounted = [0, 0]  # rows learned, rows replayed
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -136,6 +143,7 @@ class TrainerWorker:
             self._take(records, now)
         if self._batch is not None and not records:
             self._learn_batch(now)  # caught up: learn what is batched, do not wait for a full batch
+        self._account_learned()
         now = self.clock()
         if self._since_checkpoint >= self.settings.checkpoint_every_examples or (
             self._since_checkpoint and now - self._last_checkpoint >= self.settings.checkpoint_interval_s
@@ -153,6 +161,7 @@ class TrainerWorker:
         size = self.settings.batch_size
         while self._batch is not None:  # what is batched, learned before its offsets are written
             self._learn_batch(self.clock(), may_cut=False, size=size)
+        self._account_learned()  # the replay buffer offered every learned row before it is saved
         self.store.write({"state": state})
         self.metrics.checkpoints.inc()
         self._since_checkpoint = 0
@@ -438,6 +447,9 @@ class TrainerWorker:
         else:
             self._batch = self._batch.slice(self._cursor, len(self._batch)).then(intake.rows)
         self._cursor = 0
+        self._served = state.challenger.served(
+            self._batch.predictions, self._batch.versions, str(state.champion.version)
+        )
         size = self.settings.batch_size
         while self._batch is not None and len(self._batch) - self._cursor >= size:
             self._learn_batch(now, size=size)
@@ -462,35 +474,53 @@ class TrainerWorker:
         assert rows is not None
         stop = len(rows) if size is None else min(len(rows), start + size)
         batch = rows.slice(start, stop)
+        known = self._served[start:stop]
         if stop >= len(rows):
             self._batch, self._cursor = None, 0
         else:
             self._cursor = stop
-        self._learn_rows(batch, now, may_cut=may_cut)
+        self._learn_rows(batch, known, now, may_cut=may_cut)
 
-    def _learn_rows(self, batch: Rows, now: float, *, may_cut: bool = True) -> None:
-        """Score, learn and account one mini-batch, then ask the policy."""
+    def _learn_rows(self, batch: Rows, known: np.ndarray, now: float, *, may_cut: bool = True) -> None:
+        """Score, learn and account one mini-batch (``known``: its rows with the champion's own
+        prediction), then ask the policy."""
         state = self.state
         assert state is not None
         X = batch.X
         y = state.challenger.targets(batch.targets)
         challenger = state.challenger
-        known = challenger.served(batch.predictions, batch.versions, str(state.champion.version))
         replayed_before = challenger.replayed
         scores = challenger.learn(X, y, (known, batch.predictions))
+        self._unaccounted[0] += len(X)
+        self._unaccounted[1] += challenger.replayed - replayed_before
         window = state.window
         window.add_rows(batch.ids, batch.event_times, batch.sources, batch.offsets)
         state.learned_digest = (state.learned_digest + digest_of(batch.ids)) % DIGEST_MOD
         window.add_scores(X, scores.challenger, scores.champion)
         state.policy.learned(len(X), scores.champion.tolist())
         self._since_checkpoint += len(X)
-        self.metrics.learned.inc(len(X))
-        self.metrics.replayed.inc(challenger.replayed - replayed_before)
-        self.metrics.label_latency.observe_many(now - batch.truth_times[batch.by_request])
+        self._latencies.append(now - batch.truth_times[batch.by_request])
         if may_cut:
             trigger = state.policy.decide(now)
             if trigger is not None:
                 self._cut(trigger, now)
+
+    def _account_learned(self) -> None:
+        """What is done once per step (and before a checkpoint) for the rows learned since: offered to
+        the replay buffer in one ``offer`` (the batches of one poll replay rows of earlier polls only),
+        counted in the learned/replayed counters and the label latency histogram."""
+        state = self.state
+        if state is None or not self._latencies:
+            return
+        challenger = state.challenger
+        challenger.offer_learned()
+        latencies = self._latencies[0] if len(self._latencies) == 1 else np.concatenate(self._latencies)
+        self._latencies = []
+        self.metrics.label_latency.observe_many(latencies)
+        learned, replayed = self._unaccounted
+        self._unaccounted = [0, 0]
+        self.metrics.learned.inc(learned)
+        self.metrics.replayed.inc(replayed)
 
     def _cut(self, trigger: Trigger, now: float) -> None:
         state = self.state
