@@ -49,3 +49,45 @@ def test_string_labels_are_kept() -> None:
     buffer.offer(np.zeros((3, 1)), np.array(["UP", "DOWN", "UP"]))
     drawn = buffer.draw(3)
     assert drawn is not None and set(drawn[1]) <= {"UP", "DOWN"}
+
+
+def _one_row_at_a_time(capacity: int, seed: int, offers: list[np.ndarray]) -> np.ndarray:
+    """Algorithm R offered row by row, taking each offer's uniforms as ``ReplayBuffer.offer`` draws them
+    (one ``random`` call per offer, for the rows past the fill): row k replaces slot floor(u * k) if that
+    is below the capacity."""
+    rng = np.random.default_rng(seed)
+    reservoir: list[float] = []
+    k = 0
+    for rows in offers:
+        values = rows.tolist()
+        fill = min(capacity - len(reservoir), len(values))
+        reservoir.extend(values[:fill])
+        k += fill
+        uniforms = rng.random(len(values) - fill).tolist() if fill < len(values) else []
+        for value, u in zip(values[fill:], uniforms, strict=True):
+            k += 1
+            slot = int(u * k)
+            if slot < capacity:
+                reservoir[slot] = value
+    return np.asarray(reservoir)
+
+
+def test_a_batch_offer_keeps_what_offering_its_rows_one_by_one_keeps() -> None:
+    """The vectorised offer (slots for a whole batch at once, the last of rows drawing one slot stays)
+    equals algorithm R row by row with the same uniforms; a small capacity makes shared slots common."""
+    offers = [np.arange(start, start + size, dtype=float) for start, size in ((0, 7), (7, 30), (37, 200))]
+    offers += [np.arange(237.0 + 64 * i, 301.0 + 64 * i) for i in range(40)]
+    for capacity in (5, 20, 100):
+        buffer = ReplayBuffer(capacity=capacity, ratio=0.0, seed=11)
+        for rows in offers:
+            buffer.offer(rows.reshape(-1, 1), rows)
+        assert buffer._y is not None
+        np.testing.assert_array_equal(buffer._y[: len(buffer)], _one_row_at_a_time(capacity, 11, offers))
+
+
+def test_draws_are_uniform_over_the_reservoir() -> None:
+    buffer = ReplayBuffer(capacity=10, ratio=1.0, seed=2)
+    buffer.offer(np.arange(10.0).reshape(-1, 1), np.arange(10.0))
+    drawn = [buffer.draw(100) for _ in range(100)]
+    counts = np.bincount(np.concatenate([d[1] for d in drawn if d is not None]).astype(int), minlength=10)
+    assert counts.sum() == 10_000 and counts.min() > 850 and counts.max() < 1150  # 1000 each, sd ~30

@@ -322,11 +322,12 @@ def test_a_poll_asks_for_about_poll_max_examples_when_records_hold_many(tmp_path
     run_until(worker, lambda: worker.state is not None and worker.state.consumed == 147)
 
 
-def test_the_batches_of_a_poll_replay_rows_of_earlier_polls_only(
+def test_each_batch_is_offered_to_the_replay_buffer_right_after_it_is_learned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The learned rows are offered to the replay buffer once per poll, after its batches (and before
-    every checkpoint): a poll's batches replay rows of earlier polls, every learned row is offered once."""
+    """The replay's order (docs/trainer.md, ``replay.py``): a batch is offered right after it is learned,
+    so the later batches of a poll replay rows of its earlier batches too (offering a whole poll after its
+    batches, tried on 2026-12-05, replayed nothing within a backlog poll from an empty buffer)."""
     from driftloop_feedback.learn.replay import ReplayBuffer
 
     log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
@@ -349,16 +350,18 @@ def test_the_batches_of_a_poll_replay_rows_of_earlier_polls_only(
         return out
 
     monkeypatch.setattr(ReplayBuffer, "draw", recorded)
+    replayed_before = state.challenger.replayed
     produce_as(log, labelled[64:], "batch")
     worker.step()  # one poll of 256 rows: 8 batches of 32, each replaying 16 rows
     assert state.challenger.learned == 320 and len(drawn) == 8
-    assert max(float(d.max()) for d in drawn) < 500  # none of the poll's own rows (targets > 1000)
-    assert state.challenger.replay.offered == 320  # the poll's rows offered once, after its batches
-    assert state.challenger.replayed == 8 * 16  # (the first poll found the buffer empty)
+    assert float(drawn[0].max()) < 500  # the first batch: only the first poll's rows were offered
+    assert any(float(d.max()) > 500 for d in drawn[1:])  # later ones: this poll's earlier batches too
+    assert state.challenger.replay.offered == 320
+    assert state.challenger.replayed - replayed_before == 8 * 16
 
 
 def test_a_checkpoint_holds_a_replay_buffer_offered_every_learned_row(tmp_path: Path) -> None:
-    """A cut in the middle of a poll checkpoints: the buffer in it was offered the rows learned so far."""
+    """A cut in the middle of a poll checkpoints: the buffer in it was offered every row learned."""
     log, registry, clock = MemoryEventLog(), FakeRegistry(), FakeClock()
     registry.add(regressor_champion(), alias="champion")
     X, y = regression_rows(300, seed=5)
@@ -371,4 +374,3 @@ def test_a_checkpoint_holds_a_replay_buffer_offered_every_learned_row(tmp_path: 
     assert saved is not None and saved["state"].candidates_cut == 1
     challenger = saved["state"].challenger
     assert challenger.learned == 300 and challenger.replay.offered == 300
-    assert not challenger._pending_offers

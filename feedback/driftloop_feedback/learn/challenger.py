@@ -6,8 +6,7 @@ examples neither trained on. The champion is not asked twice for what it already
 the champion's version carries the champion's prediction (``LabelledExample.prediction``, what the served
 model returned for these features), which is its score; only rows served by another version (a canary, an
 older champion) are predicted by the champion here. Then the batch, plus rows replayed from older examples,
-is learned in one ``partial_fit``; the rows learned are offered to the replay buffer a poll at a time
-(``offer_learned``), so the replayed rows of a poll's batches come from earlier polls. A classifier learns
+is learned in one ``partial_fit``, and offered to the replay buffer right after. A classifier learns
 with ``classes=`` its champion's ``classes_``, declared up front; a label outside them is refused before
 learning (counted by the worker).
 
@@ -69,7 +68,6 @@ class Challenger:
         self.replay = replay
         self.learned = 0  # new examples learned
         self.replayed = 0  # replayed rows learned
-        self._pending_offers: list[tuple[np.ndarray, np.ndarray]] = []  # learned, not offered yet
 
     def accepts(self, target: Any) -> bool:
         """Whether a label is one of the declared classes (regression: whether it is a finite number)."""
@@ -142,33 +140,8 @@ class Challenger:
         else:
             self.model.partial_fit(X_fit, y_fit)
         self.learned += len(X)
-        self._unoffered().append((X, y))
-        return scores
-
-    def offer_learned(self) -> None:
-        """Offer the rows learned since the last call to the replay buffer, in one ``offer`` (the
-        worker calls it once per poll, after the poll's mini-batches, and before a checkpoint): the
-        batches of one poll replay rows of earlier polls only, and the buffer is offered every learned
-        row exactly once, in the order learned."""
-        pending = self._unoffered()
-        if not pending:
-            return
-        if len(pending) == 1:
-            X, y = pending[0]
-        else:
-            X = np.concatenate([x for x, _ in pending])
-            y = np.concatenate([t for _, t in pending])
-        pending.clear()
         self.replay.offer(X, y)
-
-    def _unoffered(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Learned rows not yet offered to the replay buffer (empty in every checkpoint; a challenger
-        restored from a checkpoint written before this list gets an empty one)."""
-        pending: list[tuple[np.ndarray, np.ndarray]] | None = getattr(self, "_pending_offers", None)
-        if pending is None:
-            pending = []
-            self._pending_offers = pending
-        return pending
+        return scores
 
     def restart_from(self, champion: Any) -> None:
         """A new champion: learn on from it (the replay buffer keeps the older examples)."""

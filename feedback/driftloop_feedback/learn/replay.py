@@ -6,12 +6,12 @@ they lasted. ``draw`` returns ``ratio`` replayed rows per new row (the fractiona
 batch, so the long-run ratio is exact), each a uniform slot of the reservoir, with replacement. The buffer
 and its random generator pickle together: a restored buffer draws exactly what the original would have.
 
-Order: the trainer offers the rows it learned **a poll at a time**, after the poll's mini-batches are
-learned (``Challenger.offer_learned``; before 2026-12-05 each mini-batch was offered right after it was
-learned). The mini-batches of one poll therefore replay rows of earlier polls only, never rows of the same
-poll; the reservoir is the same uniform sample of everything offered, whatever the size of an offer.
-Offering and drawing in another order (and the draw as ``floor(u * size)`` instead of ``integers``, since
-then) changes which rows the random stream picks, not how they are distributed.
+Order: the trainer offers each mini-batch right after it is learned (``Challenger.learn``), so a batch
+replays rows of every batch learned before it, the previous batches of the same poll included. Since
+2026-12-05 ``draw`` picks a slot as ``floor(u * size)`` (one ``random`` call) instead of
+``Generator.integers`` (~18 us a call): the same uniform draw with replacement from another stretch of
+the random stream, so a seed replays other rows than before that change (a checkpoint restored with its
+generator still draws exactly what the original run would have with this code).
 
 >>> import numpy as np
 >>> buffer = ReplayBuffer(capacity=100, ratio=0.5, seed=0)
@@ -58,15 +58,19 @@ class ReplayBuffer:
         if fill < n:  # then row k (k-th offered, 1-based) replaces a uniform slot in [0, k) if < capacity
             seen = np.arange(self.offered + fill + 1, self.offered + n + 1)
             # a uniform slot in [0, k) per row: floor(u * k) (``integers`` with an array of bounds
-            # costs ~0.4 us a row; u * k's rounding bias is below 2**-50 for any k reached here)
-            slots = np.minimum((self._rng.random(len(seen)) * seen).astype(np.int64), seen - 1)
-            rows = np.flatnonzero(slots < self.capacity) + fill
-            slots = slots[rows - fill]
-            # of rows drawing the same slot the last one stays, as when they are offered one by one
-            last_first, at = np.unique(slots[::-1], return_index=True)
-            winners = rows[len(rows) - 1 - at]
-            self._X[last_first] = X[winners]
-            self._y[last_first] = y[winners]
+            # costs ~0.4 us a row; u * k's rounding bias is below 2**-50 for any k reached here). A row
+            # stays when floor(u * k) < capacity, i.e. u * k < capacity: only those are floored (here
+            # k > capacity, so the slot of a row that stays is below k - 1 and needs no clamp)
+            scaled = self._rng.random(len(seen)) * seen
+            kept = np.flatnonzero(scaled < self.capacity)
+            slots = scaled[kept].astype(np.int64)
+            rows = kept + fill
+            if len(set(slots.tolist())) < len(slots):
+                # of rows drawing the same slot the last one stays, as when they are offered one by one
+                slots, at = np.unique(slots[::-1], return_index=True)
+                rows = rows[len(rows) - 1 - at]
+            self._X[slots] = X[rows]
+            self._y[slots] = y[rows]
         self.offered += n
 
     def draw(self, new_rows: int) -> tuple[np.ndarray, np.ndarray] | None:

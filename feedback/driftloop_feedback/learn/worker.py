@@ -161,7 +161,7 @@ class TrainerWorker:
         size = self.settings.batch_size
         while self._batch is not None:  # what is batched, learned before its offsets are written
             self._learn_batch(self.clock(), may_cut=False, size=size)
-        self._account_learned()  # the replay buffer offered every learned row before it is saved
+        self._account_learned()  # what it learned counted, as at the end of a step
         self.store.write({"state": state})
         self.metrics.checkpoints.inc()
         self._since_checkpoint = 0
@@ -506,14 +506,11 @@ class TrainerWorker:
                 self._cut(trigger, now)
 
     def _account_learned(self) -> None:
-        """What is done once per step (and before a checkpoint) for the rows learned since: offered to
-        the replay buffer in one ``offer`` (the batches of one poll replay rows of earlier polls only),
-        counted in the learned/replayed counters and the label latency histogram."""
-        state = self.state
-        if state is None or not self._latencies:
+        """Once per step for the rows learned in it: the learned/replayed counters and the label latency
+        histogram (one observation of all the step's rows; the replay buffer is offered each batch right
+        after it is learned, ``Challenger.learn``)."""
+        if not self._latencies:
             return
-        challenger = state.challenger
-        challenger.offer_learned()
         latencies = self._latencies[0] if len(self._latencies) == 1 else np.concatenate(self._latencies)
         self._latencies = []
         self.metrics.label_latency.observe_many(latencies)
