@@ -31,25 +31,11 @@ import orjson
 
 from driftloop.eventlog import Record
 from driftloop_feedback.labelled import LabelledDeduper
-from driftloop_feedback.labelled_batch import MAGIC, LabelledColumns, decode_columns
+from driftloop_feedback.labelled_batch import FIELDS, MAGIC, LabelledColumns, decode_columns
 from driftloop_feedback.learn.challenger import Challenger
 from driftloop_feedback.records import LabelledExample, UndecodableRecord
 
-REQUIRED = frozenset(
-    (
-        "example_id",
-        "request_id",
-        "row",
-        "features",
-        "prediction",
-        "truth",
-        "endpoint",
-        "model_version",
-        "event_time",
-        "truth_time",
-        "joined_by",
-    )
-)
+REQUIRED = frozenset(FIELDS[: FIELDS.index("joined_by") + 1])  # asset_id and the class fields are optional
 _NUMBERS = (float, int)  # ``type(x) in`` excludes bool, as decode does
 _LABELS = (float, str)
 

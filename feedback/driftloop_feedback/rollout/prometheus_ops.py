@@ -82,10 +82,7 @@ def bucket_query(deployment: str, extra_selector: str = "") -> str:
     """The instant query of the deployment's inference buckets, one series per pod, code and ``le``."""
     services = "|".join(re.escape(s) for s in INFERENCE_SERVICES)
     matchers = [f"deployment_name={promql_string(deployment)}", f"service=~{promql_string(services)}"]
-    extra = extra_selector.strip().rstrip(",").strip()
-    if extra:
-        matchers.append(extra)
-    return f"{EXECUTOR_HISTOGRAM}_bucket{{{', '.join(matchers)}}}"
+    return f"{EXECUTOR_HISTOGRAM}_bucket{_selector(matchers, extra_selector)}"
 
 
 def outlier_rows_query(deployment: str, extra_selector: str = "") -> str:
@@ -93,10 +90,13 @@ def outlier_rows_query(deployment: str, extra_selector: str = "") -> str:
     per pod, node and family."""
     names = "|".join(re.escape(n) for n in OUTLIER_ROW_FAMILIES)
     matchers = [f"__name__=~{promql_string(names)}", f"deployment_name={promql_string(deployment)}"]
+    return _selector(matchers, extra_selector)
+
+
+def _selector(matchers: list[str], extra_selector: str) -> str:
+    """``{m1, m2, ...}`` with the user's extra label matchers (if any) after the query's own."""
     extra = extra_selector.strip().rstrip(",").strip()
-    if extra:
-        matchers.append(extra)
-    return f"{{{', '.join(matchers)}}}"
+    return "{" + ", ".join([*matchers, extra] if extra else matchers) + "}"
 
 
 def ops_query(deployment: str, extra_selector: str = "") -> str:
