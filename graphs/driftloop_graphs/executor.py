@@ -413,6 +413,12 @@ class PredictorExecutor:
             payload=msg.body,
         )
 
+    async def post(self, path: str, body: bytes, content_type: str) -> UpstreamResponse:
+        """POST ``body`` to a path on the predictor's MLServer outside any graph call (the learn route:
+        nothing counted or logged here); raises ``UpstreamError`` when the node cannot be reached."""
+        headers = ((b"content-type", content_type.encode("latin-1")),)
+        return await self._pool.request("POST", self._host, self._port, path, body, headers)
+
     async def get(self, path: str) -> tuple[int, bytes, str]:
         """GET a path on the predictor's MLServer (readiness, metadata); 503 JSON when unreachable,
         an error answer in the one error shape."""

@@ -5,6 +5,8 @@ split picks; ``.../v2/models/<model>/infer`` does the same with a model name app
 (Seldon semantics); ``GET .../v2/models/<model>/ready`` and ``GET .../v2/models/<model>`` reach the
 node's MLServer; ``GET .../v2/health/ready|live`` the whole deployment. ``Seldon-Puid`` is generated
 when absent and echoed. Node errors come back with the node's status and a JSON message.
+``POST .../v2/models[/<model>]/learn`` forwards a label to the node's learn route in every predictor
+(``learn``; on the coroutine path only, never logged).
 
 An inference request MLServer cannot take is refused before any node sees it (``request_checks``,
 in ``_prepare``, which both the coroutine and the callback path go through). Every error answer has
@@ -22,6 +24,7 @@ from typing import Any
 
 from driftloop_graphs.executor import JSON, CallContext, NodeFailure, Payload, PredictorExecutor
 from driftloop_graphs.http_server import HttpRequest, HttpResponse, Responder, json_error
+from driftloop_graphs.learn import Learned, learn_answer, learn_everywhere, learn_targets
 from driftloop_graphs.metrics import IngressMetrics
 from driftloop_graphs.puid import new_puid
 from driftloop_graphs.request_checks import IngressLimits, Refusal, check_body, check_headers, check_puid
@@ -91,6 +94,8 @@ class Ingress:
                 if request.method != "POST":
                     return self._not_allowed(request.method, "POST")
                 return await self.infer(request, runtime, rest[1] if len(rest) == 3 else None)
+            if rest[0] == "models" and len(rest) in (2, 3) and rest[-1] == "learn":
+                return await self.learn(request, runtime, rest[1] if len(rest) == 3 else None)
             if rest[0] == "models" and len(rest) == 3 and rest[2] == "ready":
                 puid = request.headers.get("seldon-puid")
                 return await self._get(request, self._node_get, runtime, rest[1], "/ready", puid)
@@ -111,7 +116,8 @@ class Ingress:
             404,
             "no_route",
             f"no route {request.path!r}: the ingress serves /seldon/<namespace>/<name>/v2/models/infer, "
-            ".../v2/models/<model>/infer|ready, .../v2/models/<model>, .../v2/health/ready|live, "
+            ".../v2/models/<model>/infer|ready, .../v2/models[/<model>]/learn, .../v2/models/<model>, "
+            ".../v2/health/ready|live, "
             "/ready, /live and /metrics",
         )
 
@@ -277,6 +283,45 @@ class Ingress:
         task = asyncio.create_task(mirror())
         runtime.shadow_tasks.add(task)
         task.add_done_callback(runtime.shadow_tasks.discard)
+
+    async def learn(
+        self, request: HttpRequest, runtime: DeploymentRuntime, model: str | None
+    ) -> HttpResponse:
+        """Forward a learn call to ``model`` (or every MODEL node) in every predictor (``learn``)."""
+        deployment = runtime.deployment
+        counter = self.metrics.learn
+        if request.method != "POST":
+            counter.labels(deployment.name, "refused").inc()
+            return self._not_allowed(request.method, "POST")
+        shadow = [runtime.shadow] if runtime.shadow is not None else []
+        by_name = {e.predictor.name: e for e in [*runtime.executors.values(), *shadow]}
+        executors = [by_name[p.name] for p in deployment.predictors if p.name in by_name]
+        targets = learn_targets(executors, model)
+        if not targets:
+            counter.labels(deployment.name, "refused").inc()
+            nodes = sorted({n.name for e in executors for n in e.predictor.nodes()})
+            wanted = f"model {model}" if model is not None else "a MODEL node"
+            message = (
+                f"Failed to find {wanted} to learn in {deployment.namespace}/{deployment.name}: "
+                f"the graph's nodes are {nodes}"
+            )
+            return self._refuse(404, "model_not_found", message)
+        try:
+            check_headers(request.headers)
+            check_body(request.body, self.limits, False)
+        except Refusal as refusal:
+            counter.labels(deployment.name, "refused").inc()
+            return self._refuse(refusal.status, refusal.code, refusal.message)
+        content_type = request.headers.get("content-type") or JSON
+        outcomes = await learn_everywhere(targets, request.body, content_type)
+        answer = learn_answer(outcomes)
+        counter.labels(deployment.name, answer.outcome).inc()
+        for outcome in outcomes:
+            if isinstance(outcome, Learned):
+                target = outcome.target
+                rows = self.metrics.learned_rows.labels(deployment.name, target.predictor, target.node)
+                rows.inc(outcome.learned)
+        return HttpResponse(answer.status, answer.body, JSON)
 
     async def _node_get(
         self, runtime: DeploymentRuntime, model: str, suffix: str, puid: str | None

@@ -77,6 +77,20 @@ class IngressMetrics:
             ("deployment", "predictor", "outcome"),
             registry=self.registry,
         )
+        self.learn = Counter(
+            "driftloop_ingress_learn",
+            "Learn calls (POST .../v2/models[/<model>]/learn) by outcome: ok (every node learned), "
+            "refused (by the ingress itself, also in driftloop_ingress_refused_total), node_refused (a "
+            "node's 4xx), node_error (a node failed or could not be reached)",
+            ("deployment", "outcome"),
+            registry=self.registry,
+        )
+        self.learned_rows = Counter(
+            "driftloop_ingress_learned_rows",
+            "Rows each graph node reported learned from learn calls",
+            (*labels, "node"),
+            registry=self.registry,
+        )
         self.log_queue_depth = Gauge(
             "driftloop_request_log_queue_depth",
             "Request-log events waiting to be written to the event log",
