@@ -29,6 +29,12 @@ from driftloop_graphs.executor import PredictorExecutor, node_message
 from driftloop_graphs.spec import Node
 from driftloop_graphs.upstream import UpstreamError
 
+NO_ROUTE_HINT = (
+    "its MLServer serves no learn route: online learning needs a model runtime that serves one, e.g. "
+    "driftloop_servers.model_runtime.IncrementalModelRuntime with parameters.extra.online_learning: true "
+    "in the node's model-settings.json"
+)
+
 
 def is_model(node: Node) -> bool:
     """A MODEL node (a custom node with neither type nor methods defaults to MODEL, as in Seldon)."""
@@ -97,6 +103,8 @@ async def learn_on(target: LearnTarget, body: bytes, content_type: str) -> Outco
     if 400 <= status < 500:
         said = node_message(response.body)
         message = f"{where} refused the learn call: {said or f'status {status}'}"
+        if status == 404 and said in (None, "Not Found"):  # MLServer's answer to a path it does not serve
+            message += f" ({NO_ROUTE_HINT})"
         return LearnFailed(target, status, "node_refused", message)
     message = (
         f"{where} failed the learn call (its MLServer answered {status}); the cause is in that "
