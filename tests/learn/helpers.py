@@ -176,3 +176,14 @@ class FakeRegistry:
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self._check()
         self.aliases[alias] = version
+
+    def version_tags(self, name: str, version: int) -> dict[str, str]:
+        self._check()
+        if version not in self.versions:
+            raise RegistryError(f"{name!r} has no version {version}")
+        return dict(self.versions[version].version_tags)
+
+    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        """What the validator and the rollout controller write (a verdict, a rollout status)."""
+        self._check()
+        self.versions[version].version_tags.update(tags)

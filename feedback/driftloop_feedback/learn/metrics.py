@@ -49,6 +49,30 @@ class TrainerMetrics:
         self.pending = Gauge(
             "driftloop_trainer_candidates_pending", "candidates cut, not registered yet", registry=r
         )
+        self.candidates_held = Gauge(
+            "driftloop_trainer_candidates_held",
+            "1 while a due candidate is held because the previous challenger is still judged "
+            "(validation pending, or passed and its rollout not concluded)",
+            registry=r,
+        )
+        self.candidate_held_seconds = Gauge(
+            "driftloop_trainer_candidate_held_seconds", "how long the held candidate has waited", registry=r
+        )
+        self.hold_timeouts = Counter(
+            "driftloop_trainer_hold_timeouts",
+            "held candidates cut anyway after policy.hold_max_s (the previous one still not concluded)",
+            registry=r,
+        )
+        self.hold_checks = Counter(
+            "driftloop_trainer_hold_checks",
+            "registry reads of the challenger's verdict while a candidate is due",
+            registry=r,
+        )
+        self.hold_check_errors = Counter(
+            "driftloop_trainer_hold_check_errors",
+            "registry reads of the challenger's verdict that failed (the candidate waits, read again later)",
+            registry=r,
+        )
         self.last_candidate_version = Gauge(
             "driftloop_trainer_last_candidate_version", "registered version of the last candidate", registry=r
         )

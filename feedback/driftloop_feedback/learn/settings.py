@@ -47,6 +47,16 @@ class CandidatePolicySettings(BaseModel):
         description="when the champion's run has no training-time error metric: its mean loss on its "
         "first live labelled examples is the baseline",
     )
+    hold_max_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="a due candidate is held while the previous challenger is still being judged "
+        "(validation pending, or passed and its rollout not concluded), at most this long; then it is "
+        "cut anyway; 0 = never held",
+    )
+    hold_check_s: float = Field(
+        default=5.0, gt=0, description="while holding: seconds between registry reads of the challenger"
+    )
 
 
 class TrainerSettings(BaseSettings):

@@ -51,6 +51,8 @@ from driftloop_feedback.learn.champion import (
 )
 from driftloop_feedback.learn.checkpoint import CheckpointStore
 from driftloop_feedback.learn.errors import CheckpointSourceError
+from driftloop_feedback.learn.gate import CutGate
+from driftloop_feedback.learn.hold import HoldRegistry
 from driftloop_feedback.learn.intake import Rows, read_poll
 from driftloop_feedback.learn.metrics import TrainerMetrics
 from driftloop_feedback.learn.policy import CandidatePolicy, DriftEvent, Trigger
@@ -63,7 +65,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
-class TrainerRegistry(CandidateRegistry, ChampionRegistry, Protocol):
+class TrainerRegistry(CandidateRegistry, ChampionRegistry, HoldRegistry, Protocol):
     """The registry port of the trainer (``driftloop.registry.MlflowRegistry``)."""
 
 
@@ -108,6 +110,9 @@ class TrainerWorker:
         # learned rows' label latencies (seconds) and replayed rows, observed a step at a time
         self._latencies: list[np.ndarray] = []
         self._unaccounted = [0, 0]  # rows learned, rows replayed
+        # a due candidate is held while the previous one is judged (not checkpointed: a restart starts
+        # the hold's clock again)
+        self.gate = CutGate(registry, settings, self.metrics)
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> None:
@@ -145,6 +150,8 @@ class TrainerWorker:
             self._learn_batch(now)  # caught up: learn what is batched, do not wait for a full batch
         self._account_learned()
         now = self.clock()
+        if self.gate.hold.held_since is not None:  # a held candidate is cut once the previous one is
+            self._consider(now)  # concluded, new examples or not
         if self._since_checkpoint >= self.settings.checkpoint_every_examples or (
             self._since_checkpoint and now - self._last_checkpoint >= self.settings.checkpoint_interval_s
         ):
@@ -501,9 +508,21 @@ class TrainerWorker:
         self._since_checkpoint += len(X)
         self._latencies.append(now - batch.truth_times[batch.by_request])
         if may_cut:
-            trigger = state.policy.decide(now)
-            if trigger is not None:
-                self._cut(trigger, now)
+            self._consider(now)
+
+    def _consider(self, now: float) -> None:
+        """Ask the policy; cut what is due unless the previous candidate is still judged (``CutGate``:
+        then the trigger stays due and is asked again)."""
+        state = self.state
+        assert state is not None
+        trigger = state.policy.decide(now)
+        if trigger is None:
+            self.gate.not_due()
+        elif self.gate.allows(trigger, now, champion=state.champion.version, unregistered=len(state.pending)):
+            self._cut(trigger, now)
+        elif self.gate.champion_moved():
+            self._due["champion_refresh"] = now  # the next step restarts the challenger from it
+        self.status = "learning" if (held := self.gate.status(now)) is None else f"learning; {held}"
 
     def _account_learned(self) -> None:
         """Once per step for the rows learned in it: the learned/replayed counters and the label latency
@@ -552,6 +571,7 @@ class TrainerWorker:
         state.pending.append(candidate)
         state.candidates_cut += 1
         state.policy.cut(now)
+        self.gate.cut(now)
         state.window = DataWindow(s.reference_rows)
         self.metrics.candidates.labels(trigger.value).inc()
         log.info(
@@ -605,6 +625,7 @@ class TrainerWorker:
             return
         monitor = state.policy.degradation
         self.metrics.pending.set(len(state.pending))
+        self.gate.refresh_gauges(self.clock())
         if monitor.mean is not None:
             self.metrics.champion_live_error.set(monitor.mean)
         bound = monitor.lower_bound()
