@@ -124,8 +124,9 @@ def _learned(target: LearnTarget, body: bytes) -> Outcome:
         problem = "it is not a JSON object"
     else:
         for key in ("learned", "samples_seen"):
-            if type(answer.get(key)) is not int:
-                problem = f"'{key}' is not an integer"
+            value = answer.get(key)
+            if type(value) is not int or value < 0:
+                problem = f"'{key}' is not a non-negative integer"
                 break
         else:
             if answer.get("model_version") is not None and not isinstance(answer["model_version"], str):

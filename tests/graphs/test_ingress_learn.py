@@ -276,11 +276,20 @@ async def test_a_node_that_fails_is_502_naming_it_and_nothing_of_its_internals(i
     assert "graph node 'echo-model' of predictor 'canary' failed the learn call" in message
     assert "Traceback" not in r.text and "secret" not in r.text
     # a 2xx the ingress cannot read is a 502 too, saying the node may have learned
-    ingress.nodes["canary"].answers[LEARN] = (200, b'{"learned": "two"}')
-    r = await ingress.client.post(f"{ingress.url}{LEARN}", content=BODY)
-    assert r.status_code == 502
-    code, message = error_of(r)
-    assert code == "bad_node_response" and "'learned' is not an integer" in message
+    unreadable = {
+        b'{"learned": "two", "samples_seen": 3}': "'learned' is not a non-negative integer",
+        b'{"learned": -2, "samples_seen": 3}': "'learned' is not a non-negative integer",
+        b'{"learned": 2}': "'samples_seen' is not a non-negative integer",
+        b'{"learned": 2, "samples_seen": 3, "model_version": 1}': "'model_version' is not a string",
+        b"[]": "it is not a JSON object",
+        b"ok": "it is not a JSON object",
+    }
+    for answer, problem in unreadable.items():
+        ingress.nodes["canary"].answers[LEARN] = (200, answer)
+        r = await ingress.client.post(f"{ingress.url}{LEARN}", content=BODY)
+        assert r.status_code == 502, answer
+        code, message = error_of(r)
+        assert code == "bad_node_response" and problem in message and "it may have learned" in message
     # a refusal wins over a failure: sending the same body again would be refused again
     ingress.nodes["shadow"].answers[LEARN] = (400, b'{"error": "truth has 1 row(s), features 2"}')
     r = await ingress.client.post(f"{ingress.url}{LEARN}", content=BODY)
@@ -289,7 +298,7 @@ async def test_a_node_that_fails_is_502_naming_it_and_nothing_of_its_internals(i
     assert code == "node_refused" and "truth has 1 row(s), features 2" in message
     assert "also failed: canary/echo-model (502 bad_node_response)" in message
     text = await ingress.metrics()
-    assert metric_value(text, "driftloop_ingress_learn_total", outcome="node_error") == 2
+    assert metric_value(text, "driftloop_ingress_learn_total", outcome="node_error") == 1 + len(unreadable)
     assert metric_value(text, "driftloop_ingress_learn_total", outcome="node_refused") == 1
 
 
