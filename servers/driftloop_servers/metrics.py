@@ -16,6 +16,12 @@ container; empty when unset), the label names of Seldon's executor metrics. They
 ``prometheus_client`` counters, not ``mlserver.log`` histograms: MLServer 1.7.1 serves metrics registered
 through ``mlserver.register``/``mlserver.log`` only with ``parallel_workers`` > 0 (MLServer#1151), and the
 SeldonDeployment runs its nodes with ``parallel_workers`` 0.
+
+Online learning (``POST /v2/models/<m>/learn``, docs/runtimes.md) counts
+``driftloop_online_learned_rows_total{model}`` (rows the served estimator learned in place) and
+``driftloop_online_learn_refused_total{model, reason}`` (calls refused with a 4xx, by reason: ``disabled``,
+``unknown_model``, ``body``, ``features``, ``features_nonfinite``, ``truth_missing``, ``truth_invalid``,
+``truth_rows``, ``truth_nonfinite``, ``unknown_class``, ``estimator``).
 """
 
 from __future__ import annotations
@@ -29,9 +35,12 @@ from prometheus_client import REGISTRY, Counter
 ROWS_METRIC = "driftloop_runtime_rows"
 SCORED_ROWS_METRIC = "driftloop_outlier_scored_rows"
 FLAGGED_ROWS_METRIC = "driftloop_outlier_flagged_rows"
+LEARNED_ROWS_METRIC = "driftloop_online_learned_rows"
+LEARN_REFUSED_METRIC = "driftloop_online_learn_refused"
 PREDICTOR_LABELS = ("model", "deployment_name", "predictor_name")
 _rows: Counter | None = None
 _outlier_rows: dict[str, Counter] = {}
+_learning: dict[str, Counter] = {}
 
 
 def rows_counter() -> Counter:
@@ -90,3 +99,36 @@ def outlier_row_counters(model: str, where: PredictorIdentity) -> tuple[Counter,
         FLAGGED_ROWS_METRIC, "Rows the outlier node flagged as outliers, per predictor"
     )
     return scored.labels(**labels), flagged.labels(**labels)
+
+
+def _learning_counter(name: str, description: str, labelnames: list[str]) -> Counter:
+    """Created on first use, like ``rows_counter`` (multi-process values with parallel workers)."""
+    counter = _learning.get(name)
+    if counter is None:
+        counter = Counter(name, description, labelnames=labelnames, registry=REGISTRY)
+        _learning[name] = counter
+    return counter
+
+
+def count_learned(model: str, n: int) -> None:
+    """``n`` rows learned online by ``model`` (``n`` = 0 creates the series at 0)."""
+    counter = _learning_counter(
+        LEARNED_ROWS_METRIC, "Rows the served estimator learned in place (online learning)", ["model"]
+    )
+    counter.labels(model=model).inc(n)
+
+
+def count_learn_refused(model: str, reason: str) -> None:
+    counter = _learning_counter(
+        LEARN_REFUSED_METRIC, "Online-learning calls refused with a 4xx, by reason", ["model", "reason"]
+    )
+    counter.labels(model=model, reason=reason).inc()
+
+
+def learning_counted(model: str, reason: str | None = None) -> float:
+    """This process's learned rows of ``model`` or, with ``reason``, its refused calls (tests)."""
+    if reason is None:
+        value = REGISTRY.get_sample_value(f"{LEARNED_ROWS_METRIC}_total", {"model": model})
+    else:
+        value = REGISTRY.get_sample_value(f"{LEARN_REFUSED_METRIC}_total", {"model": model, "reason": reason})
+    return float(value or 0.0)

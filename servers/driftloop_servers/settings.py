@@ -117,6 +117,11 @@ class ModelRuntimeSettings(RuntimeSettings):
         description="input tensors copied unchanged into the response when present",
     )
     horizon_s: float | None = Field(default=None, description="forecast horizon, echoed in parameters")
+    online_learning: bool = Field(
+        default=False,
+        description="POST /v2/models/<m>/learn makes the served estimator partial_fit labelled rows in "
+        "place; needs an estimator with partial_fit and MLSERVER_PARALLEL_WORKERS=0",
+    )
 
     @model_validator(mode="after")
     def _impute_values_match(self) -> Self:
