@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from driftloop_feedback.learn import hold, policy
+from driftloop_feedback.learn.cli import _progress
 from driftloop_feedback.learn.hold import (
     ROLLOUT_IN_PLAY,
     ROLLOUT_STATUS_TAG,
@@ -112,7 +113,7 @@ def _start(tmp_path: Path, **policy_: object) -> tuple[TrainerWorker, FakeRegist
 
 
 def test_a_pending_challenger_holds_the_next_candidate_while_drift_keeps_arriving(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level("INFO", logger="driftloop_feedback.learn.worker")
     worker, registry, plant = _start(tmp_path)
@@ -123,6 +124,10 @@ def test_a_pending_challenger_holds_the_next_candidate_while_drift_keeps_arrivin
     assert metric(worker, "driftloop_trainer_candidates_held") == 1
     assert metric(worker, "driftloop_trainer_candidate_held_seconds") >= 110
     assert "challenger v2 awaits its validation verdict" in worker.status
+    _progress(worker)
+    assert (
+        "(candidate held for 114 s: challenger v2 awaits its validation verdict)" in capsys.readouterr().out
+    )
     said = "a drift candidate is due but held for 0 s: challenger v2 awaits its validation verdict"
     assert said in caplog.text and "held for 60 s: challenger v2" in caplog.text  # reminded every minute
     # the verdict is written: the held candidate is cut at the next look, without new rows

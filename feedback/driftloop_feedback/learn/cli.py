@@ -59,8 +59,9 @@ def _progress(worker: object) -> None:
     if state is None:
         click.echo(f"trainer {worker.status}")
         return
+    held = worker.gate.status(worker.clock())
     click.echo(
         f"trainer consumed={state.consumed} learned={state.challenger.learned} "
         f"duplicates={state.duplicates} candidates={state.candidates_cut} pending={len(state.pending)} "
-        f"last_version={state.last_candidate_version}",
+        f"last_version={state.last_candidate_version}" + ("" if held is None else f" ({held})"),
     )
