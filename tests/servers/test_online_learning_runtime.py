@@ -4,6 +4,7 @@ table that dispatches the route across a reload. The HTTP route itself: test_onl
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from driftloop_servers.metrics import learning_counted
 from driftloop_servers.model_runtime import IncrementalModelRuntime
 from driftloop_servers.online_learning import LOADED
 from driftloop_servers.settings import ModelRuntimeSettings
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from mlserver.errors import MLServerError
 from sklearn.linear_model import SGDRegressor
 
@@ -114,3 +117,91 @@ async def test_the_route_table_follows_a_reload_and_forgets_unloaded_models(tmp_
     assert new.learn_rows(body(reference_data(1, seed=1), [50.0]))["samples_seen"] == 1
     assert await new.unload()
     assert LOADED.get("swap") is None
+
+
+# -- fuzz: whatever the body, a learn call answers 200 or a 4xx ------------------------------------------
+
+NUMBER = st.one_of(
+    st.floats(min_value=-1e4, max_value=1e4),  # huge finite values overflow the scaler (warnings are errors)
+    st.sampled_from([float("nan"), float("inf"), -float("inf")]),
+    st.integers(min_value=-5, max_value=5),
+)
+VALUE = st.one_of(NUMBER, st.none(), st.booleans(), st.text(max_size=3))
+SHAPE = st.lists(st.integers(min_value=-1, max_value=4), max_size=3)
+
+
+@st.composite
+def v2_tensor(draw: st.DrawFn, names: st.SearchStrategy[str]) -> dict[str, Any]:
+    data = draw(st.one_of(st.lists(VALUE, max_size=12), st.lists(st.lists(NUMBER, max_size=3), max_size=4)))
+    return {
+        "name": draw(names),
+        "datatype": draw(st.sampled_from(["FP64", "FP32", "INT64", "BOOL", "BYTES", "UINT8"])),
+        "shape": draw(SHAPE),
+        "data": data,
+    }
+
+
+@st.composite
+def near_valid(draw: st.DrawFn) -> bytes:
+    """Features [N, 3] and truth [N] (or [N, 1]) with a few values or sizes off."""
+    n = draw(st.integers(min_value=1, max_value=4))
+    features = draw(st.lists(st.floats(min_value=-1e4, max_value=1e4), min_size=3 * n, max_size=3 * n))
+    if draw(st.integers(min_value=0, max_value=3)) == 0:
+        features[draw(st.integers(min_value=0, max_value=3 * n - 1))] = draw(NUMBER)
+    labels = st.sampled_from([0, 1, 0.0, 1.0, True])
+    truth = draw(st.lists(st.one_of(labels, labels, labels, NUMBER), min_size=n, max_size=n))
+    if draw(st.booleans()):
+        truth = truth[: draw(st.integers(min_value=0, max_value=n))]
+    shape = draw(st.sampled_from([[len(truth)], [len(truth), 1]]))
+    datatype = draw(st.sampled_from(["FP64", "INT64", "FP32"]))
+    inputs = [
+        {"name": "features", "datatype": "FP64", "shape": [n, 3], "data": features},
+        {"name": "truth", "datatype": datatype, "shape": shape, "data": truth},
+    ]
+    return json.dumps({"inputs": inputs}).encode()
+
+
+BODIES = st.one_of(
+    near_valid(),
+    near_valid(),
+    st.binary(max_size=40),
+    st.recursive(
+        st.none() | st.booleans() | NUMBER | st.text(max_size=5), lambda c: st.lists(c, max_size=3)
+    ).map(lambda doc: json.dumps(doc).encode()),
+    st.lists(v2_tensor(st.sampled_from(["features", "truth", "outlier_flag", "other"])), max_size=4).map(
+        lambda inputs: json.dumps({"inputs": inputs}).encode()
+    ),
+)
+
+
+def loaded(tmp_path: Path, name: str, estimator: Any) -> IncrementalModelRuntime:
+    return asyncio.run(runtime_for(tmp_path, name, estimator, online_learning=True))
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> list[IncrementalModelRuntime]:
+    root = tmp_path_factory.mktemp("fuzz")
+    x = reference_data(200, seed=2)
+    return [
+        loaded(root, "fuzz-regressor", fitted_regressor()),
+        loaded(
+            root, "fuzz-classifier", IncrementalClassifier(random_state=0).fit(x, (x[:, 0] > 70).astype(int))
+        ),
+    ]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, which=st.integers(min_value=0, max_value=1))
+def test_any_body_is_learned_or_refused_with_a_4xx(
+    fuzzed: list[IncrementalModelRuntime], body: bytes, which: int
+) -> None:
+    runtime = fuzzed[which]
+    try:
+        answer = runtime.learn_rows(body)
+    except MLServerError as exc:
+        event(f"refused {getattr(exc, 'reason', exc.status_code)}")
+        assert 400 <= exc.status_code < 500, (exc.status_code, str(exc))
+        assert str(exc)
+    else:
+        event("learned")
+        assert answer["learned"] >= 1 and answer["model_name"] == runtime.name
