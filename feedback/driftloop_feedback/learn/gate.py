@@ -113,9 +113,8 @@ class CutGate:
                 exc,
                 s.policy.hold_check_s,
             )
-            self.hold.observed(
-                now, InPlay(None, Stage.UNREADABLE, f"the registry could not be read ({exc!r})")
-            )
+            # the same words every time: the hold is logged once, the failure at each look (above)
+            self.hold.observed(now, InPlay(None, Stage.UNREADABLE, "the registry could not be read"))
             return
         self.metrics.hold_checks.inc()
         in_play = seen.in_play
