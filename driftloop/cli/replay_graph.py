@@ -1,50 +1,65 @@
 """What the live replay serves and how its workers are set: a SeldonDeployment generated for the data's
-features and model (one model node; predictors ``main`` 100 % and ``canary`` 0 % at rest, as
-``manifests/pump-bearing-temp-canary.yaml``), the node's ``model-settings.json`` for the local runtime,
-and the workers' settings on top of the demo's (``demo_loop.worker_env``)."""
+features and model (an outlier node before the model node, as ``manifests/pump-bearing-temp-canary.yaml``;
+predictors ``main`` 100 % and ``canary`` 0 % at rest), the nodes' ``model-settings.json`` for the local
+runtime, the outlier node's detector (fitted on the training part's inputs as ``driftloop train`` fits
+the pump's, registered as the demo registers it), and the workers' settings on top of the demo's
+(``demo_loop.worker_env``)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from driftloop.registry import MlflowRegistry
 
 NAMESPACE = "replay"
 DEPLOYMENT = "replay"
 MODEL_NAME = "replay-model"
 NODE = "model"
 RUNTIME = "driftloop_servers.model_runtime.IncrementalModelRuntime"
+# the outlier node: its flags and scores ride with each row to the model node, which carries them into
+# its response (the request log then holds them for the drift monitor's outlier-rate alarm)
+OUTLIER_NODE = "outlier"
+OUTLIER_NAME = f"{MODEL_NAME}-outlier"
+DRIFT_NAME = f"{MODEL_NAME}-drift"  # registered beside it: the monitor's fallback reference
+OUTLIER_RUNTIME = "driftloop_servers.outlier_runtime.OutlierRuntime"
+OUTLIER_FLAG, OUTLIER_SCORE = "outlier_flag", "outlier_score"  # the outlier runtime's outputs
 
 
-def deployment(request_log_topic: str) -> dict[str, Any]:
-    """The SeldonDeployment: the champion on ``main`` (100 %) and ``canary`` (0 %), every node logged."""
-    graph = {
-        "name": NODE,
-        "type": "MODEL",
+def _node(name: str, kind: str, uri: str, children: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": kind,
         "endpoint": {"type": "REST"},
-        "modelUri": f"models:/{MODEL_NAME}@champion",
+        "modelUri": uri,
         "logger": {"mode": "all"},
-        "children": [],
+        "children": children,
     }
-    containers = [
-        {
-            "spec": {
-                "containers": [
-                    {
-                        "name": NODE,
-                        "image": "seldonio/mlserver:1.7.1",
-                        "env": [
-                            {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": RUNTIME},
-                            {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
-                        ],
-                    }
-                ]
-            }
-        }
+
+
+def _container(name: str, runtime: str) -> dict[str, Any]:
+    env = [
+        {"name": "MLSERVER_MODEL_IMPLEMENTATION", "value": runtime},
+        {"name": "MLSERVER_PARALLEL_WORKERS", "value": "0"},
     ]
+    return {"name": name, "image": "seldonio/mlserver:1.7.1", "env": env}
+
+
+def deployment(request_log_topic: str, *, outlier: bool = True) -> dict[str, Any]:
+    """The SeldonDeployment: the champion on ``main`` (100 %) and ``canary`` (0 %), every node logged;
+    with ``outlier``, the outlier node (a TRANSFORMER on the outlier detector's @champion) first."""
+    graph = _node(NODE, "MODEL", f"models:/{MODEL_NAME}@champion", [])
+    containers = [_container(NODE, RUNTIME)]
+    if outlier:
+        graph = _node(OUTLIER_NODE, "TRANSFORMER", f"models:/{OUTLIER_NAME}@champion", [graph])
+        containers.insert(0, _container(OUTLIER_NODE, OUTLIER_RUNTIME))
     logger = {
         "env": [
             {"name": "LOGGER_KAFKA_BROKER", "value": "plant-kafka-bootstrap.kafka:9092"},
@@ -57,7 +72,7 @@ def deployment(request_log_topic: str) -> dict[str, Any]:
             "replicas": 1,
             "traffic": traffic,
             "svcOrchSpec": logger,
-            "componentSpecs": containers,
+            "componentSpecs": [{"spec": {"containers": containers}}],
             "graph": graph,
         }
         for name, traffic in (("main", 100), ("canary", 0))
@@ -70,22 +85,56 @@ def deployment(request_log_topic: str) -> dict[str, Any]:
     }
 
 
-def write_serving(folder: Path, request_log_topic: str, feature_names: Sequence[str]) -> tuple[Path, Path]:
+def write_serving(
+    folder: Path, request_log_topic: str, feature_names: Sequence[str], *, outlier: bool = True
+) -> tuple[Path, Path]:
     """The manifest and the model repository (``<folder>/models/<node>/model-settings.json``)."""
     manifest = folder / "replay-canary.yaml"
-    manifest.write_text(yaml.safe_dump(deployment(request_log_topic), sort_keys=False))
+    manifest.write_text(yaml.safe_dump(deployment(request_log_topic, outlier=outlier), sort_keys=False))
     models = folder / "models"
-    (models / NODE).mkdir(parents=True, exist_ok=True)
-    settings = {
-        "name": NODE,
-        "implementation": RUNTIME,
-        "parameters": {
-            "uri": f"models:/{MODEL_NAME}@champion",
-            "extra": {"feature_names": list(feature_names), "carry_tensors": []},
-        },
-    }
-    (models / NODE / "model-settings.json").write_text(json.dumps(settings, indent=2))
+    carry = [OUTLIER_FLAG, OUTLIER_SCORE] if outlier else []
+    nodes = {NODE: (RUNTIME, MODEL_NAME, {"carry_tensors": carry})}
+    if outlier:
+        nodes[OUTLIER_NODE] = (OUTLIER_RUNTIME, OUTLIER_NAME, {})
+    for node, (runtime, name, extra) in nodes.items():
+        settings = {
+            "name": node,
+            "implementation": runtime,
+            "parameters": {
+                "uri": f"models:/{name}@champion",
+                "extra": {"feature_names": list(feature_names), **extra},
+            },
+        }
+        (models / node).mkdir(parents=True, exist_ok=True)
+        (models / node / "model-settings.json").write_text(json.dumps(settings, indent=2))
     return manifest, models
+
+
+@dataclass(frozen=True)
+class ReplayDetectors:
+    """The outlier node's detector and the drift detector of the replay's training part (what
+    ``registration.publish_detectors`` registers)."""
+
+    outlier_detector: Any
+    drift_detector: Any
+    reference: np.ndarray
+    feature_names: list[str]
+
+
+def fit_and_publish_detectors(
+    registry: MlflowRegistry, rows: np.ndarray, feature_names: Sequence[str]
+) -> ReplayDetectors:
+    """Fit both detectors on ``rows`` (the training part's inputs) with the trainer's defaults
+    (``TrainingSettings``: kind, threshold quantile, reference rows, trim; so the outlier node flags about
+    the monitor's default base rate, 0.025, of unchanged rows) and register them as the demo registers
+    the pump's: ``replay-model-outlier`` / ``replay-model-drift`` @champion."""
+    from driftloop.learning.registration import publish_detectors as publish
+    from driftloop.learning.training import TrainingSettings, fit_detectors
+
+    outlier, drift, reference = fit_detectors(np.asarray(rows, dtype=float), TrainingSettings())
+    detectors = ReplayDetectors(outlier, drift, reference, list(feature_names))
+    publish(detectors, registry, outlier_name=OUTLIER_NAME, drift_name=DRIFT_NAME)
+    return detectors
 
 
 # A replay runs in accelerated time (hundreds of rows a second): the trainer may cut a candidate every
@@ -102,15 +151,19 @@ REPLAY_POLICY = {
 
 
 def worker_settings(topics: dict[str, str], suffix: str, loss_bound: float | None) -> dict[str, str]:
-    """The demo's worker settings, pointed at this deployment and model; every feature watched for
-    drift; a regressor's validation losses clipped at ``loss_bound`` (the training targets' range)."""
+    """The demo's worker settings, pointed at this deployment and model (the monitor reads the model
+    node's requests: features and the outlier node's flags; the outlier-rate alarm's base rate is the
+    monitor's default, the trainer's); every feature watched for drift; a regressor's validation losses
+    clipped at ``loss_bound`` (the training targets' range)."""
     from driftloop.cli.demo_loop import worker_env
 
     env = worker_env(topics, suffix)
     env.update(REPLAY_POLICY)
     for worker in ("TRAINER", "VALIDATOR", "MONITOR", "ROLLOUT"):
         env[f"DRIFTLOOP_{worker}_MODEL_NAME"] = MODEL_NAME
-    env["DRIFTLOOP_MONITOR_MODEL_NODE"] = NODE
+    env["DRIFTLOOP_MONITOR_MODEL_NODE"] = NODE  # its logged request carries the outlier node's outputs
+    env["DRIFTLOOP_MONITOR_OUTLIER_FLAG_TENSOR"] = OUTLIER_FLAG
+    env["DRIFTLOOP_MONITOR_FALLBACK_DRIFT_MODEL"] = DRIFT_NAME
     env["DRIFTLOOP_MONITOR_EXCLUDE_FEATURES"] = "[]"
     env["DRIFTLOOP_ROLLOUT_MODEL_NODE"] = NODE
     env["DRIFTLOOP_ROLLOUT_NAMESPACE"] = NAMESPACE

@@ -92,6 +92,9 @@ def replay_live(
     run_home.mkdir(parents=True)
     registry = _register(run_home, table, init)
     console.print(f"initial model registered: {MODEL_NAME} v1 @champion ({init.known} labels); frozen = v1")
+    from driftloop.cli.replay_graph import fit_and_publish_detectors  # the outlier node's detector
+
+    fit_and_publish_detectors(registry, init.Z[: init.start], [*table.features, *init.inputs])
     suffix = uuid.uuid4().hex[:8]
     topics = dl.topic_names(suffix)
     create_topics(run_home, topics)

@@ -7,6 +7,9 @@ import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
 
 from driftloop.learning.training import TrainingResult
 from driftloop.references import log_reference
@@ -24,6 +27,23 @@ class PublishedVersions:
     model: ModelVersionRef
     outlier: ModelVersionRef
     drift: ModelVersionRef
+
+
+class FittedDetectors(Protocol):
+    """What ``publish_detectors`` registers: a ``TrainingResult``'s detectors, or another training's
+    (the live replay's, fitted with ``training.fit_detectors``)."""
+
+    @property
+    def outlier_detector(self) -> Any: ...
+
+    @property
+    def drift_detector(self) -> Any: ...
+
+    @property
+    def reference(self) -> np.ndarray: ...
+
+    @property
+    def feature_names(self) -> list[str]: ...
 
 
 def model_pip_requirements() -> list[str]:
@@ -54,7 +74,7 @@ def publish_model(
 
 
 def publish_detectors(
-    result: TrainingResult,
+    result: FittedDetectors,
     registry: MlflowRegistry,
     *,
     outlier_name: str = OUTLIER_NAME,

@@ -124,8 +124,6 @@ def _reference_rows(X: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 def train(table: pd.DataFrame, spec: FeatureSpec, settings: TrainingSettings | None = None) -> TrainingResult:
     """Build features, train the forecaster, score it against persistence, fit both detectors."""
-    from driftloop_servers.detectors import fit_drift_detector, fit_outlier_detector
-
     settings = settings or TrainingSettings()
     features = build_features(table, spec)
     if len(features) < settings.min_rows:
@@ -151,7 +149,17 @@ def train(table: pd.DataFrame, spec: FeatureSpec, settings: TrainingSettings | N
         n_validation=len(validation_rows),
         dropped_missing=features.dropped_missing,
     )
-    reference = _reference_rows(train_rows.X, settings.reference_rows, settings.seed)
+    outlier, drift, reference = fit_detectors(train_rows.X, settings)
+    return TrainingResult(model, spec, settings, metrics, outlier, drift, reference)
+
+
+def fit_detectors(rows: np.ndarray, settings: TrainingSettings) -> tuple[Any, Any, np.ndarray]:
+    """The outlier and drift detectors of ``rows`` (training inputs): both fitted on a reference of at
+    most ``reference_rows`` of them; the outlier detector refitted without the ``outlier_reference_trim``
+    most unusual reference rows. Returns (outlier, drift, reference)."""
+    from driftloop_servers.detectors import fit_drift_detector, fit_outlier_detector
+
+    reference = _reference_rows(rows, settings.reference_rows, settings.seed)
     outlier = fit_outlier_detector(
         settings.outlier_kind, reference, threshold_quantile=settings.outlier_threshold_quantile
     )
@@ -162,4 +170,4 @@ def train(table: pd.DataFrame, spec: FeatureSpec, settings: TrainingSettings | N
             settings.outlier_kind, reference[typical], threshold_quantile=settings.outlier_threshold_quantile
         )
     drift = fit_drift_detector(settings.drift_kind, reference, p_val=settings.drift_p_val)
-    return TrainingResult(model, spec, settings, metrics, outlier, drift, reference)
+    return outlier, drift, reference

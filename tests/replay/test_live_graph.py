@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from driftloop_graphs.spec import Deployment
 
 from driftloop.cli import cli
-from driftloop.cli.replay_graph import MODEL_NAME, NODE, worker_settings, write_serving
+from driftloop.cli.replay_graph import MODEL_NAME, NODE, OUTLIER_NODE, worker_settings, write_serving
 from tests.replay.test_offline import drifting_plant
 
 
@@ -23,8 +23,8 @@ def test_the_generated_deployment_is_a_canary_at_rest_on_the_data_features(tmp_p
     assert {p.name: p.traffic for p in deployment.predictors} == {"main": 100, "canary": 0}
     for predictor in deployment.predictors:
         assert predictor.log_topic == "replay.requestlog.x"
-        assert [n.name for n in predictor.nodes()] == [NODE]
-        assert predictor.nodes()[0].model_uri == f"models:/{MODEL_NAME}@champion"
+        assert [n.name for n in predictor.nodes()] == [OUTLIER_NODE, NODE]
+        assert predictor.nodes()[1].model_uri == f"models:/{MODEL_NAME}@champion"
     settings = json.loads((models / NODE / "model-settings.json").read_text())
     assert settings["parameters"]["extra"]["feature_names"] == ["load", "ambient", "label_lag1"]
 
