@@ -40,7 +40,12 @@ settings (``driftloop.cli.replay_graph.worker_settings``, printed). The link fro
 rows: each drift event's ``window_end`` (the log time of its window's last row) and the report's
 ``live.call_timeline`` (per call: first row, end row, sent at, answered at): the window's last row is the
 last row of the last call sent at or before that time; a ``drift`` verdict flags that row, as the
-library part does, and is counted by the same ``tally``.
+library part does, and is counted by the same ``tally``. The replay's graph has an outlier node before
+the model (``replay_graph``: its detector fitted on the training part's inputs with the trainer's
+defaults), so the request log carries each row's ``outlier_flag`` and the monitor raises its outlier-rate
+alarm live: each alarm on ``driftloop.alarms`` (read from the run's event log after the replay) flags the
+row of the call that decided it (its ``at_ms``, mapped through the same timeline), counted by the same
+``tally``. The monitor runs with the replay's settings (200-row windows, not the library part's 500).
 """
 
 from __future__ import annotations
@@ -58,16 +63,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from driftloop_feedback.monitor.alarms import OutlierRateTest
+import yaml
+from driftloop_feedback.monitor.alarms import OUTLIER_RATE, Alarm, OutlierRateTest
 from driftloop_feedback.monitor.pairing import ModelCall
 from driftloop_feedback.monitor.references import VersionDetectors
-from driftloop_feedback.monitor.settings import MonitorSettings
-from driftloop_feedback.monitor.verdict import TestSpec, judge
+from driftloop_feedback.monitor.settings import ALARM_TOPIC, MonitorSettings
+from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge
 from driftloop_feedback.monitor.windows import WindowBook
-from driftloop_servers.detectors import fit_outlier_detector
 
 from driftloop.cli.replay_graph import worker_settings
-from driftloop.learning.training import TrainingSettings
+from driftloop.learning.training import TrainingSettings, fit_detectors
 from driftloop.references import DriftReference
 from driftloop.replay.delay import LabelDelay
 from driftloop.replay.models import DEFAULT_MODEL
@@ -193,16 +198,16 @@ def forecast_table(values: np.ndarray, horizon: int) -> ReplayTable:
 
 
 def outlier_flags(Z: np.ndarray, start: int, s: Settings) -> np.ndarray:
-    """Fit as ``training.train`` does (reference subsample, trim, refit), then score every scored row
-    on its own."""
-    ref = Z[s.lags : start]
-    if len(ref) > s.reference_rows:
-        ref = ref[np.sort(np.random.default_rng(s.seed).choice(len(ref), s.reference_rows, replace=False))]
-    detector = fit_outlier_detector(s.outlier_kind, ref, threshold_quantile=s.outlier_quantile)
-    if s.outlier_trim > 0:
-        scores = detector.score(ref).scores
-        ref = ref[scores <= np.quantile(scores, 1.0 - s.outlier_trim)]
-        detector = fit_outlier_detector(s.outlier_kind, ref, threshold_quantile=s.outlier_quantile)
+    """Fit as ``training.train`` does (its ``fit_detectors``: reference subsample, trim, refit), then
+    score every scored row on its own."""
+    training = TrainingSettings(
+        outlier_kind=s.outlier_kind,
+        outlier_threshold_quantile=s.outlier_quantile,
+        outlier_reference_trim=s.outlier_trim,
+        reference_rows=s.reference_rows,
+        seed=s.seed,
+    )
+    detector, _, _ = fit_detectors(Z[s.lags : start], training)
     # one row per call, as the replay sends them: a served detector scores each request on its own
     return np.asarray([bool(detector.score(Z[i : i + 1]).flags[0]) for i in range(start, len(Z))])
 
@@ -354,10 +359,21 @@ def rows_at_log_times(timeline: Sequence[Sequence[float]], log_times: Sequence[f
     return np.where(at < 0, first[0], end[np.maximum(at, 0)] - 1)
 
 
-def live_flags(report: dict[str, Any], start: int, n: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def alarm_rows(alarms: Sequence[Alarm], timeline: Sequence[Sequence[float]]) -> tuple[np.ndarray, int]:
+    """The data row of each outlier-rate alarm: the row of the call whose log time (``at_ms``) decided
+    it (``rows_at_log_times``). Alarms of other kinds, or from before the run's first call (an earlier
+    run's, on a shared topic), are left out; returns (rows, alarms left out)."""
+    first = timeline[0][2] if timeline else float("inf")
+    kept = [a for a in alarms if a.kind == OUTLIER_RATE and a.at_ms / 1000.0 >= first]
+    return rows_at_log_times(timeline, [a.at_ms / 1000.0 for a in kept]), len(alarms) - len(kept)
+
+
+def live_flags(
+    report: dict[str, Any], start: int, n: int, alarms: Sequence[Alarm] = ()
+) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Per scored row (``start``..``n - 1``): ``drift`` where a window with a drift verdict ends, and
-    ``outlier`` where a window that raised the outlier-rate alarm ends (the alarm is raised while the
-    window fills, so this is at most a window late); and the verdicts counted by model version."""
+    ``outlier`` where the monitor raised an outlier-rate alarm (``alarms``, from ``driftloop.alarms``;
+    ``alarm_rows``); and the drift verdicts counted by model version."""
     live = report["live"]
     assert isinstance(live, dict)
     verdicts = live["drift_verdicts"]
@@ -368,10 +384,31 @@ def live_flags(report: dict[str, Any], start: int, n: int) -> tuple[dict[str, np
         if v["verdict"] == "drift":
             flags["drift"][row - start] = True
             by_version[str(v["model_version"])] = by_version.get(str(v["model_version"]), 0) + 1
-        if v.get("outlier_alarm"):
-            flags["outlier"][row - start] = True
+    rows, _ = alarm_rows(alarms, live["call_timeline"])
+    flags["outlier"][rows - start] = True
     flags["either"] = flags["outlier"] | flags["drift"]
     return flags, by_version
+
+
+def read_loop_events(run_home: Path) -> tuple[list[Alarm], list[DriftVerdict]]:
+    """The run's alarms (``driftloop.alarms``) and drift events (the run's drift topic, named after the
+    request-log topic of its manifest), read to their end from its event log."""
+    from driftloop_feedback.report.collect import read_to_end
+
+    from driftloop.cli.demo_loop import topic_names
+    from driftloop.cli.loop_session import open_event_log_at
+
+    manifest = yaml.safe_load((run_home / "replay-canary.yaml").read_text())
+    env = manifest["spec"]["predictors"][0]["svcOrchSpec"]["env"]
+    request_log = next(e["value"] for e in env if e["name"] == "LOGGER_KAFKA_TOPIC")
+    drift_topic = topic_names(request_log.rsplit(".", 1)[1])["drift"]
+    log = open_event_log_at(run_home)
+    try:
+        alarms = [Alarm.from_json(r.value) for r in read_to_end(log, ALARM_TOPIC)]
+        verdicts = [DriftVerdict.from_json(r.value) for r in read_to_end(log, drift_topic)]
+    finally:
+        log.close()
+    return alarms, verdicts
 
 
 def run_live(
@@ -462,6 +499,7 @@ def main_live(
         folder = Path(tmp)
         csv = write_forecast_csv(values, stamps, s.horizon, folder / "nab_h.csv")
         report = run_live(csv, start, len(values) - s.horizon, s, folder, rate)
+        alarms, events = read_loop_events(Path(report["live"]["run_home"]))
         if os.environ.get(KEEP_ENV):
             keep = Path(os.environ[KEEP_ENV])
             keep.mkdir(parents=True, exist_ok=True)
@@ -469,7 +507,7 @@ def main_live(
                 (keep / name).write_bytes((folder / name).read_bytes())
     seconds = time.monotonic() - began
     n = len(values) - s.horizon
-    flags, by_version = live_flags(report, start, n)
+    flags, by_version = live_flags(report, start, n, alarms)
     scored_times = times[start:n]
     tallies = {k: tally(f, scored_times, windows, REFRACTORY) for k, f in flags.items()}
     live = report["live"]
@@ -485,14 +523,29 @@ def main_live(
     print(
         f"  the loop: {len(verdicts)} monitor windows, {report['drift_events']} drift verdicts "
         f"(by served version: {by_version}), {report['candidates']} candidates, {report['promotions']} "
-        f"promotions, {report['rollbacks']} rollbacks; rows served by version {live['served_versions']}; "
-        f"windows that raised an outlier-rate alarm: {int(flags['outlier'].sum())} (the replay's graph "
-        "has no outlier node, so no row carries an outlier flag)"
+        f"promotions, {report['rollbacks']} rollbacks; rows served by version {live['served_versions']}"
     )
-    # no window carried outlier flags (the replay's graph has no outlier node): nothing was tested
-    flagged = any(v.get("outlier_alarm") is not None for v in verdicts)
+    print("  " + outlier_summary(alarms, events, live["call_timeline"]))
+    # no window carried outlier flags (a graph without the outlier node): nothing was tested
+    flagged = any(v.flagged_rows for v in events)
     shown_live: dict[str, Tally | None] = {**tallies, "outlier": tallies["outlier"] if flagged else None}
     _side_by_side(library, shown_live)
+
+
+def outlier_summary(
+    alarms: Sequence[Alarm], events: Sequence[DriftVerdict], timeline: Sequence[Sequence[float]]
+) -> str:
+    """The live outlier node's flags as the monitor counted them, and its alarms on the alarm topic."""
+    rows = sum(v.flagged_rows or 0 for v in events)
+    flagged = sum(v.outliers or 0 for v in events)
+    share = f"{flagged / rows:.2%}" if rows else "-"
+    _, left_out = alarm_rows(alarms, timeline)
+    critical = sorted({(a.critical_count, a.tested_rows) for a in alarms})
+    return (
+        f"outlier node (live): {flagged} of {rows} rows in the monitor's windows flagged ({share}; base "
+        f"rate {MonitorSettings().outlier_base_rate}); {len(alarms) - left_out} outlier-rate alarms on "
+        f"{ALARM_TOPIC} (critical count / rows: {critical or '-'}; {left_out} from before the run left out)"
+    )
 
 
 def main() -> None:

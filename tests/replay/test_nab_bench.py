@@ -136,7 +136,8 @@ def test_live_drift_verdicts_become_flags_on_the_row_their_window_ends() -> None
     report: dict[str, Any] = {"live": {"call_timeline": timeline, "drift_verdicts": verdicts}}
     flags, by_version = live_flags(report, start, n)
     assert np.flatnonzero(flags["drift"]).tolist() == [199, 299]  # rows 299 and 399, less start
-    assert np.flatnonzero(flags["outlier"]).tolist() == [299]
+    # a verdict's outlier_alarm is not an alarm: the alarms come from driftloop.alarms (none given here)
+    assert not flags["outlier"].any()
     assert np.flatnonzero(flags["either"]).tolist() == [199, 299]
     assert by_version == {"1": 1, "2": 1}
 
