@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Request, status
+from fastapi import Depends, status
 from mlserver import MLModel
 from mlserver.errors import MLServerError
 from mlserver.handlers import custom_handler
@@ -50,6 +50,7 @@ from driftloop_servers.online_learning import (
     decode_truth,
     in_parallel_worker,
     parse_body,
+    request_body,
     truth_as_classes,
 )
 from driftloop_servers.settings import ModelRuntimeSettings
@@ -200,12 +201,15 @@ class IncrementalModelRuntime(MLModel):
         )
 
     @custom_handler(rest_path=LEARN_PATH, rest_method="POST")
-    async def learn(self, request: Request) -> dict[str, Any]:
+    async def learn(self, model_name: str, body: bytes = Depends(request_body)) -> dict:
         """``POST /v2/models/{model_name}/learn``. MLServer adds this route once per loaded model with the
-        same path, so the first one answers for all: the call goes to the runtime serving ``model_name``."""
-        name = str(request.path_params.get("model_name", ""))
-        body = await request.body()
-        target = LOADED.get(name)  # after the await: the runtime serving that name now
+        same path, so the first one answers for all: the call goes to the runtime serving ``model_name``.
+
+        The annotations are builtins and the body comes from a dependency: with parallel workers MLServer
+        wraps this method, FastAPI resolves its annotations in MLServer's module and the arguments are
+        pickled to a worker (where ``load`` refuses online learning, and a call gets the 409/404)."""
+        name = model_name
+        target = LOADED.get(name)  # the body is read: the runtime serving that name now
         if target is None:
             count_learn_refused(self.name, "unknown_model")
             raise LearnRefused(

@@ -24,7 +24,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import status
+from fastapi import Request, status
 from mlserver.errors import MLServerError
 from mlserver.types import InferenceRequest
 from pydantic import ValidationError
@@ -41,6 +41,12 @@ HOW_TO_ENABLE = (
     'set "online_learning": true in parameters.extra of its model-settings.json (or '
     "DRIFTLOOP_MODEL_ONLINE_LEARNING=true) and reload it, with MLSERVER_PARALLEL_WORKERS=0"
 )
+
+
+async def request_body(request: Request) -> bytes:
+    """The raw body, as a FastAPI dependency of the route: with parallel workers MLServer pickles the route's
+    arguments to a worker, and a ``Request`` does not pickle (the bytes do)."""
+    return await request.body()
 
 
 class LearnRefused(MLServerError):

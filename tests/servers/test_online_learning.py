@@ -20,7 +20,7 @@ from driftloop_servers.estimators import IncrementalClassifier, IncrementalRegre
 from driftloop_servers.model_runtime import IncrementalModelRuntime
 from prometheus_client.parser import text_string_to_metric_families
 
-from driftloop.mlserver_process import MLServerProcess, MLServerStartError
+from driftloop.mlserver_process import MLServerProcess
 from tests.servers.helpers import FEATURES, reference_data
 
 REGRESSOR = "learner-temp"
@@ -299,17 +299,32 @@ def test_a_reload_serves_the_registered_artifact_again_and_counts_from_zero(serv
     assert response.json()["samples_seen"] == 2
 
 
-def test_online_learning_with_parallel_workers_fails_the_load_saying_why(tmp_path: Path) -> None:
-    write_model(tmp_path / "repo", REGRESSOR, regressor(), online_learning=True)
+def test_with_parallel_workers_online_learning_fails_the_load_and_the_route_says_how_to_turn_it_on(
+    tmp_path: Path,
+) -> None:
+    """One worker: a model without online learning answers the 409 (from its worker); a model with it
+    fails its load saying why (each worker would learn its own copy)."""
+    repository = tmp_path / "repo"
+    write_model(repository, FROZEN, regressor())
     process = MLServerProcess(
-        tmp_path / "repo",
+        repository,
         env={"DRIFTLOOP_HOME": str(tmp_path / "home")},
         parallel_workers=1,
         run_dir=tmp_path / "run",
         name="online-learning-workers",
-        startup_timeout_s=90.0,
     )
-    with pytest.raises(MLServerStartError) as exc:
-        process.start()
-    process.stop()
-    assert "online_learning needs MLSERVER_PARALLEL_WORKERS=0" in str(exc.value)
+    process.start()
+    try:
+        rows = reference_data(2, seed=5)
+        response = learn(process, FROZEN, learn_body(rows, np.array([1.0, 2.0])))
+        assert response.status_code == 409, response.text
+        assert "online learning is off for model 'frozen-temp'; to turn it on" in response.json()["error"]
+
+        write_model(repository, REGRESSOR, regressor(), online_learning=True)
+        load = httpx.post(f"{process.url}/v2/repository/models/{REGRESSOR}/load", timeout=60.0)
+        assert load.status_code == 500  # MLServer's answer to any failed load, with the load's error
+        assert f"model '{REGRESSOR}': online_learning needs MLSERVER_PARALLEL_WORKERS=0" in load.text
+        assert httpx.get(f"{process.url}/v2/models/{REGRESSOR}/ready", timeout=10.0).status_code != 200
+        assert infer(process, FROZEN, rows)  # the server keeps serving the other model
+    finally:
+        process.stop()
