@@ -207,7 +207,8 @@ class IncrementalModelRuntime(MLModel):
 
         The annotations are builtins and the body comes from a dependency: with parallel workers MLServer
         wraps this method, FastAPI resolves its annotations in MLServer's module and the arguments are
-        pickled to a worker (where ``load`` refuses online learning, and a call gets the 409/404)."""
+        pickled to a worker (where ``load`` refuses online learning, and a call gets the 409/404). It is
+        ``async`` on purpose: FastAPI would run a plain ``def`` in a thread, next to ``predict``."""
         name = model_name
         target = LOADED.get(name)  # the body is read: the runtime serving that name now
         if target is None:
