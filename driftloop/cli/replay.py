@@ -58,6 +58,12 @@ def _columns(text: str | None) -> tuple[str, ...]:
 @click.option("--rows-per-call", default=10, show_default=True, type=int, help="Live: rows per V2 request.")
 @click.option("--max-rate", type=float, help="Live: send at most this many rows per second.")
 @click.option(
+    "--online",
+    is_flag=True,
+    help="Live: the served model also learns each label in place once revealed, before the next request "
+    "(the ingress's learn route; use --rows-per-call 1 for the label delay to hold row by row).",
+)
+@click.option(
     "--settle-s",
     default=30.0,
     show_default=True,
@@ -77,6 +83,10 @@ def replay(data: Path, **options: Any) -> None:
             task=options["task"],
         )
         table = load(data, columns, header=options["header"], names=_columns(options["names"]))
+        if options["online"] and options["offline"]:
+            raise ReplayError(
+                "--online is a live-replay option: the offline replay always learns every label"
+            )
         if options["label_lags"] < 0 or options["batch"] < 1 or options["rows_per_call"] < 1:
             raise ReplayError("--label-lags must be >= 0, --batch >= 1 and --rows-per-call >= 1")
         plan = ReplayPlan(
@@ -100,10 +110,14 @@ def replay(data: Path, **options: Any) -> None:
         path = write_report(report, options["report_path"])
         console.print(f"report written to {path}\n                  {write_html(report, path)}")
     live = report.get("live")
-    if live and live["failed_calls"]:  # counted, shown in the report, and the command fails
+    if live is not None and (
+        live["failed_calls"] or live.get("online_learn_failed_calls")
+    ):  # counted, shown in the report, and the command fails
+        learn_failed = live.get("online_learn_failed_calls", 0)
         raise click.ClickException(
-            f"{live['failed_calls']} of {live['calls']} requests through the ingress failed (first: "
-            f"{live['failures'][0]}); see the logs in {live['run_home']}/run"
+            f"{live['failed_calls']} of {live['calls']} requests and {learn_failed} "
+            f"online-learning calls through the ingress failed (first: {live['failures'][0]}); see the logs "
+            f"in {live['run_home']}/run"
         )
 
 
@@ -133,6 +147,7 @@ def _live(console: Console, data: Path, table: Any, plan: ReplayPlan, options: d
         rows_per_call=options["rows_per_call"],
         settle_s=options["settle_s"],
         max_rate=options["max_rate"],
+        online=options["online"],
     )
     try:
         return replay_live(str(data), table, plan, live, console)
@@ -166,6 +181,8 @@ def _summary(report: dict[str, Any]) -> Table:
     if report["mode"] == "live":
         counts = ("drift_events", "candidates", "promotions", "rollbacks")
         caption += "; " + ", ".join(f"{c.replace('_', ' ')} {report[c]}" for c in counts)
+        if report.get("live", {}).get("online"):
+            caption += f"; served model learned {report['live']['online_learned_rows']} labels in place"
     table.caption = caption
     return table
 

@@ -86,14 +86,21 @@ def deployment(request_log_topic: str, *, outlier: bool = True) -> dict[str, Any
 
 
 def write_serving(
-    folder: Path, request_log_topic: str, feature_names: Sequence[str], *, outlier: bool = True
+    folder: Path,
+    request_log_topic: str,
+    feature_names: Sequence[str],
+    *,
+    outlier: bool = True,
+    online: bool = False,
 ) -> tuple[Path, Path]:
-    """The manifest and the model repository (``<folder>/models/<node>/model-settings.json``)."""
+    """The manifest and the model repository (``<folder>/models/<node>/model-settings.json``); with
+    ``online``, the model node's learn route is on (``parameters.extra.online_learning``)."""
     manifest = folder / "replay-canary.yaml"
     manifest.write_text(yaml.safe_dump(deployment(request_log_topic, outlier=outlier), sort_keys=False))
     models = folder / "models"
     carry = [OUTLIER_FLAG, OUTLIER_SCORE] if outlier else []
-    nodes = {NODE: (RUNTIME, MODEL_NAME, {"carry_tensors": carry})}
+    model_extra: dict[str, Any] = {"carry_tensors": carry, **({"online_learning": True} if online else {})}
+    nodes = {NODE: (RUNTIME, MODEL_NAME, model_extra)}
     if outlier:
         nodes[OUTLIER_NODE] = (OUTLIER_RUNTIME, OUTLIER_NAME, {})
     for node, (runtime, name, extra) in nodes.items():

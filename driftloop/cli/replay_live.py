@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from driftloop.cli.replay_graph import DEPLOYMENT, MODEL_NAME, NAMESPACE, worker_settings, write_serving
+from driftloop.cli.replay_graph import (
+    DEPLOYMENT,
+    MODEL_NAME,
+    NAMESPACE,
+    NODE,
+    worker_settings,
+    write_serving,
+)
 from driftloop.replay.prequential import InitialModel, ReplayPlan, initial_model, score_sources
 from driftloop.replay.report import ReplayRun
 from driftloop.replay.table import ReplayTable
@@ -51,6 +58,9 @@ class LiveOptions:
     start_timeout_s: float = 240.0
     settle_s: float = 30.0  # after the last request: wait this long at most for the trainer to catch up
     max_rate: float | None = None  # rows per second at most (None: as fast as the loop answers)
+    # the served model also learns each revealed label in place (the ingress's learn route) before the
+    # next request: River's test-then-train, Seldon Core v1's send_feedback for online models
+    online: bool = False
 
 
 @dataclass
@@ -64,6 +74,8 @@ class Served:
     failed: int = 0
     failures: list[str] = field(default_factory=list)
     truth_posted: int = 0
+    learned: int = 0  # rows the served model learned in place (online), as its MLServers answered
+    learn_failed: int = 0
     seconds: float = 0.0  # from the first request to the last truth posted
     # per answered call: [first row, end row (exclusive), sent at, answered at] (rows of the data, unix
     # seconds): links the monitor's events (log times) back to rows
@@ -99,7 +111,7 @@ def replay_live(
     topics = dl.topic_names(suffix)
     create_topics(run_home, topics)
     names = [*table.features, *init.inputs]
-    manifest, models = write_serving(run_home, topics["request_log"], names)
+    manifest, models = write_serving(run_home, topics["request_log"], names, online=options.online)
     bound = None if table.classes is not None else _loss_bound(table.y[: init.known])
     env = loop_env(run_home, worker_settings(topics, suffix, bound))
     console.print(f"driftloop loop run --rollout {manifest} (logs in {run_home / 'run' / 'loop'})")
@@ -126,6 +138,9 @@ def replay_live(
         truth_rows_posted=served.truth_posted,
         served_versions=dict(served.versions),
         rows_per_call=options.rows_per_call,
+        online=options.online,
+        online_learned_rows=served.learned,
+        online_learn_failed_calls=served.learn_failed,
         replay_seconds=served.seconds,
         run_home=str(run_home),
         call_timeline=served.timeline,
@@ -215,13 +230,18 @@ def _send(
                 served.failed += 1
                 progress.failed_calls = served.failed
                 served.failures.append(f"{r.status_code}: {r.text[:200]}")
-            records = []
+            records, spans = [], []
             while pending and init.reveal[pending[0][2] - 1] <= min(b, n - 1):  # reveal n: never
                 puid, lo, hi = pending.popleft()
                 records.append({"request_id": puid, "truth": truth[lo:hi].tolist()})
+                spans.append((lo, hi))
             if records:
                 served.truth_posted += _post_truth(client, session, records)
                 progress.truth_posted = served.truth_posted
+                if options.online:
+                    _learn(
+                        client, session, init.Z, truth, spans, classifier=classes is not None, served=served
+                    )
             if options.max_rate:
                 time.sleep(max(0.0, began + (b - start) / options.max_rate - clock()))
             if clock() - last_show >= SHOW_EVERY_S:
@@ -254,6 +274,35 @@ def _post_truth(client: httpx.Client, session: Any, records: list[dict[str, Any]
     if r.status_code != 200:
         raise RuntimeError(f"the feedback API refused the ground truth: {r.status_code} {r.text[:300]}")
     return int(r.json()["accepted"])
+
+
+def _learn(
+    client: httpx.Client,
+    session: Any,
+    Z: np.ndarray,
+    truth: np.ndarray,
+    spans: list[tuple[int, int]],
+    *,
+    classifier: bool,
+    served: Served,
+) -> None:
+    """The served model learns the revealed rows in place: one call to the ingress's learn route, which
+    every predictor's model node answers (``docs/local-runtime.md``). A refusal is counted and kept."""
+    from driftloop.learning.v2_payload import features_request
+
+    rows = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
+    body = features_request(Z[rows])
+    values = truth[rows]
+    body["inputs"].append(
+        {"name": "truth", "datatype": "INT64" if classifier else "FP64", "shape": [len(rows)],
+         "data": values.astype(np.int64 if classifier else float).tolist()}
+    )  # fmt: skip
+    r = client.post(f"{session.ingress}/v2/models/{NODE}/learn", json=body)
+    if r.status_code == 200:
+        served.learned += len(rows)
+        return
+    served.learn_failed += 1
+    served.failures.append(f"learn {r.status_code}: {r.text[:200]}")
 
 
 def _settle(session: Any, posted: int, settle_s: float, clock: Callable[[], float]) -> None:

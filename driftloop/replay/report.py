@@ -28,6 +28,10 @@ LIVE_NOTE = (
     "'frozen' the initial model re-scored; rows_per_second is the rows sent over the time from the "
     "first request to the last truth posted, the whole loop running"
 )
+ONLINE_NOTE = (
+    "online: the served model also learned each revealed label in place (the ingress's learn route) "
+    "before the next request; a promotion replaces it with the promoted candidate, which then learns on"
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,9 @@ def build_report(run: ReplayRun, window: int | None = None) -> dict[str, Any]:
         "ignored_columns": table.ignored_columns,
         "seconds": run.seconds,
         "rows_per_second": _rate(len(ev), run.seconds if run.live_seconds is None else run.live_seconds),
-        "notes": [OFFLINE_NOTE if live is None else LIVE_NOTE],
+        "notes": [OFFLINE_NOTE]
+        if live is None
+        else [LIVE_NOTE, *([ONLINE_NOTE] if live.get("online") else [])],
         **({} if live is None else {"live": live}),
     }
 
