@@ -144,7 +144,9 @@ def main_live() -> None:
         print(f"  ratio live online sgd + last known label / River {peer}: x{best / value:.4f}")
     verdict = "met" if best >= GOAL else "NOT met"
     if QUICK:
-        verdict = "not judged (DRIFTLOOP_BENCH_QUICK: the first 10,000 rows only, River's figures are all rows)"
+        verdict = (
+            "not judged (DRIFTLOOP_BENCH_QUICK: the first 10,000 rows only, River's figures are all rows)"
+        )
     print(f"  goal >= {GOAL} with inputs from ground truth, live: {verdict} ({best:.4f})")
 
 
