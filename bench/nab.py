@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -71,6 +69,7 @@ from driftloop_feedback.monitor.settings import ALARM_TOPIC, MonitorSettings
 from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge
 from driftloop_feedback.monitor.windows import WindowBook
 
+from bench.replay_process import live_replay_report
 from driftloop.cli.replay_graph import worker_settings
 from driftloop.learning.training import TrainingSettings, fit_detectors
 from driftloop.references import DriftReference
@@ -415,22 +414,12 @@ def run_live(
     csv: Path, start: int, rows: int, s: Settings, folder: Path, max_rate: float | None = None
 ) -> dict[str, Any]:
     """``driftloop replay`` in live mode on ``csv`` (a process; its own ``DRIFTLOOP_HOME``); the report."""
-    report = folder / "live.json"
     fraction = (start + 0.25) / rows  # the replay's training part is round(rows * fraction) = start
-    command = [sys.executable, "-m", "driftloop", "replay", str(csv), "--target", "value_ahead"]
-    command += ["--label-delay", str(s.horizon), "--label-lags", str(s.lags), "--model", s.model]
-    command += ["--train-fraction", repr(fraction), "--report", str(report)]
+    args = ["--target", "value_ahead", "--label-delay", str(s.horizon), "--label-lags", str(s.lags)]
+    args += ["--model", s.model, "--train-fraction", repr(fraction)]
     if max_rate:
-        command += ["--max-rate", f"{max_rate:g}"]
-    env = {**os.environ, "DRIFTLOOP_HOME": str(folder / "home"), "COLUMNS": "120"}
-    with (folder / "replay.out").open("w") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0 or not report.exists():
-        tail = (folder / "replay.out").read_text()[-2000:]
-        raise RuntimeError(f"the live replay failed (exit {done.returncode}):\n{tail}")
-    loaded = json.loads(report.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
+        args += ["--max-rate", f"{max_rate:g}"]
+    return live_replay_report(csv, args, folder)
 
 
 def _side_by_side(library: dict[str, Tally] | None, live: dict[str, Tally | None]) -> None:

@@ -23,10 +23,7 @@ About 20 minutes a variant on 2 cores.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.replay_process import live_replay_report
 from driftloop.replay.delay import LabelDelay
 from driftloop.replay.offline import load, replay_offline
 from driftloop.replay.prequential import ReplayPlan, initial_model
@@ -95,20 +93,9 @@ def run_live(label_lags: int, folder: Path) -> dict[str, Any]:
         data = folder / "elec2-quick.csv"
         with ELEC2.open() as src:
             data.write_text("".join(line for _, line in zip(range(10_000), src, strict=False)))
-    report = folder / "live.json"
-    command = [sys.executable, "-m", "driftloop", "replay", str(data), "--names", ",".join(NAMES)]
-    command += ["--target", "class", "--train-fraction", str(TRAIN_FRACTION), "--model", "sgd"]
-    command += ["--label-lags", str(label_lags), "--online", "--rows-per-call", "1", "--settle-s", "60"]
-    command += ["--report", str(report)]
-    env = {**os.environ, "DRIFTLOOP_HOME": str(folder / "home"), "COLUMNS": "120"}
-    with (folder / "replay.out").open("w") as out:
-        done = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0 or not report.exists():
-        tail = (folder / "replay.out").read_text()[-2000:]
-        raise RuntimeError(f"the live replay failed (exit {done.returncode}):\n{tail}")
-    loaded = json.loads(report.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
+    args = ["--names", ",".join(NAMES), "--target", "class", "--train-fraction", str(TRAIN_FRACTION)]
+    args += ["--model", "sgd", "--label-lags", str(label_lags), "--online", "--rows-per-call", "1"]
+    return live_replay_report(data, [*args, "--settle-s", "60"], folder)
 
 
 def main_live() -> None:
