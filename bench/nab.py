@@ -57,13 +57,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
 from driftloop_feedback.monitor.alarms import OUTLIER_RATE, Alarm, OutlierRateTest
 from driftloop_feedback.monitor.pairing import ModelCall
+from driftloop_feedback.monitor.recent import RecentRows
 from driftloop_feedback.monitor.references import VersionDetectors
 from driftloop_feedback.monitor.settings import ALARM_TOPIC, MonitorSettings
 from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge
@@ -109,6 +110,9 @@ class Settings:
     outlier_trim: float = TrainingSettings().outlier_reference_trim
     reference_rows: int = TrainingSettings().reference_rows
     drift_alpha: float = MonitorSettings().alpha
+    drift_serial: Literal["independent", "ar1"] = MonitorSettings().serial
+    drift_reference: Literal["version", "recent"] = MonitorSettings().reference
+    recent_rows: int = MonitorSettings().recent_rows
     window_rows: int = MonitorSettings().window_rows
     outlier_alarm_alpha: float = MonitorSettings().outlier_alarm_alpha
     outlier_base_rate: float = MonitorSettings().outlier_base_rate
@@ -234,6 +238,9 @@ def monitor_flags(
     verdicts."""
     monitor = MonitorSettings(
         alpha=s.drift_alpha,
+        serial=s.drift_serial,
+        reference=s.drift_reference,
+        recent_rows=s.recent_rows,
         window_rows=s.window_rows,
         outlier_alarm_alpha=s.outlier_alarm_alpha,
         outlier_base_rate=s.outlier_base_rate,
@@ -248,8 +255,14 @@ def monitor_flags(
         clock=lambda: 0.0,
     )
     spec = TestSpec(
-        monitor.detector_kind, monitor.correction, monitor.alpha, monitor.min_rows, monitor.outlier_test()
+        monitor.detector_kind,
+        monitor.correction,
+        monitor.alpha,
+        monitor.min_rows,
+        monitor.outlier_test(),
+        monitor.serial,
     )
+    recent = RecentRows(monitor.recent_rows) if monitor.reference == "recent" else None
     book = WindowBook(
         window_rows=monitor.window_rows, window_s=monitor.window_s, outlier_test=monitor.outlier_test()
     )
@@ -262,7 +275,11 @@ def monitor_flags(
         )
         for window in book.add(call, now=0.0):
             judged += 1
-            if judge(window, detectors, spec).is_drift:
+            rows = None if recent is None else recent.reference("nab", window.features.shape[1])
+            verdict = judge(window, detectors, spec, rows)
+            if recent is not None:
+                recent.add("nab", window.features)
+            if verdict.is_drift:
                 drift[i - start] = True
                 drifted += 1
         if book.take_alarms():

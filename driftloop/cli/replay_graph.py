@@ -8,7 +8,8 @@ the pump's, registered as the demo registers it), and the workers' settings on t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,11 +158,34 @@ REPLAY_POLICY = {
 }
 
 
-def worker_settings(topics: dict[str, str], suffix: str, loss_bound: float | None) -> dict[str, str]:
+# the drift monitor's settings a user may set in the replay's environment (DRIFTLOOP_MONITOR_<NAME>);
+# they win over the replay's own
+MONITOR_TUNABLES = (
+    "BACKEND",
+    "TEST",
+    "CORRECTION",
+    "ALPHA",
+    "SERIAL",
+    "REFERENCE",
+    "RECENT_ROWS",
+    "WINDOW_ROWS",
+    "WINDOW_S",
+    "MIN_ROWS",
+    "OUTLIER_ALARM_ALPHA",
+    "OUTLIER_BASE_RATE",
+    "EXCLUDE_FEATURES",
+)
+
+
+def worker_settings(
+    topics: dict[str, str], suffix: str, loss_bound: float | None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The demo's worker settings, pointed at this deployment and model (the monitor reads the model
     node's requests: features and the outlier node's flags; the outlier-rate alarm's base rate is the
-    monitor's default, the trainer's); every feature watched for drift; a regressor's validation losses
-    clipped at ``loss_bound`` (the training targets' range)."""
+    monitor's default, the trainer's); every feature watched for drift, with KS p-values for serially
+    dependent rows (``serial=ar1``: a replay's rows are a time series in time order); a regressor's
+    validation losses clipped at ``loss_bound`` (the training targets' range). The monitor's
+    ``MONITOR_TUNABLES`` set in ``environ`` (default: this process's) win."""
     from driftloop.cli.demo_loop import worker_env
 
     env = worker_env(topics, suffix)
@@ -172,6 +196,12 @@ def worker_settings(topics: dict[str, str], suffix: str, loss_bound: float | Non
     env["DRIFTLOOP_MONITOR_OUTLIER_FLAG_TENSOR"] = OUTLIER_FLAG
     env["DRIFTLOOP_MONITOR_FALLBACK_DRIFT_MODEL"] = DRIFT_NAME
     env["DRIFTLOOP_MONITOR_EXCLUDE_FEATURES"] = "[]"
+    env["DRIFTLOOP_MONITOR_SERIAL"] = "ar1"
+    environ = os.environ if environ is None else environ
+    for name in MONITOR_TUNABLES:
+        key = f"DRIFTLOOP_MONITOR_{name}"
+        if key in environ:
+            env[key] = environ[key]
     env["DRIFTLOOP_ROLLOUT_MODEL_NODE"] = NODE
     env["DRIFTLOOP_ROLLOUT_NAMESPACE"] = NAMESPACE
     env["DRIFTLOOP_ROLLOUT_DEPLOYMENT"] = DEPLOYMENT

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from driftloop.references import DriftReference
+from driftloop_feedback.monitor.serial import lag1
 
 Clock = Callable[[], float]
 
@@ -42,6 +43,7 @@ class VersionDetector:
     n_features: int  # columns a window's rows must have
     source: str
     reference_rows: int | None
+    reference_lag1: np.ndarray | None = None  # per tested column, in stored order (serial.lag1)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,6 @@ class VersionDetectors:
         return result
 
     def _build(self, version: str) -> VersionDetector | NoDetector:
-        from driftloop_servers.detectors import fit_drift_detector
-
         try:
             ref = self.source.reference(version)
         except Exception as exc:  # the registry reports many error types; each becomes the reason
@@ -103,7 +103,7 @@ class VersionDetectors:
         if not columns:
             return NoDetector(f"every feature of version {version!r} is excluded; test at least one")
         try:
-            detector = fit_drift_detector(self.kind, ref.data[:, columns], **self.options)
+            detector = self.fit(ref.data[:, columns])
         except Exception as exc:  # a detector backend's own errors: reported in the verdict
             return NoDetector(f"cannot fit {self.kind} on version {version!r}'s reference: {exc}")
         return VersionDetector(
@@ -113,7 +113,14 @@ class VersionDetectors:
             n_features=len(names),
             source=f"model version {version} reference",
             reference_rows=int(ref.data.shape[0]),
+            reference_lag1=lag1(ref.data[:, columns]),
         )
+
+    def fit(self, rows: np.ndarray) -> object:
+        """A detector of this monitor's kind and options fitted on ``rows`` (the tested columns)."""
+        from driftloop_servers.detectors import fit_drift_detector
+
+        return fit_drift_detector(self.kind, rows, **self.options)
 
     def _fallback(self, version: str, why: str) -> VersionDetector | NoDetector:
         try:

@@ -52,6 +52,18 @@ class MonitorSettings(BaseSettings):
         default="bonferroni", description="multiple-testing correction across features"
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="false-alarm rate per window")
+    serial: Literal["independent", "ar1"] = Field(
+        default="independent",
+        description="how a window's rows depend on each other: independent (the test's textbook "
+        "assumption) or ar1 (a time series: each feature's KS p-value is taken at an effective sample "
+        "size from its lag-1 autocorrelation; serial.py)",
+    )
+    reference: Literal["version", "recent"] = Field(
+        default="version",
+        description="what a window is tested against: version (the served model version's training "
+        "reference) or recent (the last recent_rows rows of the same predictor; recent.py)",
+    )
+    recent_rows: int = Field(default=2000, ge=2, description="rows of the recent reference")
 
     outlier_alarm_alpha: float = Field(
         default=0.001,
@@ -87,6 +99,11 @@ class MonitorSettings(BaseSettings):
             raise ValueError(
                 "the permissive backend corrects with Bonferroni only: set "
                 "DRIFTLOOP_MONITOR_CORRECTION=bonferroni or DRIFTLOOP_MONITOR_BACKEND=alibi"
+            )
+        if self.serial == "ar1" and self.test != "ks":
+            raise ValueError(
+                "serial=ar1 re-takes KS p-values only: set DRIFTLOOP_MONITOR_TEST=ks or "
+                "DRIFTLOOP_MONITOR_SERIAL=independent"
             )
         if self.min_rows > self.window_rows:
             raise ValueError(

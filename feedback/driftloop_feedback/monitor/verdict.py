@@ -20,6 +20,7 @@ import orjson
 
 from driftloop_feedback.monitor.alarms import BINOMIAL, OutlierRateTest, binomial_p_value
 from driftloop_feedback.monitor.references import NoDetector, VersionDetectors, select_columns
+from driftloop_feedback.monitor.serial import ar1_test, lag1
 from driftloop_feedback.monitor.windows import ClosedWindow
 
 Verdict = Literal["drift", "no_drift", "too_few_rows", "no_reference", "error"]
@@ -33,6 +34,7 @@ class TestSpec:
     alpha: float
     min_rows: int
     outlier: OutlierRateTest | None = None
+    serial: str = "independent"  # or "ar1" (serial.py)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class DriftVerdict:
     outlier_critical: int | None = None  # for flagged_rows rows
     outlier_p_value: float | None = None
     outlier_alarm: bool | None = None  # the window raised the outlier-rate alarm
+    serial: str | None = None  # "ar1": p-values at effective sizes (serial.py); None: as the detector's
+    effective_rows: dict[str, float] | None = None  # per feature, the window's (ar1)
+    reference_effective_rows: dict[str, float] | None = None  # per feature, the reference's (ar1)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -93,8 +98,11 @@ def _outlier_fields(window: ClosedWindow, test: OutlierRateTest | None) -> dict[
     }
 
 
-def judge(window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec) -> DriftVerdict:
-    """Test the window's rows against its model version's reference."""
+def judge(
+    window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec, recent: np.ndarray | None = None
+) -> DriftVerdict:
+    """Test the window's rows against its model version's reference, or against ``recent`` rows of its
+    predictor (``recent.py``) when given; with ``spec.serial == "ar1"``, KS p-values at effective sizes."""
     base: dict[str, Any] = {
         "window_id": window.window_id,
         "predictor": window.predictor,
@@ -120,20 +128,55 @@ def judge(window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec) -> 
         reason = f"window rows have {window.features.shape[1]} features, the reference {found.n_features}"
         return DriftVerdict(**base, verdict="error", is_drift=None, reason=reason)
     x = np.ascontiguousarray(select_columns(window.features, found.columns), dtype=np.float64)
+    reference = _Reference(found.detector, found.reference_rows, found.reference_lag1)
     try:
-        result = found.detector.predict(x)  # type: ignore[attr-defined]
+        if recent is not None and recent.shape[1] == window.features.shape[1]:
+            rows = np.ascontiguousarray(select_columns(recent, found.columns), dtype=np.float64)
+            reference = _Reference(detectors.fit(rows), len(rows), lag1(rows))
+            base.update(
+                reference=f"the last {len(rows)} rows of predictor {window.predictor!r} before this window",
+                reference_rows=len(rows),
+            )
+        result = reference.detector.predict(x)  # type: ignore[attr-defined]
     except Exception as exc:  # a backend's own errors: reported, the monitor goes on
         return DriftVerdict(**base, verdict="error", is_drift=None, reason=f"{type(exc).__name__}: {exc}")
     names = found.feature_names
-    kind = str(getattr(found.detector, "kind", spec.test))
+    kind = str(getattr(reference.detector, "kind", spec.test))
     if kind != spec.test:  # the fallback detector, registered with its backend's default correction
         base.update(test=kind, correction="bonferroni")
+    is_drift, threshold, p_values = bool(result.is_drift), result.threshold, result.p_values
+    if spec.serial == "ar1" and result.threshold_on == "p_value" and base["test"].endswith("-ks"):
+        serial = ar1_test(
+            result.distances,
+            x,
+            reference.lag1 if reference.lag1 is not None else np.zeros(x.shape[1]),
+            reference.rows,
+            alpha=spec.alpha,
+            correction=base["correction"],
+        )
+        is_drift, threshold, p_values = serial.is_drift, serial.threshold, serial.p_values
+        base.update(
+            serial="ar1",
+            effective_rows={
+                n: round(float(e), 2) for n, e in zip(names, serial.effective_window, strict=False)
+            },
+            reference_effective_rows=None
+            if serial.effective_reference is None
+            else {n: round(float(e), 2) for n, e in zip(names, serial.effective_reference, strict=False)},
+        )
     return DriftVerdict(
         **base,
-        verdict="drift" if result.is_drift else "no_drift",
-        is_drift=bool(result.is_drift),
-        threshold=_finite(result.threshold),
+        verdict="drift" if is_drift else "no_drift",
+        is_drift=is_drift,
+        threshold=_finite(threshold),
         threshold_on=result.threshold_on,
-        p_values={n: _finite(p) for n, p in zip(names, result.p_values, strict=False)},
+        p_values={n: _finite(p) for n, p in zip(names, p_values, strict=False)},
         distances={n: _finite(d) for n, d in zip(names, result.distances, strict=False)},
     )
+
+
+@dataclass(frozen=True)
+class _Reference:
+    detector: object
+    rows: int | None  # None: unknown (a fallback detector): the window's size alone counts
+    lag1: np.ndarray | None

@@ -28,6 +28,7 @@ from driftloop_feedback.monitor.alarms import Alarm
 from driftloop_feedback.monitor.errors import MonitorStateSourceError
 from driftloop_feedback.monitor.metrics import MonitorMetrics
 from driftloop_feedback.monitor.pairing import CallPairer, UnusablePayload
+from driftloop_feedback.monitor.recent import RecentRows
 from driftloop_feedback.monitor.references import ReferenceSource, VersionDetectors
 from driftloop_feedback.monitor.settings import MonitorSettings
 from driftloop_feedback.monitor.state import StateFile
@@ -98,7 +99,9 @@ class DriftMonitor:
             settings.alpha,
             settings.min_rows,
             settings.outlier_test(),
+            settings.serial,
         )
+        self.recent = RecentRows(settings.recent_rows) if settings.reference == "recent" else None
         # DRIFTLOOP_STATE_STORE: <state_dir>/monitor.snapshot, or that key in the compacted state topic
         self.state = StateFile(
             state_dir, open_state_store(event_log, state_dir, f"monitor/{settings.group_id}")
@@ -152,6 +155,8 @@ class DriftMonitor:
             )
         self.pairer.restore(saved["pairer"])
         self.windows.restore(saved["windows"])
+        if self.recent is not None:
+            self.recent.restore(saved.get("recent"))
         self.next_offsets = dict(saved["offsets"])
         log.info(
             "monitor: state restored (%d open windows, %d rows, %d pending requests)",
@@ -197,7 +202,12 @@ class DriftMonitor:
         return judged
 
     def _emit(self, window: ClosedWindow) -> JudgedWindow:
-        verdict = judge(window, self.detectors, self.spec)
+        recent = (
+            None if self.recent is None else self.recent.reference(window.predictor, window.features.shape[1])
+        )
+        verdict = judge(window, self.detectors, self.spec, recent)
+        if self.recent is not None:
+            self.recent.add(window.predictor, window.features)
         self.producer.send(
             self.settings.drift_topic, verdict.to_json(), key=verdict.predictor.encode() or None
         )
@@ -246,6 +256,7 @@ class DriftMonitor:
                 "source": self.source.as_dict(),
                 "pairer": self.pairer.snapshot(),
                 "windows": self.windows.snapshot(),
+                "recent": None if self.recent is None else self.recent.snapshot(),
                 "offsets": offsets,
             }
         )
