@@ -55,7 +55,7 @@ import os
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -320,6 +320,8 @@ def run(
     evaluation = evaluate(table, plan)
     row_flags = outlier_flags(init.Z, init.start, s)
     dr_flags, alarm_flags, judged, drifted = monitor_flags(init.Z, init.start, init.inputs, s, row_flags)
+    series = replace(s, drift_serial="ar1", drift_reference="recent")
+    ts_flags = monitor_flags(init.Z, init.start, init.inputs, series, row_flags)[0]
     scored_times = times[init.start : len(table)]
     flags = {
         "outlier": alarm_flags,
@@ -327,6 +329,8 @@ def run(
         "either": alarm_flags | dr_flags,
         "outlier_rows": row_flags,
         "either_rows": row_flags | dr_flags,
+        "drift_ts": ts_flags,
+        "either_ts": alarm_flags | ts_flags,
     }
     tallies = {k: tally(f, scored_times, windows, REFRACTORY) for k, f in flags.items()}
     return Outcome(init.start, len(table) - init.start, evaluation, flags, tallies, judged, drifted)
@@ -620,7 +624,9 @@ def main() -> None:
         f"product defaults: outlier {s.outlier_kind} q={s.outlier_quantile} trim={s.outlier_trim}; "
         f"outlier-rate alarm binomial base rate {s.outlier_base_rate} alpha {s.outlier_alarm_alpha} per "
         f"window (critical {monitor.outlier_test().full_window_critical} of {s.window_rows} rows); "
-        f"drift {monitor.detector_kind} alpha={s.drift_alpha} {s.window_rows}-row windows",
+        f"drift {monitor.detector_kind} alpha={s.drift_alpha} {s.window_rows}-row windows; drift_ts / "
+        f"either_ts: the drift test with the settings for a time series (serial=ar1, reference=recent, "
+        f"recent_rows={s.recent_rows}; chosen after looking at these windows, see docs/benchmarks.md)",
     )
     print(
         "  sensitivity of the outlier-rate alarm (same per-row flags, only the alarm's settings move; "

@@ -136,10 +136,13 @@ def _offline(console: Console, data: Path, table: Any, plan: ReplayPlan) -> Any:
 
 
 def _live(console: Console, data: Path, table: Any, plan: ReplayPlan, options: dict[str, Any]) -> Any:
+    from driftloop.cli.demo_loop import topic_names
+    from driftloop.cli.replay_graph import check_monitor_settings, worker_settings
     from driftloop.cli.replay_live import LiveOptions, replay_live
     from driftloop.cli.train import quiet_third_party_logs
     from driftloop.settings import StateSettings
 
+    check_monitor_settings(worker_settings(topic_names("check"), "check", None))
     quiet_third_party_logs()
     home = StateSettings().resolved_home().absolute()
     live = LiveOptions(

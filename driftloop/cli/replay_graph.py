@@ -158,6 +158,15 @@ REPLAY_POLICY = {
 }
 
 
+# a replay's rows are one plant's time series in time order: KS p-values for serially dependent rows,
+# each window tested against the rows just before it, in the monitor's default 500-row windows (the
+# demo's 200 rows suit its 3-minute run); docs/drift-monitor.md, "Time series"
+REPLAY_MONITOR = {
+    "DRIFTLOOP_MONITOR_SERIAL": "ar1",
+    "DRIFTLOOP_MONITOR_REFERENCE": "recent",
+    "DRIFTLOOP_MONITOR_WINDOW_ROWS": "500",
+}
+
 # the drift monitor's settings a user may set in the replay's environment (DRIFTLOOP_MONITOR_<NAME>);
 # they win over the replay's own
 MONITOR_TUNABLES = (
@@ -177,13 +186,40 @@ MONITOR_TUNABLES = (
 )
 
 
+def check_monitor_settings(env: Mapping[str, str]) -> None:
+    """Refuse (``ReplayError``, naming the variable) monitor tunables in ``env`` the monitor would
+    refuse at its start, so a bad ``DRIFTLOOP_MONITOR_*`` stops the replay before anything runs."""
+    from driftloop_feedback.monitor.settings import MonitorSettings
+    from pydantic import ValidationError
+
+    from driftloop.replay.errors import ReplayError
+
+    values: dict[str, object] = {}
+    for name in MONITOR_TUNABLES:
+        key = f"DRIFTLOOP_MONITOR_{name}"
+        if key not in env:
+            continue
+        try:
+            values[name.lower()] = json.loads(env[key]) if name == "EXCLUDE_FEATURES" else env[key]
+        except json.JSONDecodeError:
+            raise ReplayError(f"{key}={env[key]!r} is not a JSON list, e.g. '[\"hour_sin\"]'") from None
+    try:
+        MonitorSettings.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        key = f"DRIFTLOOP_MONITOR_{where.upper()}" if where else "the drift monitor's settings"
+        shown = f"={env[key]!r}" if key in env else ""
+        raise ReplayError(f"{key}{shown}: {first['msg']}") from None
+
+
 def worker_settings(
     topics: dict[str, str], suffix: str, loss_bound: float | None, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The demo's worker settings, pointed at this deployment and model (the monitor reads the model
     node's requests: features and the outlier node's flags; the outlier-rate alarm's base rate is the
-    monitor's default, the trainer's); every feature watched for drift, with KS p-values for serially
-    dependent rows (``serial=ar1``: a replay's rows are a time series in time order); a regressor's
+    monitor's default, the trainer's); every feature watched for drift with ``REPLAY_MONITOR``'s settings
+    for a time series; a regressor's
     validation losses clipped at ``loss_bound`` (the training targets' range). The monitor's
     ``MONITOR_TUNABLES`` set in ``environ`` (default: this process's) win."""
     from driftloop.cli.demo_loop import worker_env
@@ -196,7 +232,7 @@ def worker_settings(
     env["DRIFTLOOP_MONITOR_OUTLIER_FLAG_TENSOR"] = OUTLIER_FLAG
     env["DRIFTLOOP_MONITOR_FALLBACK_DRIFT_MODEL"] = DRIFT_NAME
     env["DRIFTLOOP_MONITOR_EXCLUDE_FEATURES"] = "[]"
-    env["DRIFTLOOP_MONITOR_SERIAL"] = "ar1"
+    env.update(REPLAY_MONITOR)
     environ = os.environ if environ is None else environ
     for name in MONITOR_TUNABLES:
         key = f"DRIFTLOOP_MONITOR_{name}"

@@ -12,7 +12,14 @@ from click.testing import CliRunner
 from driftloop_graphs.spec import Deployment
 
 from driftloop.cli import cli
-from driftloop.cli.replay_graph import MODEL_NAME, NODE, OUTLIER_NODE, worker_settings, write_serving
+from driftloop.cli.replay_graph import (
+    MODEL_NAME,
+    NODE,
+    OUTLIER_NODE,
+    check_monitor_settings,
+    worker_settings,
+    write_serving,
+)
 from tests.replay.test_offline import drifting_plant
 
 
@@ -49,4 +56,43 @@ def test_a_live_replay_that_cannot_train_is_refused_before_anything_starts(
         cli, ["replay", str(data), "--target", "bearing_temp", "--train-fraction", "0.999"]
     )
     assert result.exit_code == 1 and "--train-fraction 0.999 leaves" in result.output, result.output
+    assert not (tmp_path / "home" / "replay").exists()  # no registry, no loop
+
+
+def test_the_replays_monitor_treats_rows_as_a_time_series_and_takes_the_users_tunables() -> None:
+    topics = {n: f"t.{n}" for n in ["request_log", "keyed_log", "feedback", "telemetry", "predictions",
+                                      "labelled", "drift", "rollouts"]}  # fmt: skip
+    assert worker_settings(topics, "x", None, environ={})["DRIFTLOOP_MONITOR_SERIAL"] == "ar1"
+    environ = {
+        "DRIFTLOOP_MONITOR_REFERENCE": "recent",
+        "DRIFTLOOP_MONITOR_WINDOW_ROWS": "500",
+        "DRIFTLOOP_MONITOR_SERIAL": "independent",
+        "DRIFTLOOP_MONITOR_DRIFT_TOPIC": "elsewhere",  # not a tunable: the replay's own topic stays
+    }
+    env = worker_settings(topics, "x", None, environ=environ)
+    assert env["DRIFTLOOP_MONITOR_REFERENCE"] == "recent" and env["DRIFTLOOP_MONITOR_WINDOW_ROWS"] == "500"
+    assert env["DRIFTLOOP_MONITOR_SERIAL"] == "independent"
+    assert env["DRIFTLOOP_MONITOR_DRIFT_TOPIC"] == "t.drift"
+    check_monitor_settings(env)  # a consistent set passes
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"DRIFTLOOP_MONITOR_REFERENCE": "bogus"}, "DRIFTLOOP_MONITOR_REFERENCE='bogus': Input should be"),
+        ({"DRIFTLOOP_MONITOR_WINDOW_ROWS": "many"}, "DRIFTLOOP_MONITOR_WINDOW_ROWS='many'"),
+        ({"DRIFTLOOP_MONITOR_TEST": "cvm"}, "serial=ar1 re-takes KS p-values only"),
+        ({"DRIFTLOOP_MONITOR_EXCLUDE_FEATURES": "a,b"}, "is not a JSON list"),
+    ],
+)
+def test_a_bad_monitor_setting_stops_the_replay_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "home"))
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    data = tmp_path / "plant.csv"
+    drifting_plant(40).drop(columns="state").to_csv(data, index=False)
+    result = CliRunner().invoke(cli, ["replay", str(data), "--target", "bearing_temp"])
+    assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "home" / "replay").exists()  # no registry, no loop
