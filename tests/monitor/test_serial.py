@@ -216,7 +216,7 @@ def test_decide_bonferroni_and_benjamini_hochberg_by_hand() -> None:
 def test_fdr_correction_reaches_the_ar1_decision() -> None:
     """alibi with correction=fdr: the ar1 decision and threshold are Benjamini-Hochberg's."""
     rows = ar1_rows(np.random.default_rng(7), REFERENCE_ROWS + WINDOW_ROWS)
-    rows[REFERENCE_ROWS:, 0] += 3.0 * stationary_sd()
+    rows[REFERENCE_ROWS:] += 3.0 * stationary_sd()  # every feature moves: BH's cutoff is 3 x alpha / 3
     v = judge(
         window(rows[REFERENCE_ROWS:]),
         detectors(rows[:REFERENCE_ROWS], "alibi-ks", "fdr"),
@@ -225,6 +225,7 @@ def test_fdr_correction_reaches_the_ar1_decision() -> None:
     assert (v.serial, v.correction, v.verdict) == ("ar1", "fdr", "drift")
     p = np.array([v.p_values[n] for n in ("x0", "x1", "x2")], dtype=np.float64)
     assert (True, v.threshold) == decide(p, ALPHA, "fdr")
+    assert v.threshold == pytest.approx(ALPHA)  # Bonferroni's would be ALPHA / 3
 
 
 def test_the_verdict_json_carries_serial_and_effective_rows() -> None:
