@@ -62,7 +62,9 @@ def test_a_live_replay_that_cannot_train_is_refused_before_anything_starts(
 def test_the_replays_monitor_treats_rows_as_a_time_series_and_takes_the_users_tunables() -> None:
     topics = {n: f"t.{n}" for n in ["request_log", "keyed_log", "feedback", "telemetry", "predictions",
                                       "labelled", "drift", "rollouts"]}  # fmt: skip
-    assert worker_settings(topics, "x", None, environ={})["DRIFTLOOP_MONITOR_SERIAL"] == "ar1"
+    own = worker_settings(topics, "x", None, environ={})
+    assert own["DRIFTLOOP_MONITOR_SERIAL"] == "ar1" and own["DRIFTLOOP_MONITOR_REFERENCE"] == "recent"
+    assert own["DRIFTLOOP_MONITOR_WINDOW_ROWS"] == "500"  # not the demo's 200
     environ = {
         "DRIFTLOOP_MONITOR_REFERENCE": "recent",
         "DRIFTLOOP_MONITOR_WINDOW_ROWS": "500",

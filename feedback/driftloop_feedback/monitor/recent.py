@@ -7,8 +7,8 @@ A process that wanders slowly (a machine's level moving over weeks) then raises 
 quickly, and a lasting change raises drift once, not in every window after it: its rows become the
 reference. Until a predictor has ``rows`` rows the version's reference judges its windows.
 
-Every closed window's rows are added after it is judged, whatever its verdict. The rows are part of the
-monitor's snapshot, so a restart keeps them.
+Every closed window's rows are added after it is judged, whatever its verdict but ``error`` (rows the
+detector could not take). The rows are part of the monitor's snapshot, so a restart keeps them.
 """
 
 from __future__ import annotations

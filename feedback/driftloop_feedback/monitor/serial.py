@@ -40,8 +40,9 @@ def lag1(x: np.ndarray) -> np.ndarray:
     centred = x - x.mean(axis=0)
     denominator = (centred**2).sum(axis=0)
     numerator = (centred[1:] * centred[:-1]).sum(axis=0)
+    constant = np.ptp(x, axis=0) == 0  # its centred values are rounding leftovers, not a series
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(denominator > 0, numerator / denominator, 0.0)
+        r = np.where((denominator > 0) & ~constant, numerator / denominator, 0.0)
     return np.clip(np.nan_to_num(r), 0.0, MAX_LAG1)
 
 

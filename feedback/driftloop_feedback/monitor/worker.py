@@ -206,7 +206,7 @@ class DriftMonitor:
             None if self.recent is None else self.recent.reference(window.predictor, window.features.shape[1])
         )
         verdict = judge(window, self.detectors, self.spec, recent)
-        if self.recent is not None:
+        if self.recent is not None and verdict.verdict != "error":  # rows the detector could not take
             self.recent.add(window.predictor, window.features)
         self.producer.send(
             self.settings.drift_topic, verdict.to_json(), key=verdict.predictor.encode() or None
