@@ -444,14 +444,23 @@ def run_live(
 
 
 def _side_by_side(library: dict[str, Tally] | None, live: dict[str, Tally | None]) -> None:
-    """One row per component; ``None`` (no library part, or no flags to test live): '-'."""
+    """One row per component; ``None`` (no library part, no flags to test live, or a setting the live
+    loop does not run): '-'. The live loop's drift test runs with the replay's time-series settings
+    (``replay_graph.REPLAY_MONITOR``), so its drift and either sit beside the library's ``_ts`` rows."""
     print(
-        f"    {'component':10s} {'library: detected, FA, FA/week':>34s}   "
+        f"    {'component':30s} {'library: detected, FA, FA/week':>34s}   "
         f"{'live loop: detected, FA, FA/week':>34s}"
     )
-    for name in ("outlier", "drift", "either"):
+    rows = [
+        ("outlier (outlier-rate alarm)", "outlier", "outlier"),
+        ("drift, product defaults", "drift", None),
+        ("either, product defaults", "either", None),
+        ("drift, time-series settings", "drift_ts", "drift"),
+        ("either, time-series settings", "either_ts", "either"),
+    ]
+    for label, in_library, in_live in rows:
         cells = []
-        for t in (library[name] if library else None, live[name]):
+        for t in (library.get(in_library) if library else None, live[in_live] if in_live else None):
             if t is None:
                 cells.append(f"{'-':>34s}")
                 continue
@@ -460,7 +469,7 @@ def _side_by_side(library: dict[str, Tally] | None, live: dict[str, Tally | None
             verdict = "met" if met else "NOT met"
             cell = f"{len(t.detected)}/4 ({which}), {t.false_alarms}, {t.per_week:.2f} {verdict}"
             cells.append(f"{cell:>34s}")
-        print(f"    {name:10s} {cells[0]}   {cells[1]}")
+        print(f"    {label:30s} {cells[0]}   {cells[1]}")
 
 
 def main_live(
