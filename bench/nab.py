@@ -67,7 +67,7 @@ from driftloop_feedback.monitor.pairing import ModelCall
 from driftloop_feedback.monitor.recent import RecentRows
 from driftloop_feedback.monitor.references import VersionDetectors
 from driftloop_feedback.monitor.settings import ALARM_TOPIC, MonitorSettings
-from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge
+from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge_and_keep
 from driftloop_feedback.monitor.windows import WindowBook
 
 from bench.replay_process import live_replay_report
@@ -275,11 +275,7 @@ def monitor_flags(
         )
         for window in book.add(call, now=0.0):
             judged += 1
-            rows = None if recent is None else recent.reference("nab", window.features.shape[1])
-            verdict = judge(window, detectors, spec, rows)
-            if recent is not None:
-                recent.add("nab", window.features)
-            if verdict.is_drift:
+            if judge_and_keep(window, detectors, spec, recent).is_drift:
                 drift[i - start] = True
                 drifted += 1
         if book.take_alarms():

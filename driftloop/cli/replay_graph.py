@@ -219,9 +219,8 @@ def worker_settings(
     """The demo's worker settings, pointed at this deployment and model (the monitor reads the model
     node's requests: features and the outlier node's flags; the outlier-rate alarm's base rate is the
     monitor's default, the trainer's); every feature watched for drift with ``REPLAY_MONITOR``'s settings
-    for a time series; a regressor's
-    validation losses clipped at ``loss_bound`` (the training targets' range). The monitor's
-    ``MONITOR_TUNABLES`` set in ``environ`` (default: this process's) win."""
+    for a time series; a regressor's validation losses clipped at ``loss_bound`` (the training targets'
+    range). The monitor's ``MONITOR_TUNABLES`` set in ``environ`` (default: this process's) win."""
     from driftloop.cli.demo_loop import worker_env
 
     env = worker_env(topics, suffix)

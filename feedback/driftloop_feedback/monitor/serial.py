@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-SERIAL_MODES = ("independent", "ar1")
 MAX_LAG1 = 0.99
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from driftloop_feedback.monitor.alarms import BINOMIAL, OutlierRateTest, binomial_p_value
+from driftloop_feedback.monitor.recent import RecentRows
 from driftloop_feedback.monitor.references import NoDetector, VersionDetectors, select_columns
 from driftloop_feedback.monitor.serial import ar1_test, lag1
 from driftloop_feedback.monitor.windows import ClosedWindow
@@ -173,6 +174,19 @@ def judge(
         p_values={n: _finite(p) for n, p in zip(names, p_values, strict=False)},
         distances={n: _finite(d) for n, d in zip(names, result.distances, strict=False)},
     )
+
+
+def judge_and_keep(
+    window: ClosedWindow, detectors: VersionDetectors, spec: TestSpec, recent: RecentRows | None
+) -> DriftVerdict:
+    """``judge`` against the predictor's recent rows when ``recent`` holds enough of them (else the
+    version's reference), then keep the window's rows there unless the verdict is ``error`` (rows the
+    detector could not take)."""
+    rows = None if recent is None else recent.reference(window.predictor, window.features.shape[1])
+    verdict = judge(window, detectors, spec, rows)
+    if recent is not None and verdict.verdict != "error":
+        recent.add(window.predictor, window.features)
+    return verdict
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from driftloop_feedback.monitor.recent import RecentRows
 from driftloop_feedback.monitor.references import ReferenceSource, VersionDetectors
 from driftloop_feedback.monitor.settings import MonitorSettings
 from driftloop_feedback.monitor.state import StateFile
-from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge
+from driftloop_feedback.monitor.verdict import DriftVerdict, TestSpec, judge_and_keep
 from driftloop_feedback.monitor.windows import ClosedWindow, WindowBook
 
 log = logging.getLogger(__name__)
@@ -202,12 +202,7 @@ class DriftMonitor:
         return judged
 
     def _emit(self, window: ClosedWindow) -> JudgedWindow:
-        recent = (
-            None if self.recent is None else self.recent.reference(window.predictor, window.features.shape[1])
-        )
-        verdict = judge(window, self.detectors, self.spec, recent)
-        if self.recent is not None and verdict.verdict != "error":  # rows the detector could not take
-            self.recent.add(window.predictor, window.features)
+        verdict = judge_and_keep(window, self.detectors, self.spec, self.recent)
         self.producer.send(
             self.settings.drift_topic, verdict.to_json(), key=verdict.predictor.encode() or None
         )
